@@ -1,0 +1,43 @@
+//! The cross-cutting concerns of every Tailor server, written once.
+//!
+//! The pattern's main risk is that each Backend for Frontend grows its own
+//! copy of authentication, request ids, deadlines, logging and error
+//! mapping. Here each concern is one module holding a tower `Layer`, usable
+//! alone; [`stack::server_stack`] composes them in the one documented order
+//! that every BFF and downstream service uses, and [`propagate::Outbound`]
+//! carries the call's context onto every downstream call.
+//!
+//! What is *not* here: anything about one client type's API. The partner
+//! BFF's key store, the web BFF's pages, the mobile BFF's shapes live in
+//! their own crates; this crate only defines the seams (for example
+//! [`auth::ApiKeyStore`]) they plug into.
+
+#![forbid(unsafe_code)]
+
+pub mod access_log;
+pub mod auth;
+pub mod context;
+pub mod deadline;
+pub mod error;
+pub mod fault;
+pub mod propagate;
+pub mod request_id;
+pub mod stack;
+
+pub use context::{CallContext, Identity};
+
+/// The request and response types every layer here works on: plain HTTP
+/// with tonic's body, so layers compose with tonic's routes directly.
+pub type HttpRequest = http::Request<tonic::body::Body>;
+/// See [`HttpRequest`].
+pub type HttpResponse = http::Response<tonic::body::Body>;
+
+/// A gRPC answer that carries only a status (a "trailers-only" response).
+pub fn status_response(status: tonic::Status) -> HttpResponse {
+    status.into_http()
+}
+
+/// The gRPC method of a request, `/package.Service/Method`.
+pub fn grpc_method<B>(request: &http::Request<B>) -> &str {
+    request.uri().path()
+}
