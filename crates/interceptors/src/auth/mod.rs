@@ -222,6 +222,15 @@ where
     }
 }
 
+/// The caller a handler acts for, as the auth layer established it;
+/// UNAUTHENTICATED when the method was reached without credentials.
+pub fn caller<T>(request: &tonic::Request<T>) -> Result<&Identity, Status> {
+    request
+        .extensions()
+        .get::<Identity>()
+        .ok_or_else(|| Status::unauthenticated("sign in to call this method"))
+}
+
 /// The credential in `authorization: Bearer <token>`, if any.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;

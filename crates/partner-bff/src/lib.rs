@@ -1,0 +1,53 @@
+//! The partner BFF: the API third-party integrators build against once and
+//! expect to stay put (`tailor.partner.v1` is frozen). Every call carries an
+//! API key; keys belong to a tenant, carry scopes and a plan, and are kept
+//! hashed in this BFF's own store ([`keys`]). A partner only ever sees its
+//! own orders. The catalogue comes as a resumable server stream.
+//!
+//! **Architecture invariant**: this crate holds the partner API, its key
+//! store and the mapping of screens into it. Key *verification* (hashing,
+//! constant-time comparison) is the shared `tailor-interceptors` auth layer;
+//! this crate only implements its [`tailor_interceptors::auth::ApiKeyStore`]
+//! seam. It knows nothing about JWTs, cookies or mobile shapes.
+
+#![forbid(unsafe_code)]
+
+mod feed;
+pub mod keys;
+mod partner;
+
+use std::sync::Arc;
+
+use tailor_interceptors::auth::{ApiKeyAuthenticator, AuthLayer, AuthPolicy};
+use tailor_proto::partner::v1::partner_service_server::PartnerServiceServer;
+use tailor_runtime::GrpcServer;
+use tailor_screens::Downstreams;
+
+pub use keys::{KeyStore, KeyStoreError, scopes};
+pub use partner::Partner;
+
+/// The name this BFF goes by in logs and downstream metadata.
+pub const NAME: &str = "partner-bff";
+
+const SERVICE: &str = "/tailor.partner.v1.PartnerService/";
+
+/// Which scope each method needs.
+pub fn auth_policy() -> AuthPolicy {
+    AuthPolicy::new()
+        .require_scope(format!("{SERVICE}StreamCatalogFeed"), scopes::CATALOG_READ)
+        .require_scope(
+            format!("{SERVICE}BatchGetAvailability"),
+            scopes::AVAILABILITY_READ,
+        )
+        .require_scope(format!("{SERVICE}PlaceOrder"), scopes::ORDERS_WRITE)
+        .require_scope(format!("{SERVICE}GetOrder"), scopes::ORDERS_READ)
+        .require_scope(format!("{SERVICE}ListOrders"), scopes::ORDERS_READ)
+}
+
+/// The partner BFF's server, ready to serve.
+pub fn build_server(downstreams: Downstreams, keys: KeyStore) -> GrpcServer {
+    let authenticator = ApiKeyAuthenticator::new(Arc::new(keys));
+    GrpcServer::new(NAME)
+        .add_service(PartnerServiceServer::new(Partner::new(downstreams)))
+        .with_auth(AuthLayer::new(Arc::new(authenticator), auth_policy()))
+}
