@@ -1,0 +1,421 @@
+//! Starting, watching and stopping the seven processes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// Flags of `tailor up`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct UpArgs {
+    /// Where every process keeps its data and log files.
+    #[arg(long, env = "TAILOR_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+
+    /// Products in the generated catalogue (used on first start only).
+    #[arg(long, default_value_t = 10_000)]
+    products: u32,
+
+    /// Milliseconds between two status changes of an order.
+    #[arg(long, default_value_t = 3_000)]
+    fulfilment_step_ms: u64,
+
+    /// Let every server pick a free port instead of the defaults.
+    #[arg(long)]
+    any_ports: bool,
+
+    /// Directory holding the server binaries.
+    #[arg(long, default_value_os_t = crate::default_bin_dir())]
+    bin_dir: PathBuf,
+
+    /// Seconds a server may take to report SERVING.
+    #[arg(long, default_value_t = 120)]
+    ready_timeout_secs: u64,
+
+    /// Servers log JSON instead of text.
+    #[arg(long)]
+    json_logs: bool,
+}
+
+/// One process of the stack.
+struct Spec {
+    name: &'static str,
+    binary: &'static str,
+    port: u16,
+    args: Vec<String>,
+}
+
+struct Running {
+    name: &'static str,
+    pid: Pid,
+    address: SocketAddr,
+}
+
+type Exits = mpsc::UnboundedSender<(&'static str, std::io::Result<ExitStatus>)>;
+
+async fn start(
+    spec: &Spec,
+    args: &UpArgs,
+    exits: &Exits,
+    ready_by: Instant,
+) -> Result<Running, String> {
+    let binary = args.bin_dir.join(spec.binary);
+    if !binary.exists() {
+        return Err(format!(
+            "{} not found; build the workspace first (cargo build --release --bins)",
+            binary.display()
+        ));
+    }
+    let port = if args.any_ports { 0 } else { spec.port };
+    let logs = args.data_dir.join("logs");
+    std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
+    let log_path = logs.join(format!("{}.log", spec.name));
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
+    let mut child = Command::new(&binary)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .arg("--log-format")
+        .arg(if args.json_logs { "json" } else { "text" })
+        .args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", binary.display()))?;
+    let pid = Pid::from_raw(child.id().ok_or("process exited at once")? as i32);
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+
+    let announced = tokio::time::timeout_at(ready_by.into(), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some((_, address)) = line.split_once(" listening on ") {
+                return address.trim().parse::<SocketAddr>().ok();
+            }
+        }
+        None
+    })
+    .await;
+    let address = match announced {
+        Ok(Some(address)) => address,
+        _ => {
+            let _ = child.start_kill();
+            return Err(format!(
+                "{} did not start; see {}",
+                spec.name,
+                log_path.display()
+            ));
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let exits = exits.clone();
+    let name = spec.name;
+    tokio::spawn(async move {
+        let status = child.wait().await;
+        let _ = exits.send((name, status));
+    });
+    Ok(Running { name, pid, address })
+}
+
+/// Polls `grpc.health.v1.Health/Check` for `""` until SERVING.
+async fn wait_serving(name: &str, address: SocketAddr, ready_by: Instant) -> Result<(), String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| e.to_string())?;
+    loop {
+        if let Ok(channel) = endpoint.connect().await {
+            let mut health = HealthClient::new(channel);
+            let answer = health
+                .check(HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await;
+            if answer.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > ready_by {
+            return Err(format!("{name} at {address} did not report SERVING in time"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn downstream_specs(args: &UpArgs) -> Vec<Spec> {
+    let products = args.products.to_string();
+    vec![
+        Spec {
+            name: "catalog",
+            binary: "tailor-catalog",
+            port: 50051,
+            args: vec!["--products".into(), products.clone()],
+        },
+        Spec {
+            name: "inventory",
+            binary: "tailor-inventory",
+            port: 50052,
+            args: vec!["--products".into(), products.clone()],
+        },
+        Spec {
+            name: "reviews",
+            binary: "tailor-reviews",
+            port: 50053,
+            args: vec!["--products".into(), products],
+        },
+        Spec {
+            name: "orders",
+            binary: "tailor-orders",
+            port: 50054,
+            args: vec![
+                "--fulfilment-step-ms".into(),
+                args.fulfilment_step_ms.to_string(),
+            ],
+        },
+    ]
+}
+
+fn bff_specs(downstreams: &HashMap<&str, SocketAddr>) -> Vec<Spec> {
+    let addrs: Vec<String> = ["catalog", "inventory", "reviews", "orders"]
+        .iter()
+        .flat_map(|name| {
+            [
+                format!("--{name}-addr"),
+                format!("http://{}", downstreams[name]),
+            ]
+        })
+        .collect();
+    vec![
+        Spec {
+            name: "web-bff",
+            binary: "tailor-web-bff",
+            port: 8081,
+            args: addrs.clone(),
+        },
+        Spec {
+            name: "mobile-bff",
+            binary: "tailor-mobile-bff",
+            port: 8082,
+            args: addrs.clone(),
+        },
+        Spec {
+            name: "partner-bff",
+            binary: "tailor-partner-bff",
+            port: 8083,
+            args: addrs,
+        },
+    ]
+}
+
+/// The development partner key, created on first start and kept in the
+/// data directory so the printed command keeps working across restarts.
+async fn partner_dev_key(args: &UpArgs) -> Result<String, String> {
+    let path = args.data_dir.join("partner-dev-key.txt");
+    if let Ok(key) = std::fs::read_to_string(&path)
+        && key.starts_with("tk_")
+    {
+        return Ok(key.trim().to_owned());
+    }
+    let output = Command::new(args.bin_dir.join("tailor-partner-bff"))
+        .args(["keys", "create", "--tenant", "demo", "--name", "development"])
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .output()
+        .await
+        .map_err(|e| format!("creating the development partner key: {e}"))?;
+    let key = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || !key.starts_with("tk_") {
+        return Err(format!(
+            "creating the development partner key failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    std::fs::write(&path, &key).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    Ok(key)
+}
+
+fn print_table(running: &[Running], partner_key: &str, data_dir: &Path, started: Duration) {
+    let tailor = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "tailor".into());
+    println!();
+    println!("Tailor is up: all {} servers SERVING in {:.1}s", running.len(), started.as_secs_f64());
+    println!();
+    println!("  {:<12} {:<22} role", "server", "address");
+    for server in running {
+        let role = if server.name.ends_with("-bff") {
+            "BFF"
+        } else {
+            "downstream"
+        };
+        println!("  {:<12} {:<22} {role}", server.name, server.address);
+    }
+    let at = |name: &str| {
+        running
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.address.to_string())
+            .unwrap_or_default()
+    };
+    let (web, mobile, partner) = (at("web-bff"), at("mobile-bff"), at("partner-bff"));
+    println!();
+    println!("Try them (reflection is on, no .proto files needed):");
+    println!();
+    println!("  # web BFF: a page of product cards");
+    println!(
+        "  grpcurl -plaintext -d '{{\"page_size\": 3, \"query\": \"mug\"}}' {web} tailor.web.v1.ShopService/ListProducts"
+    );
+    println!(
+        "  buf curl --protocol grpc --http2-prior-knowledge -d '{{\"product_id\": \"prod-000042\"}}' http://{web}/tailor.web.v1.ShopService/GetProductPage"
+    );
+    println!();
+    println!("  # mobile BFF: the same screens, trimmed");
+    println!(
+        "  grpcurl -plaintext -d '{{\"product_id\": \"prod-000042\", \"screen\": {{\"width_points\": 390, \"density\": 3}}}}' {mobile} tailor.mobile.v1.ShopService/GetProductPage"
+    );
+    println!(
+        "  buf curl --protocol grpc --http2-prior-knowledge -d '{{\"page_size\": 5}}' http://{mobile}/tailor.mobile.v1.ShopService/ListProducts"
+    );
+    println!();
+    println!("  # placing orders needs a signed-in user: a development token");
+    println!("  TOKEN=$({tailor} token --audience tailor-web --subject demo-user)");
+    println!(
+        "  grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"idempotency_key\": \"try-1\", \"lines\": [{{\"product_id\": \"prod-000042\", \"quantity\": 1}}]}}' {web} tailor.web.v1.ShopService/PlaceOrder"
+    );
+    println!();
+    println!("  # partner BFF: API key of the development tenant 'demo'");
+    println!(
+        "  grpcurl -plaintext -H 'x-api-key: {partner_key}' -d '{{\"product_ids\": [\"prod-000001\", \"prod-000002\"]}}' {partner} tailor.partner.v1.PartnerService/BatchGetAvailability"
+    );
+    println!(
+        "  buf curl --protocol grpc --http2-prior-knowledge -H 'x-api-key: {partner_key}' http://{partner}/tailor.partner.v1.PartnerService/StreamCatalogFeed"
+    );
+    println!();
+    println!("Logs: {}/logs/<server>.log   Stop: Ctrl-C", data_dir.display());
+    println!();
+}
+
+fn signal_all(running: &[Running], signal: Signal) {
+    for server in running {
+        let _ = kill(server.pid, signal);
+    }
+}
+
+/// Waits for `names` to exit, up to `limit`.
+async fn await_exits(
+    exits: &mut mpsc::UnboundedReceiver<(&'static str, std::io::Result<ExitStatus>)>,
+    mut pending: Vec<&'static str>,
+    limit: Duration,
+) -> Vec<&'static str> {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !pending.is_empty() {
+        match tokio::time::timeout_at(deadline, exits.recv()).await {
+            Ok(Some((name, _))) => pending.retain(|n| *n != name),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    pending
+}
+
+/// `tailor up`.
+pub async fn up(args: UpArgs) -> Result<(), String> {
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| format!("creating {}: {e}", args.data_dir.display()))?;
+    let began = Instant::now();
+    let ready_by = began + Duration::from_secs(args.ready_timeout_secs);
+    let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
+    let shutdown = tailor_runtime::shutdown::on_signal();
+
+    let mut running: Vec<Running> = Vec::new();
+    let mut result =
+        start_group(downstream_specs(&args), &args, &exit_tx, ready_by, &mut running).await;
+    if result.is_ok() {
+        let addresses: HashMap<&str, SocketAddr> =
+            running.iter().map(|r| (r.name, r.address)).collect();
+        result = start_group(bff_specs(&addresses), &args, &exit_tx, ready_by, &mut running).await;
+    }
+
+    if result.is_ok() {
+        match partner_dev_key(&args).await {
+            Ok(key) => print_table(&running, &key, &args.data_dir, began.elapsed()),
+            Err(error) => result = Err(error),
+        }
+    }
+
+    if result.is_ok() {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                Some((name, status)) = exit_rx.recv() => {
+                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                    eprintln!("tailor: {name} exited ({status}); the other servers keep running");
+                    running.retain(|r| r.name != name);
+                    if running.is_empty() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    // BFFs first, so no new calls reach the downstream services while
+    // they drain; then the downstream services.
+    eprintln!("tailor: stopping");
+    for tier in [true, false] {
+        let group: Vec<Running> = running
+            .iter()
+            .filter(|r| r.name.ends_with("-bff") == tier)
+            .map(|r| Running {
+                name: r.name,
+                pid: r.pid,
+                address: r.address,
+            })
+            .collect();
+        signal_all(&group, Signal::SIGTERM);
+        let names = group.iter().map(|r| r.name).collect();
+        let stuck = await_exits(&mut exit_rx, names, Duration::from_secs(15)).await;
+        let stuck: Vec<Running> = group.into_iter().filter(|r| stuck.contains(&r.name)).collect();
+        signal_all(&stuck, Signal::SIGKILL);
+    }
+    eprintln!("tailor: stopped");
+    result
+}
+
+/// Starts a group of servers at once (catalogue seeding runs in parallel)
+/// and waits until all are SERVING.
+/// Whatever started is added to `running`, even on failure, so it is
+/// stopped again.
+async fn start_group(
+    specs: Vec<Spec>,
+    args: &UpArgs,
+    exits: &Exits,
+    ready_by: Instant,
+    running: &mut Vec<Running>,
+) -> Result<(), String> {
+    let mut result = Ok(());
+    let first = running.len();
+    let starts = specs.iter().map(|spec| start(spec, args, exits, ready_by));
+    for outcome in futures_util::future::join_all(starts).await {
+        match outcome {
+            Ok(server) => running.push(server),
+            Err(error) => result = result.and(Err(error)),
+        }
+    }
+    let waits = running[first..]
+        .iter()
+        .map(|server| wait_serving(server.name, server.address, ready_by));
+    let outcomes = futures_util::future::join_all(waits).await;
+    result.and(outcomes.into_iter().collect())
+}
