@@ -1,0 +1,83 @@
+use std::path::PathBuf;
+use std::process::Command;
+
+use tailor_e2e::Stack;
+
+/// `buf` from the npm package `@bufbuild/buf`, installed by the test
+/// command (`npm ci --prefix tests`).
+fn buf() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/buf");
+    assert!(
+        path.exists(),
+        "{} is missing: run `npm ci --prefix tests` (the README's test command does)",
+        path.display()
+    );
+    path
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+#[test]
+fn proto_passes_buf_lint_standard() {
+    let output = Command::new(buf())
+        .arg("lint")
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "buf lint:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Calls a BFF with `buf curl`, which learns the schema through reflection
+/// alone, and returns the JSON answer.
+async fn buf_curl(url: String, body: &str, headers: &[String]) -> serde_json::Value {
+    let mut command = tokio::process::Command::new(buf());
+    command.args(["curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d", body]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let output = command.arg(&url).output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "buf curl {url}:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn buf_curl_gets_real_shop_data_from_every_bff_through_reflection() {
+    let stack = Stack::start().await;
+    let web = buf_curl(
+        format!("{}/tailor.web.v1.ShopService/ListProducts", stack.web.url()),
+        r#"{"page_size": 2}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(web["products"].as_array().unwrap().len(), 2);
+    assert!(web["products"][0]["price"]["display"].as_str().unwrap().starts_with('€'));
+
+    let mobile = buf_curl(
+        format!("{}/tailor.mobile.v1.ShopService/GetProductPage", stack.mobile.url()),
+        r#"{"product_id": "prod-000042", "screen": {"width_points": 390, "density": 3}}"#,
+        &[],
+    )
+    .await;
+    assert_eq!(mobile["id"], "prod-000042");
+    assert!(mobile["shortDescription"].as_str().unwrap().len() > 20);
+
+    let partner = buf_curl(
+        format!("{}/tailor.partner.v1.PartnerService/BatchGetAvailability", stack.partner.url()),
+        r#"{"product_ids": ["prod-000001"]}"#,
+        &[format!("x-api-key: {}", stack.partner_key)],
+    )
+    .await;
+    assert_eq!(partner["availabilities"][0]["productId"], "prod-000001");
+    assert_eq!(partner["availabilities"][0]["known"], true);
+}

@@ -1,0 +1,88 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tailor_e2e::{api_key, bin_dir, connect};
+use tailor_proto::partner::v1::BatchGetAvailabilityRequest;
+use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
+use tailor_proto::web::v1::ListProductsRequest;
+use tailor_proto::web::v1::shop_service_client::ShopServiceClient;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[tokio::test]
+async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut launcher = tokio::process::Command::new(bin_dir().join("tailor"))
+        .args(["up", "--any-ports", "--products", "300", "--bin-dir"])
+        .arg(bin_dir())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(launcher.stdout.take().unwrap()).lines();
+    let mut servers: Vec<(String, SocketAddr)> = Vec::new();
+    let mut partner_key = String::new();
+    let mut printed = String::new();
+    tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            printed.push_str(&line);
+            printed.push('\n');
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [name, address, _role] = words.as_slice()
+                && let Ok(address) = address.parse()
+            {
+                servers.push((name.to_string(), address));
+            }
+            if let Some(rest) = line.split("x-api-key: ").nth(1) {
+                partner_key = rest.split('\'').next().unwrap().to_owned();
+            }
+            if line.starts_with("Logs:") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the launcher printed its table");
+    assert!(printed.contains("all 7 servers SERVING"), "{printed}");
+    assert!(printed.contains("grpcurl -plaintext"), "{printed}");
+    assert!(printed.contains("buf curl"), "{printed}");
+    assert_eq!(servers.len(), 7, "{printed}");
+    let at = |name: &str| servers.iter().find(|(n, _)| n == name).unwrap().1;
+
+    let list = ShopServiceClient::new(connect(at("web-bff")).await)
+        .list_products(ListProductsRequest {
+            page_size: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.products.len(), 3);
+    assert!(partner_key.starts_with("tk_"), "{printed}");
+    let availability = PartnerServiceClient::new(connect(at("partner-bff")).await)
+        .batch_get_availability(api_key(
+            &partner_key,
+            BatchGetAvailabilityRequest {
+                product_ids: vec!["prod-000001".into()],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(availability.availabilities[0].known);
+
+    let pid = nix::unistd::Pid::from_raw(launcher.id().unwrap() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), launcher.wait())
+        .await
+        .expect("the launcher stopped")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    for (name, address) in servers {
+        assert!(
+            tokio::net::TcpStream::connect(address).await.is_err(),
+            "{name} still listens after the launcher stopped"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests: every BFF RPC, health, reflection, auth, deadlines,
+//! idempotency and failure behaviour, through real loopback sockets.
+
+mod auth;
+mod contracts;
+mod deadlines;
+mod health;
+mod launcher;
+mod mobile;
+mod orders;
+mod partner;
+mod reflection;
+mod resilience;
+mod web;

@@ -1,0 +1,117 @@
+use std::time::{Duration, Instant};
+
+use tailor_e2e::{Process, PRODUCTS};
+use tailor_proto::mobile::v1::shop_service_client::ShopServiceClient as MobileClient;
+use tailor_proto::web::v1::shop_service_client::ShopServiceClient as WebClient;
+use tailor_proto::{mobile, web};
+use tonic::Code;
+
+struct Processes {
+    catalog: Process,
+    reviews: Process,
+    web: Process,
+    mobile: Process,
+    _others: Vec<Process>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Processes {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let products = PRODUCTS.to_string();
+    let seeded = ["--data-dir", &data, "--products", &products];
+    let catalog = Process::start("tailor-catalog", &seeded).await;
+    let inventory = Process::start("tailor-inventory", &seeded).await;
+    let reviews = Process::start("tailor-reviews", &seeded).await;
+    let orders = Process::start("tailor-orders", &["--data-dir", &data]).await;
+    let (c, i, r, o) = (catalog.url(), inventory.url(), reviews.url(), orders.url());
+    let bff_args = [
+        "--data-dir",
+        &data,
+        "--catalog-addr",
+        &c,
+        "--inventory-addr",
+        &i,
+        "--reviews-addr",
+        &r,
+        "--orders-addr",
+        &o,
+    ];
+    let web = Process::start("tailor-web-bff", &bff_args).await;
+    let mobile = Process::start("tailor-mobile-bff", &bff_args).await;
+    Processes {
+        catalog,
+        reviews,
+        web,
+        mobile,
+        _others: vec![inventory, orders],
+        _dir: dir,
+    }
+}
+
+fn page_request() -> web::v1::GetProductPageRequest {
+    web::v1::GetProductPageRequest {
+        product_id: "prod-000042".into(),
+    }
+}
+
+#[tokio::test]
+async fn a_dead_optional_service_degrades_the_page_and_a_dead_required_one_fails_fast() {
+    let mut stack = start().await;
+    let mut web = WebClient::new(tailor_e2e::connect(stack.web.address).await);
+    let healthy = web.get_product_page(page_request()).await.unwrap().into_inner();
+    assert!(healthy.degraded_sections.is_empty());
+
+    stack.reviews.crash().await;
+    let partial = web.get_product_page(page_request()).await.unwrap().into_inner();
+    assert_eq!(partial.degraded_sections, vec!["reviews".to_owned()]);
+    assert!(partial.reviews.is_none());
+    assert!(partial.product.is_some() && partial.availability.is_some());
+    let list = web
+        .list_products(web::v1::ListProductsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(list.degraded_sections, vec!["ratings".to_owned()]);
+    assert!(list.products.iter().all(|c| c.rating.is_none()));
+
+    stack.catalog.crash().await;
+    let started = Instant::now();
+    let status = web.get_product_page(page_request()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert_eq!(status.message(), "catalog is unavailable", "no address, no transport error text");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_crashed_bff_does_not_touch_the_other_bffs() {
+    let mut stack = start().await;
+    stack.web.crash().await;
+    let mut mobile = MobileClient::new(tailor_e2e::connect(stack.mobile.address).await);
+    let page = mobile
+        .get_product_page(mobile::v1::GetProductPageRequest {
+            product_id: "prod-000042".into(),
+            screen: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.id, "prod-000042");
+    assert!(page.degraded_sections.is_empty());
+}
+
+#[tokio::test]
+async fn sigterm_drains_an_in_flight_stream_before_exiting() {
+    let mut stack = start().await;
+    let mut web = WebClient::new(tailor_e2e::connect(stack.web.address).await);
+    let call = tokio::spawn(async move { web.list_products(web::v1::ListProductsRequest { page_size: 100, ..Default::default() }).await });
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    stack.web.terminate();
+    let answer = call.await.unwrap();
+    assert!(answer.is_ok(), "the in-flight call finished: {answer:?}");
+    let exit = tokio::time::timeout(Duration::from_secs(10), stack.web.child.wait())
+        .await
+        .expect("exited after draining")
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+}

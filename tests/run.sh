@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every Tailor test on a fresh machine: installs the tools the tests
+# use, checks formatting and lints, builds the server binaries the
+# end-to-end tests start as processes, runs all tests, prints a summary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+started=$(date +%s)
+
+step "test tools: buf (npm @bufbuild/buf)"
+npm ci --prefix tests --no-audit --no-fund --loglevel=error
+
+step "formatting (cargo fmt --check)"
+cargo fmt --all -- --check
+
+step "lints (cargo clippy -D warnings)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "build the server binaries"
+cargo build --workspace --bins --quiet
+
+step "tests"
+log=$(mktemp)
+status=0
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast --failure-output final 2>&1 | tee "$log" || status=$?
+    passed=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+    failed=$(grep -oE '[0-9]+ failed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+else
+    cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+    passed=$(grep -oE 'test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+    failed=$(grep -oE '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+fi
+rm -f "$log"
+
+printf '\n== summary (%ss)\n' "$(( $(date +%s) - started ))"
+echo "tests: ${passed} passed, ${failed} failed"
+exit "$status"

@@ -1,0 +1,379 @@
+//! The harness of Tailor's end-to-end tests: the whole system on loopback
+//! sockets with free ports, each server in-process (the same
+//! `build_server` the binaries use) or as a real child process where a
+//! test must kill it.
+//!
+//! Nothing here is mocked: every call goes through a real socket, real
+//! HTTP/2, the shared interceptor stack and real SQLite files in a
+//! temporary directory.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tailor_interceptors::access_log::CallStats;
+use tailor_interceptors::auth::{Claims, JwtAuthenticator, JwtKey, mint_hs256};
+use tailor_runtime::{CancellationToken, GrpcServer, ServeOptions};
+use tailor_screens::{DownstreamArgs, Downstreams};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tonic::transport::Channel;
+
+/// The HS256 secret the test BFFs verify with.
+pub const SECRET: &[u8] = b"e2e-secret";
+/// Products in the test catalogue: small enough to seed in a blink,
+/// large enough for several pages everywhere.
+pub const PRODUCTS: u32 = 300;
+
+/// One in-process server on a free loopback port.
+pub struct Server {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// Its call counts.
+    pub stats: Arc<CallStats>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Serves `server` on `127.0.0.1:0`.
+    pub async fn start(server: GrpcServer, options: ServeOptions) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stats = server.stats();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(server.serve(listener, shutdown.clone(), options));
+        Server {
+            address,
+            stats,
+            shutdown,
+            task,
+        }
+    }
+
+    /// `http://address`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A connected channel.
+    pub async fn channel(&self) -> Channel {
+        connect(self.address).await
+    }
+
+    /// Begins a graceful shutdown, as SIGTERM would.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Shuts down gracefully and waits for the drain to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// A channel to `address`.
+pub async fn connect(address: SocketAddr) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// How to build a test stack.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// Time between order status changes.
+    pub fulfilment_step: Duration,
+    /// Chaos: delay added to every catalog call.
+    pub catalog_latency: Option<Duration>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            fulfilment_step: Duration::from_millis(60),
+            catalog_latency: None,
+        }
+    }
+}
+
+/// The four downstream services and the three BFFs.
+pub struct Stack {
+    /// Catalog.
+    pub catalog: Server,
+    /// Inventory.
+    pub inventory: Server,
+    /// Reviews.
+    pub reviews: Server,
+    /// Orders.
+    pub orders: Server,
+    /// Web BFF.
+    pub web: Server,
+    /// Mobile BFF.
+    pub mobile: Server,
+    /// Partner BFF.
+    pub partner: Server,
+    /// The partner BFF's key store.
+    pub keys: tailor_partner_bff::KeyStore,
+    /// A key of tenant `acme` with every scope.
+    pub partner_key: String,
+    /// Holds the SQLite files.
+    pub dir: tempfile::TempDir,
+}
+
+fn options(latency: Option<Duration>) -> ServeOptions {
+    ServeOptions {
+        drain_timeout: Duration::from_secs(5),
+        injected_latency: latency,
+    }
+}
+
+/// Downstream addresses as the BFFs take them.
+pub fn downstream_args(
+    catalog: &str,
+    inventory: &str,
+    reviews: &str,
+    orders: &str,
+) -> DownstreamArgs {
+    DownstreamArgs {
+        catalog_addr: catalog.to_owned(),
+        inventory_addr: inventory.to_owned(),
+        reviews_addr: reviews.to_owned(),
+        orders_addr: orders.to_owned(),
+    }
+}
+
+/// A JWT verifier like the BFF binaries build.
+pub fn verifier(audience: &str) -> JwtAuthenticator {
+    JwtAuthenticator::new(&JwtKey::Hs256(SECRET.to_vec()), audience, None).unwrap()
+}
+
+/// The three BFFs over the given downstream addresses.
+pub async fn start_bffs(
+    args: &DownstreamArgs,
+    keys: tailor_partner_bff::KeyStore,
+) -> (Server, Server, Server) {
+    let web = tailor_web_bff::build_server(
+        Downstreams::connect(args, tailor_web_bff::NAME).unwrap(),
+        verifier(tailor_web_bff::DEFAULT_AUDIENCE),
+    );
+    let mobile = tailor_mobile_bff::build_server(
+        Downstreams::connect(args, tailor_mobile_bff::NAME).unwrap(),
+        verifier(tailor_mobile_bff::DEFAULT_AUDIENCE),
+    );
+    let partner = tailor_partner_bff::build_server(
+        Downstreams::connect(args, tailor_partner_bff::NAME).unwrap(),
+        keys,
+    );
+    (
+        Server::start(web, options(None)).await,
+        Server::start(mobile, options(None)).await,
+        Server::start(partner, options(None)).await,
+    )
+}
+
+/// Every scope a partner key can have.
+pub fn all_scopes() -> Vec<String> {
+    tailor_partner_bff::scopes::ALL
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+impl Stack {
+    /// Starts everything with default options.
+    pub async fn start() -> Stack {
+        Self::start_with(StackOptions::default()).await
+    }
+
+    /// Starts everything.
+    pub async fn start_with(options_: StackOptions) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let db = |name: &str| dir.path().join(format!("{name}.db"));
+        let catalog = tailor_catalog::build_server(&tailor_catalog::CatalogConfig {
+            db_path: db("catalog"),
+            products: PRODUCTS,
+        })
+        .await
+        .unwrap();
+        let inventory = tailor_inventory::build_server(&tailor_inventory::InventoryConfig {
+            db_path: db("inventory"),
+            products: PRODUCTS,
+        })
+        .await
+        .unwrap();
+        let reviews = tailor_reviews::build_server(&tailor_reviews::ReviewsConfig {
+            db_path: db("reviews"),
+            products: PRODUCTS,
+        })
+        .await
+        .unwrap();
+        let orders_shutdown = CancellationToken::new();
+        let orders = tailor_orders::build_server(
+            &tailor_orders::OrdersConfig {
+                db_path: db("orders"),
+                fulfilment_step: options_.fulfilment_step,
+            },
+            orders_shutdown,
+        )
+        .await
+        .unwrap();
+        let catalog = Server::start(catalog, options(options_.catalog_latency)).await;
+        let inventory = Server::start(inventory, options(None)).await;
+        let reviews = Server::start(reviews, options(None)).await;
+        let orders = Server::start(orders, options(None)).await;
+
+        let keys = tailor_partner_bff::KeyStore::open(&db("partner")).unwrap();
+        let (key, _) = keys
+            .create("acme", "e2e", &all_scopes(), "standard")
+            .await
+            .unwrap();
+        let args = downstream_args(&catalog.url(), &inventory.url(), &reviews.url(), &orders.url());
+        let (web, mobile, partner) = start_bffs(&args, keys.clone()).await;
+        Stack {
+            catalog,
+            inventory,
+            reviews,
+            orders,
+            web,
+            mobile,
+            partner,
+            keys,
+            partner_key: key.token,
+            dir,
+        }
+    }
+
+    /// Every server with its name.
+    pub fn servers(&self) -> [(&'static str, &Server); 7] {
+        [
+            ("catalog", &self.catalog),
+            ("inventory", &self.inventory),
+            ("reviews", &self.reviews),
+            ("orders", &self.orders),
+            ("web-bff", &self.web),
+            ("mobile-bff", &self.mobile),
+            ("partner-bff", &self.partner),
+        ]
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Claims for `subject` and `audience`, valid for an hour.
+pub fn claims(subject: &str, audience: &str) -> Claims {
+    Claims {
+        sub: subject.to_owned(),
+        aud: audience.to_owned(),
+        exp: now() + 3600,
+        iat: now(),
+        iss: String::new(),
+        scope: String::new(),
+    }
+}
+
+/// A valid web token for `subject`.
+pub fn web_token(subject: &str) -> String {
+    mint_hs256(SECRET, &claims(subject, tailor_web_bff::DEFAULT_AUDIENCE))
+}
+
+/// A valid mobile token for `subject`.
+pub fn mobile_token(subject: &str) -> String {
+    mint_hs256(SECRET, &claims(subject, tailor_mobile_bff::DEFAULT_AUDIENCE))
+}
+
+/// `request` with `authorization: Bearer token`.
+pub fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    request
+}
+
+/// `request` with `x-api-key`.
+pub fn api_key<T>(key: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("x-api-key", key.parse().unwrap());
+    request
+}
+
+/// The directory cargo put the workspace's binaries in (next to the test
+/// executable's `deps/`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+/// A server binary running as its own process.
+pub struct Process {
+    /// Where it listens.
+    pub address: SocketAddr,
+    /// The child.
+    pub child: tokio::process::Child,
+}
+
+impl Process {
+    /// Starts `binary` with `args` on a free port and waits for its
+    /// "listening on" line.
+    pub async fn start(binary: &str, args: &[&str]) -> Process {
+        let path = bin_dir().join(binary);
+        assert!(
+            path.exists(),
+            "{} is missing: build the binaries first (cargo build --bins)",
+            path.display()
+        );
+        let mut child = tokio::process::Command::new(path)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let address = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some((_, address)) = line.split_once(" listening on ") {
+                    return address.trim().parse().unwrap();
+                }
+            }
+            panic!("{binary} exited before listening");
+        })
+        .await
+        .expect("server did not start in time");
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Process { address, child }
+    }
+
+    /// `http://address`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Sends SIGKILL: the process dies without draining, like a crash.
+    pub async fn crash(&mut self) {
+        self.child.start_kill().unwrap();
+        let _ = self.child.wait().await;
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+}
