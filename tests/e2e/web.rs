@@ -260,3 +260,27 @@ async fn orders_need_a_signed_in_user_and_a_valid_request() {
     assert_eq!(unknown.code(), Code::NotFound);
     assert!(unknown.message().contains("prod-999999"));
 }
+
+#[tokio::test]
+async fn the_product_page_calls_its_five_downstreams_in_parallel() {
+    // Every downstream call takes at least 150 ms: five in a row would take
+    // 750 ms, in parallel the page takes about one of them.
+    let slow = std::time::Duration::from_millis(150);
+    let stack = Stack::start_with(tailor_e2e::StackOptions {
+        catalog_latency: Some(slow),
+        stock_and_reviews_latency: Some(slow),
+        ..Default::default()
+    })
+    .await;
+    let mut web = ShopServiceClient::new(stack.web.channel().await);
+    let request = || GetProductPageRequest {
+        product_id: "prod-000042".into(),
+    };
+    web.get_product_page(request()).await.unwrap();
+    let started = std::time::Instant::now();
+    let page = web.get_product_page(request()).await.unwrap().into_inner();
+    let took = started.elapsed();
+    assert!(page.degraded_sections.is_empty());
+    assert!(took >= slow, "{took:?}");
+    assert!(took < slow * 3, "the page took {took:?}: its downstream calls ran in sequence");
+}

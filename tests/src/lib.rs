@@ -92,6 +92,8 @@ pub struct StackOptions {
     pub fulfilment_step: Duration,
     /// Chaos: delay added to every catalog call.
     pub catalog_latency: Option<Duration>,
+    /// Chaos: delay added to every inventory and reviews call.
+    pub stock_and_reviews_latency: Option<Duration>,
 }
 
 impl Default for StackOptions {
@@ -99,6 +101,7 @@ impl Default for StackOptions {
         Self {
             fulfilment_step: Duration::from_millis(60),
             catalog_latency: None,
+            stock_and_reviews_latency: None,
         }
     }
 }
@@ -225,8 +228,9 @@ impl Stack {
         .await
         .unwrap();
         let catalog = Server::start(catalog, options(options_.catalog_latency)).await;
-        let inventory = Server::start(inventory, options(None)).await;
-        let reviews = Server::start(reviews, options(None)).await;
+        let slow = options_.stock_and_reviews_latency;
+        let inventory = Server::start(inventory, options(slow)).await;
+        let reviews = Server::start(reviews, options(slow)).await;
         let orders = Server::start(orders, options(None)).await;
 
         let keys = tailor_partner_bff::KeyStore::open(&db("partner")).unwrap();
