@@ -18,3 +18,32 @@ pub mod shutdown;
 
 pub use server::{GrpcServer, ServeOptions};
 pub use tokio_util::sync::CancellationToken;
+
+/// The body of every server binary's `main`: logging, build, bind, serve
+/// until SIGTERM/SIGINT; a failure is one line on stderr and exit code 1.
+pub async fn serve_main<E: std::fmt::Display>(
+    binary: &str,
+    listen: std::net::SocketAddr,
+    args: &cli::ServerArgs,
+    build: impl std::future::Future<Output = Result<GrpcServer, E>>,
+) -> std::process::ExitCode {
+    args.init_logging();
+    let shutdown = shutdown::on_signal();
+    let run = async {
+        let server = build.await.map_err(|e| e.to_string())?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("binding {listen}: {e}"))?;
+        server
+            .serve(listener, shutdown, args.serve_options())
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match run.await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{binary}: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The catalog's storage interface and its SQLite implementation.
+
+use std::future::Future;
+use std::path::Path;
+use std::time::Instant;
+
+use prost::Message;
+use tailor_proto::catalog::v1::{Category, Product};
+use tailor_storage::rusqlite::{OptionalExtension, params, params_from_iter};
+use tailor_storage::{PageToken, SqlitePool, SqlitePoolOptions, StorageError};
+
+/// Filters of a product listing.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only this category ("" for all).
+    pub category_id: String,
+    /// Lower-case words that must all appear in title, brand or tags.
+    pub words: Vec<String>,
+    /// Only products updated at or after (seconds since the epoch).
+    pub updated_since: Option<i64>,
+    /// Page size, already validated.
+    pub page_size: usize,
+    /// The request's page token.
+    pub page_token: String,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct ProductPage {
+    /// Products ordered by id.
+    pub products: Vec<Product>,
+    /// Token of the next page, empty on the last.
+    pub next_page_token: String,
+    /// Matches across all pages.
+    pub total_size: i32,
+}
+
+/// What the catalog handlers need from a store.
+pub trait CatalogStore: Send + Sync + 'static {
+    /// The products among `ids` that exist, in no particular order.
+    fn products(&self, ids: Vec<String>) -> impl Future<Output = Result<Vec<Product>, StorageError>> + Send;
+    /// A page of a filtered listing.
+    fn list(&self, filter: ListFilter) -> impl Future<Output = Result<ProductPage, StorageError>> + Send;
+    /// Products of the same category closest in price; `None` for an unknown product.
+    fn related(
+        &self,
+        id: String,
+        limit: usize,
+    ) -> impl Future<Output = Result<Option<Vec<Product>>, StorageError>> + Send;
+    /// Every category with its product count.
+    fn categories(&self) -> impl Future<Output = Result<Vec<Category>, StorageError>> + Send;
+}
+
+/// [`CatalogStore`] over SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteCatalogStore {
+    pool: SqlitePool,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS categories (id TEXT PRIMARY KEY, name TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS products (
+    id          TEXT PRIMARY KEY,
+    category_id TEXT NOT NULL REFERENCES categories (id),
+    search      TEXT NOT NULL,
+    price       INTEGER NOT NULL,
+    update_time INTEGER NOT NULL,
+    message     BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS products_by_category ON products (category_id, id);
+CREATE INDEX IF NOT EXISTS products_by_price ON products (category_id, price);
+";
+
+fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Product> {
+    Product::decode(bytes.as_slice()).map_err(|e| {
+        tailor_storage::rusqlite::Error::FromSqlConversionFailure(
+            0,
+            tailor_storage::rusqlite::types::Type::Blob,
+            Box::new(e),
+        )
+    })
+}
+
+fn search_text(product: &Product) -> String {
+    format!("{} {} {}", product.title, product.brand, product.tags.join(" ")).to_lowercase()
+}
+
+impl SqliteCatalogStore {
+    /// Opens the store, seeding `products` generated products when empty.
+    pub async fn open(path: &Path, products: u32) -> Result<Self, StorageError> {
+        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), |conn| {
+            conn.execute_batch(SCHEMA)?;
+            Ok(())
+        })?;
+        let started = Instant::now();
+        let seeded = pool
+            .write(move |conn| {
+                let existing: i64 = conn.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))?;
+                if existing > 0 {
+                    return Ok(false);
+                }
+                let tx = conn.transaction()?;
+                {
+                    let mut category = tx.prepare("INSERT OR IGNORE INTO categories (id, name) VALUES (?1, ?2)")?;
+                    for c in tailor_seed::categories() {
+                        category.execute(params![c.id, c.name])?;
+                    }
+                    let mut insert = tx.prepare(
+                        "INSERT INTO products (id, category_id, search, price, update_time, message)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )?;
+                    for index in 1..=products {
+                        let p = tailor_seed::product(index);
+                        insert.execute(params![
+                            p.id,
+                            p.category_id,
+                            search_text(&p),
+                            p.price.as_ref().map_or(0, |m| m.amount_minor),
+                            p.update_time.map_or(0, |t| t.seconds),
+                            p.encode_to_vec()
+                        ])?;
+                    }
+                }
+                tx.commit()?;
+                Ok(true)
+            })
+            .await?;
+        if seeded {
+            tracing::info!(products, seconds = started.elapsed().as_secs_f64(), "seeded the catalogue");
+        }
+        Ok(Self { pool })
+    }
+}
+
+impl CatalogStore for SqliteCatalogStore {
+    async fn products(&self, ids: Vec<String>) -> Result<Vec<Product>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.pool
+            .read(move |conn| {
+                let marks = vec!["?"; ids.len()].join(",");
+                let mut statement =
+                    conn.prepare(&format!("SELECT message FROM products WHERE id IN ({marks})"))?;
+                let rows = statement.query_map(params_from_iter(ids.iter()), |r| decode(r.get(0)?))?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<ProductPage, StorageError> {
+        let since = filter.updated_since.map(|s| s.to_string()).unwrap_or_default();
+        let mut parts = vec![filter.category_id.as_str(), since.as_str()];
+        parts.extend(filter.words.iter().map(String::as_str));
+        let fingerprint = PageToken::fingerprint(&parts);
+        let after = PageToken::decode(&filter.page_token, fingerprint)?.map(|t| t.after);
+        self.pool
+            .read(move |conn| {
+                let mut conditions = vec!["(?1 = '' OR category_id = ?1)".to_owned(), "update_time >= ?2".to_owned()];
+                let mut values: Vec<String> = vec![filter.category_id.clone(), filter.updated_since.unwrap_or(i64::MIN).to_string()];
+                for word in &filter.words {
+                    values.push(format!("%{}%", word.replace(['%', '_'], "")));
+                    conditions.push(format!("search LIKE ?{}", values.len()));
+                }
+                let filters = conditions.join(" AND ");
+                let total: i64 = conn.query_row(
+                    &format!("SELECT COUNT(*) FROM products WHERE {filters}"),
+                    params_from_iter(values.iter()),
+                    |r| r.get(0),
+                )?;
+                values.push(after.unwrap_or_default());
+                let after_mark = values.len();
+                let sql = format!(
+                    "SELECT id, message FROM products WHERE {filters} AND id > ?{after_mark} ORDER BY id LIMIT {}",
+                    filter.page_size + 1
+                );
+                let mut statement = conn.prepare(&sql)?;
+                let mut products = statement
+                    .query_map(params_from_iter(values.iter()), |r| decode(r.get(1)?))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next_page_token = if products.len() > filter.page_size {
+                    products.truncate(filter.page_size);
+                    PageToken {
+                        query: fingerprint,
+                        after: products.last().map(|p| p.id.clone()).unwrap_or_default(),
+                    }
+                    .encode()
+                } else {
+                    String::new()
+                };
+                Ok(ProductPage {
+                    products,
+                    next_page_token,
+                    total_size: total as i32,
+                })
+            })
+            .await
+    }
+
+    async fn related(&self, id: String, limit: usize) -> Result<Option<Vec<Product>>, StorageError> {
+        self.pool
+            .read(move |conn| {
+                let Some((category, price)) = conn
+                    .query_row(
+                        "SELECT category_id, price FROM products WHERE id = ?1",
+                        params![id],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                    )
+                    .optional()?
+                else {
+                    return Ok(None);
+                };
+                let mut statement = conn.prepare(
+                    "SELECT message FROM products WHERE category_id = ?1 AND id <> ?2
+                     ORDER BY ABS(price - ?3), id LIMIT ?4",
+                )?;
+                let rows = statement.query_map(params![category, id, price, limit as i64], |r| decode(r.get(0)?))?;
+                Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))
+            })
+            .await
+    }
+
+    async fn categories(&self) -> Result<Vec<Category>, StorageError> {
+        self.pool
+            .read(|conn| {
+                let mut statement = conn.prepare(
+                    "SELECT c.id, c.name, COUNT(p.id) FROM categories c
+                     LEFT JOIN products p ON p.category_id = c.id GROUP BY c.id ORDER BY c.name",
+                )?;
+                let rows = statement.query_map([], |r| {
+                    Ok(Category {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        product_count: r.get(2)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await
+    }
+}

@@ -1,0 +1,35 @@
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tailor_runtime::cli::ServerArgs;
+
+/// The inventory service.
+#[derive(Debug, Parser)]
+#[command(name = "tailor-inventory", version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "TAILOR_INVENTORY_LISTEN", default_value = "127.0.0.1:50052")]
+    listen: SocketAddr,
+    /// Products to stock on first start.
+    #[arg(long, env = "TAILOR_INVENTORY_PRODUCTS", default_value_t = 10_000)]
+    products: u32,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = tailor_inventory::InventoryConfig {
+        db_path: args.server.data_dir.join("inventory.db"),
+        products: args.products,
+    };
+    tailor_runtime::serve_main(
+        "tailor-inventory",
+        args.listen,
+        &args.server,
+        tailor_inventory::build_server(&config),
+    )
+    .await
+}

@@ -1,0 +1,210 @@
+//! The inventory's storage interface and its SQLite implementation.
+
+use std::future::Future;
+use std::path::Path;
+
+use prost::Message;
+use tailor_proto::inventory::v1::{ProductStock, Reservation, ReservationLine, ReservedLine, WarehouseStock};
+use tailor_storage::rusqlite::{OptionalExtension, params, params_from_iter};
+use tailor_storage::{SqlitePool, SqlitePoolOptions, StorageError};
+
+/// The result of a reservation attempt.
+#[derive(Debug, Clone)]
+pub enum ReserveOutcome {
+    /// Held (or found held already, `true`).
+    Reserved(Reservation, bool),
+    /// No warehouse holds enough of this product.
+    Insufficient(String),
+}
+
+/// What the inventory handlers need from a store.
+pub trait InventoryStore: Send + Sync + 'static {
+    /// Stock of the products among `ids` that exist.
+    fn stock(&self, ids: Vec<String>) -> impl Future<Output = Result<Vec<ProductStock>, StorageError>> + Send;
+    /// Holds stock for `lines`, all or nothing, idempotent on `reservation_id`.
+    fn reserve(
+        &self,
+        reservation_id: String,
+        lines: Vec<ReservationLine>,
+    ) -> impl Future<Output = Result<ReserveOutcome, StorageError>> + Send;
+}
+
+/// [`InventoryStore`] over SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteInventoryStore {
+    pool: SqlitePool,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS stock (
+    product_id     TEXT NOT NULL,
+    warehouse_id   TEXT NOT NULL,
+    warehouse_name TEXT NOT NULL,
+    ship_days      INTEGER NOT NULL,
+    on_hand        INTEGER NOT NULL,
+    reserved       INTEGER NOT NULL DEFAULT 0 CHECK (reserved <= on_hand),
+    PRIMARY KEY (product_id, warehouse_id)
+);
+CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, message BLOB NOT NULL);
+";
+
+impl SqliteInventoryStore {
+    /// Opens the store, stocking `products` generated products when empty.
+    pub async fn open(path: &Path, products: u32) -> Result<Self, StorageError> {
+        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), |conn| {
+            conn.execute_batch(SCHEMA)?;
+            Ok(())
+        })?;
+        pool.write(move |conn| {
+            let existing: i64 = conn.query_row("SELECT COUNT(*) FROM stock", [], |r| r.get(0))?;
+            if existing > 0 {
+                return Ok(());
+            }
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO stock (product_id, warehouse_id, warehouse_name, ship_days, on_hand)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for index in 1..=products {
+                    let id = tailor_seed::product_id(index);
+                    for w in tailor_seed::stock(index) {
+                        insert.execute(params![id, w.warehouse_id, w.warehouse_name, w.ship_days, w.on_hand])?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        Ok(Self { pool })
+    }
+}
+
+impl InventoryStore for SqliteInventoryStore {
+    async fn stock(&self, ids: Vec<String>) -> Result<Vec<ProductStock>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.pool
+            .read(move |conn| {
+                let marks = vec!["?"; ids.len()].join(",");
+                let mut statement = conn.prepare(&format!(
+                    "SELECT product_id, warehouse_id, warehouse_name, ship_days, on_hand, reserved
+                     FROM stock WHERE product_id IN ({marks}) ORDER BY product_id, ship_days"
+                ))?;
+                let rows = statement.query_map(params_from_iter(ids.iter()), |r| {
+                    let on_hand: i32 = r.get(4)?;
+                    let reserved: i32 = r.get(5)?;
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        WarehouseStock {
+                            warehouse_id: r.get(1)?,
+                            warehouse_name: r.get(2)?,
+                            ship_days: r.get(3)?,
+                            on_hand,
+                            reserved,
+                            available: on_hand - reserved,
+                        },
+                    ))
+                })?;
+                let mut stocks: Vec<ProductStock> = Vec::new();
+                for row in rows {
+                    let (product_id, warehouse) = row?;
+                    match stocks.last_mut() {
+                        Some(last) if last.product_id == product_id => {
+                            last.total_available += warehouse.available;
+                            last.warehouses.push(warehouse);
+                        }
+                        _ => stocks.push(ProductStock {
+                            product_id,
+                            total_available: warehouse.available,
+                            warehouses: vec![warehouse],
+                        }),
+                    }
+                }
+                Ok(stocks)
+            })
+            .await
+    }
+
+    async fn reserve(&self, reservation_id: String, lines: Vec<ReservationLine>) -> Result<ReserveOutcome, StorageError> {
+        self.pool
+            .write(move |conn| {
+                let tx = conn.transaction()?;
+                let existing: Option<Vec<u8>> = tx
+                    .query_row("SELECT message FROM reservations WHERE id = ?1", params![reservation_id], |r| r.get(0))
+                    .optional()?;
+                if let Some(bytes) = existing {
+                    let reservation = Reservation::decode(bytes.as_slice()).map_err(|e| StorageError::Task(e.to_string()))?;
+                    return Ok(ReserveOutcome::Reserved(reservation, true));
+                }
+                let mut held = Vec::new();
+                for line in &lines {
+                    let warehouse: Option<String> = tx
+                        .query_row(
+                            "SELECT warehouse_id FROM stock WHERE product_id = ?1 AND on_hand - reserved >= ?2
+                             ORDER BY on_hand - reserved DESC LIMIT 1",
+                            params![line.product_id, line.quantity],
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    let Some(warehouse_id) = warehouse else {
+                        // Dropping the transaction rolls back what was held so far.
+                        return Ok(ReserveOutcome::Insufficient(line.product_id.clone()));
+                    };
+                    tx.execute(
+                        "UPDATE stock SET reserved = reserved + ?3 WHERE product_id = ?1 AND warehouse_id = ?2",
+                        params![line.product_id, warehouse_id, line.quantity],
+                    )?;
+                    held.push(ReservedLine {
+                        product_id: line.product_id.clone(),
+                        quantity: line.quantity,
+                        warehouse_id,
+                    });
+                }
+                let reservation = Reservation { reservation_id: reservation_id.clone(), lines: held };
+                tx.execute(
+                    "INSERT INTO reservations (id, message) VALUES (?1, ?2)",
+                    params![reservation_id, reservation.encode_to_vec()],
+                )?;
+                tx.commit()?;
+                Ok(ReserveOutcome::Reserved(reservation, false))
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn concurrent_retries_of_one_reservation_hold_stock_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteInventoryStore::open(&dir.path().join("inventory.db"), 50).await.unwrap();
+        let index = (1..=50).find(|i| tailor_seed::stock(*i).iter().any(|w| w.on_hand >= 5)).unwrap();
+        let id = tailor_seed::product_id(index);
+        let before = store.stock(vec![id.clone()]).await.unwrap()[0].total_available;
+        let line = ReservationLine { product_id: id.clone(), quantity: 5 };
+        let attempts: Vec<_> = (0..20)
+            .map(|_| {
+                let (store, line) = (store.clone(), line.clone());
+                tokio::spawn(async move { store.reserve("rsv-1".into(), vec![line]).await.unwrap() })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for attempt in attempts {
+            outcomes.push(attempt.await.unwrap());
+        }
+        let fresh = outcomes.iter().filter(|o| matches!(o, ReserveOutcome::Reserved(_, false))).count();
+        assert_eq!(fresh, 1);
+        let after = store.stock(vec![id.clone()]).await.unwrap()[0].total_available;
+        assert_eq!(before - after, 5);
+        let too_much = store
+            .reserve("rsv-2".into(), vec![ReservationLine { product_id: id, quantity: 100_000 }])
+            .await
+            .unwrap();
+        assert!(matches!(too_much, ReserveOutcome::Insufficient(_)));
+    }
+}

@@ -1,0 +1,188 @@
+//! The reviews' storage interface and its SQLite implementation.
+
+use std::future::Future;
+use std::path::Path;
+
+use prost::Message;
+use tailor_proto::reviews::v1::{Review, ReviewSummary};
+use tailor_storage::rusqlite::{params, params_from_iter};
+use tailor_storage::{PageToken, SqlitePool, SqlitePoolOptions, StorageError};
+
+/// What the reviews handlers need from a store.
+pub trait ReviewsStore: Send + Sync + 'static {
+    /// A page of a product's reviews, newest first, and the next page token.
+    fn list(
+        &self,
+        product_id: String,
+        page_size: usize,
+        page_token: String,
+    ) -> impl Future<Output = Result<(Vec<Review>, String), StorageError>> + Send;
+    /// Summaries of the products among `ids` that have reviews.
+    fn summaries(&self, ids: Vec<String>) -> impl Future<Output = Result<Vec<ReviewSummary>, StorageError>> + Send;
+}
+
+/// [`ReviewsStore`] over SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteReviewsStore {
+    pool: SqlitePool,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS reviews (
+    id          TEXT PRIMARY KEY,
+    product_id  TEXT NOT NULL,
+    rating      INTEGER NOT NULL CHECK (rating BETWEEN 1 AND 5),
+    create_time INTEGER NOT NULL,
+    message     BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_newest ON reviews (product_id, create_time DESC, id DESC);
+";
+
+fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Review> {
+    Review::decode(bytes.as_slice()).map_err(|e| {
+        tailor_storage::rusqlite::Error::FromSqlConversionFailure(0, tailor_storage::rusqlite::types::Type::Blob, Box::new(e))
+    })
+}
+
+impl SqliteReviewsStore {
+    /// Opens the store, seeding the generated reviews when empty.
+    pub async fn open(path: &Path, products: u32) -> Result<Self, StorageError> {
+        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), |conn| {
+            conn.execute_batch(SCHEMA)?;
+            Ok(())
+        })?;
+        pool.write(move |conn| {
+            let existing: i64 = conn.query_row("SELECT COUNT(*) FROM reviews", [], |r| r.get(0))?;
+            if existing > 0 {
+                return Ok(());
+            }
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO reviews (id, product_id, rating, create_time, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for index in 1..=products {
+                    for r in tailor_seed::reviews(index) {
+                        let time = r.create_time.map_or(0, |t| t.seconds);
+                        insert.execute(params![r.id, r.product_id, r.rating, time, r.encode_to_vec()])?;
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await?;
+        Ok(Self { pool })
+    }
+}
+
+impl ReviewsStore for SqliteReviewsStore {
+    async fn list(&self, product_id: String, page_size: usize, page_token: String) -> Result<(Vec<Review>, String), StorageError> {
+        let fingerprint = PageToken::fingerprint(&[&product_id]);
+        // Position: "<create_time>:<id>" of the last review returned.
+        let after = PageToken::decode(&page_token, fingerprint)?.map(|t| t.after);
+        let (time, id) = match &after {
+            Some(after) => {
+                let (time, id) = after.split_once(':').ok_or(StorageError::InvalidPageToken)?;
+                (time.parse::<i64>().map_err(|_| StorageError::InvalidPageToken)?, id.to_owned())
+            }
+            None => (i64::MAX, String::new()),
+        };
+        self.pool
+            .read(move |conn| {
+                let mut statement = conn.prepare(
+                    "SELECT create_time, id, message FROM reviews WHERE product_id = ?1
+                     AND (create_time < ?2 OR (create_time = ?2 AND id < ?3) OR ?3 = '')
+                     AND create_time <= ?2
+                     ORDER BY create_time DESC, id DESC LIMIT ?4",
+                )?;
+                let rows = statement.query_map(params![product_id, time, id, (page_size + 1) as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, decode(r.get(2)?)?))
+                })?;
+                let mut rows = rows.collect::<Result<Vec<_>, _>>()?;
+                let next = if rows.len() > page_size {
+                    rows.truncate(page_size);
+                    let (time, id, _) = rows.last().expect("a full page");
+                    PageToken { query: fingerprint, after: format!("{time}:{id}") }.encode()
+                } else {
+                    String::new()
+                };
+                Ok((rows.into_iter().map(|(_, _, r)| r).collect(), next))
+            })
+            .await
+    }
+
+    async fn summaries(&self, ids: Vec<String>) -> Result<Vec<ReviewSummary>, StorageError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.pool
+            .read(move |conn| {
+                let marks = vec!["?"; ids.len()].join(",");
+                let mut statement = conn.prepare(&format!(
+                    "SELECT product_id, rating, COUNT(*) FROM reviews WHERE product_id IN ({marks})
+                     GROUP BY product_id, rating ORDER BY product_id"
+                ))?;
+                let rows = statement.query_map(params_from_iter(ids.iter()), |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i32>(1)?, r.get::<_, i32>(2)?))
+                })?;
+                let mut summaries: Vec<ReviewSummary> = Vec::new();
+                for row in rows {
+                    let (product_id, rating, count) = row?;
+                    if summaries.last().is_none_or(|s| s.product_id != product_id) {
+                        summaries.push(ReviewSummary {
+                            product_id,
+                            review_count: 0,
+                            average_rating: 0.0,
+                            rating_histogram: vec![0; 5],
+                        });
+                    }
+                    let summary = summaries.last_mut().expect("just pushed");
+                    summary.rating_histogram[(rating - 1) as usize] = count;
+                    summary.review_count += count;
+                }
+                for s in &mut summaries {
+                    let stars: i32 = s.rating_histogram.iter().enumerate().map(|(i, c)| (i as i32 + 1) * c).sum();
+                    s.average_rating = f64::from(stars) / f64::from(s.review_count);
+                }
+                Ok(summaries)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn pages_through_every_review_newest_first_and_summarises_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteReviewsStore::open(&dir.path().join("reviews.db"), 100).await.unwrap();
+        let index = (1..=100).max_by_key(|i| tailor_seed::reviews(*i).len()).unwrap();
+        let id = tailor_seed::product_id(index);
+        let expected = tailor_seed::reviews(index);
+        let (mut seen, mut token, mut last) = (HashSet::new(), String::new(), i64::MAX);
+        loop {
+            let (page, next) = store.list(id.clone(), 3, token).await.unwrap();
+            for r in page {
+                let t = r.create_time.unwrap().seconds;
+                assert!(t <= last);
+                last = t;
+                assert!(seen.insert(r.id));
+            }
+            if next.is_empty() {
+                break;
+            }
+            token = next;
+        }
+        assert_eq!(seen.len(), expected.len());
+        let summary = store.summaries(vec![id]).await.unwrap().remove(0);
+        assert_eq!(summary.review_count as usize, expected.len());
+        let mean = expected.iter().map(|r| r.rating as f64).sum::<f64>() / expected.len() as f64;
+        assert!((summary.average_rating - mean).abs() < 1e-9);
+        assert!(store.list("x".into(), 3, "bogus".into()).await.is_err());
+    }
+}
