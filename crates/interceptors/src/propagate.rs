@@ -149,6 +149,11 @@ where
         Box::pin(async move {
             let deadline = tokio::time::Instant::from_std(deadline.0);
             match tokio::time::timeout_at(deadline, response).await {
+                // The channel's own timer (it honours `grpc-timeout` too) may
+                // fire first and call the expiry CANCELLED; it is the deadline.
+                Ok(Err(_)) if tokio::time::Instant::now() >= deadline => {
+                    Ok(status_response(expired_downstream()))
+                }
                 Ok(result) => result,
                 Err(_elapsed) => Ok(status_response(expired_downstream())),
             }

@@ -229,9 +229,9 @@ async fn partner_dev_key(args: &UpArgs) -> Result<String, String> {
         return Ok(key.trim().to_owned());
     }
     let output = Command::new(args.bin_dir.join("tailor-partner-bff"))
-        .args(["keys", "create", "--tenant", "demo", "--name", "development"])
         .arg("--data-dir")
         .arg(&args.data_dir)
+        .args(["keys", "create", "--tenant", "demo", "--name", "development"])
         .output()
         .await
         .map_err(|e| format!("creating the development partner key: {e}"))?;

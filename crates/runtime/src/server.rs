@@ -132,6 +132,9 @@ impl GrpcServer {
     ) -> (GrpcService, Vec<&'static str>, HealthReporter) {
         let v1 = self
             .reflection()
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
             .build_v1()
             .expect("the embedded descriptor sets are valid");
         let v1alpha = self
