@@ -8,7 +8,10 @@ fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..=chunk.len() {
             out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }
@@ -28,9 +31,15 @@ async fn every_kind_of_bad_token_is_unauthenticated() {
     let alg_none = format!("{}.{payload}.", base64url(br#"{"alg":"none","typ":"JWT"}"#));
     let cases = [
         ("alg none", alg_none),
-        ("bad signature", mint_hs256(b"someone-elses-secret", &claims("erin", "tailor-web"))),
+        (
+            "bad signature",
+            mint_hs256(b"someone-elses-secret", &claims("erin", "tailor-web")),
+        ),
         ("expired", mint_hs256(SECRET, &expired_claims)),
-        ("wrong audience", mint_hs256(SECRET, &claims("erin", "tailor-mobile"))),
+        (
+            "wrong audience",
+            mint_hs256(SECRET, &claims("erin", "tailor-mobile")),
+        ),
         ("garbage", "not.a.jwt".to_owned()),
     ];
     for (what, token) in cases {
@@ -44,7 +53,11 @@ async fn every_kind_of_bad_token_is_unauthenticated() {
                     .await
                     .unwrap_err()
             };
-            assert_eq!(status.code(), Code::Unauthenticated, "{what} (protected: {protected})");
+            assert_eq!(
+                status.code(),
+                Code::Unauthenticated,
+                "{what} (protected: {protected})"
+            );
         }
     }
     // The good token passes the auth layer (and fails later, on the empty order).
@@ -67,18 +80,29 @@ async fn request_ids_are_kept_or_minted_and_returned() {
         .metadata_mut()
         .insert("x-request-id", "checkout-7f3a".parse().unwrap());
     let response = web.list_products(request).await.unwrap();
-    assert_eq!(response.metadata().get("x-request-id").unwrap(), "checkout-7f3a");
+    assert_eq!(
+        response.metadata().get("x-request-id").unwrap(),
+        "checkout-7f3a"
+    );
 
     let response = web
         .list_products(ListProductsRequest::default())
         .await
         .unwrap();
-    let minted = response.metadata().get("x-request-id").unwrap().to_str().unwrap();
+    let minted = response
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap();
     assert_eq!(minted.len(), 32);
 
     let status = web
         .place_order(PlaceOrderRequest::default())
         .await
         .unwrap_err();
-    assert!(status.metadata().get("x-request-id").is_some(), "errors carry the id too");
+    assert!(
+        status.metadata().get("x-request-id").is_some(),
+        "errors carry the id too"
+    );
 }

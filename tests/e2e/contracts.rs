@@ -16,7 +16,10 @@ fn buf() -> PathBuf {
 }
 
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 #[test]
@@ -38,7 +41,14 @@ fn proto_passes_buf_lint_standard() {
 /// alone, and returns the JSON answer.
 async fn buf_curl(url: String, body: &str, headers: &[String]) -> serde_json::Value {
     let mut command = tokio::process::Command::new(buf());
-    command.args(["curl", "--protocol", "grpc", "--http2-prior-knowledge", "-d", body]);
+    command.args([
+        "curl",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        "-d",
+        body,
+    ]);
     for header in headers {
         command.args(["-H", header]);
     }
@@ -61,10 +71,18 @@ async fn buf_curl_gets_real_shop_data_from_every_bff_through_reflection() {
     )
     .await;
     assert_eq!(web["products"].as_array().unwrap().len(), 2);
-    assert!(web["products"][0]["price"]["display"].as_str().unwrap().starts_with('€'));
+    assert!(
+        web["products"][0]["price"]["display"]
+            .as_str()
+            .unwrap()
+            .starts_with('€')
+    );
 
     let mobile = buf_curl(
-        format!("{}/tailor.mobile.v1.ShopService/GetProductPage", stack.mobile.url()),
+        format!(
+            "{}/tailor.mobile.v1.ShopService/GetProductPage",
+            stack.mobile.url()
+        ),
         r#"{"product_id": "prod-000042", "screen": {"width_points": 390, "density": 3}}"#,
         &[],
     )
@@ -73,7 +91,10 @@ async fn buf_curl_gets_real_shop_data_from_every_bff_through_reflection() {
     assert!(mobile["shortDescription"].as_str().unwrap().len() > 20);
 
     let partner = buf_curl(
-        format!("{}/tailor.partner.v1.PartnerService/BatchGetAvailability", stack.partner.url()),
+        format!(
+            "{}/tailor.partner.v1.PartnerService/BatchGetAvailability",
+            stack.partner.url()
+        ),
         r#"{"product_ids": ["prod-000001"]}"#,
         &[format!("x-api-key: {}", stack.partner_key)],
     )

@@ -36,8 +36,14 @@ async fn a_caller_deadline_caps_the_downstream_call_and_cancels_it() {
     .await;
     let took = started.elapsed();
     assert_eq!(code, Code::DeadlineExceeded as i32, "{message}");
-    assert!(took < Duration::from_millis(400), "answered after {took:?}, not about 50 ms");
-    assert!(took >= Duration::from_millis(45), "answered before the deadline: {took:?}");
+    assert!(
+        took < Duration::from_millis(400),
+        "answered after {took:?}, not about 50 ms"
+    );
+    assert!(
+        took >= Duration::from_millis(45),
+        "answered before the deadline: {took:?}"
+    );
 
     // The catalog call made for it was abandoned, not left running.
     let deadline = Instant::now() + Duration::from_secs(2);
@@ -47,7 +53,10 @@ async fn a_caller_deadline_caps_the_downstream_call_and_cancels_it() {
         if ended_early >= 1 && now.succeeded == before.succeeded {
             break;
         }
-        assert!(Instant::now() < deadline, "the catalog call was not cancelled: {before:?} -> {now:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the catalog call was not cancelled: {before:?} -> {now:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

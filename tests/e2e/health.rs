@@ -62,6 +62,10 @@ async fn watch_reports_not_serving_when_a_server_begins_to_drain() {
         let next = tokio::time::timeout(Duration::from_secs(5), watch.next())
             .await
             .unwrap_or_else(|_| panic!("{name}: no health change while draining"));
-        assert_eq!(next.unwrap().unwrap().status(), ServingStatus::NotServing, "{name}");
+        assert_eq!(
+            next.unwrap().unwrap().status(),
+            ServingStatus::NotServing,
+            "{name}"
+        );
     }
 }

@@ -58,7 +58,11 @@ async fn product_screen_is_trimmed_for_a_phone() {
     assert!(page.short_description.chars().count() <= 300);
     assert!(!page.image_url.is_empty());
     assert!(page.top_reviews.len() <= 3);
-    assert!(page.top_reviews.iter().all(|r| r.text.chars().count() <= 200));
+    assert!(
+        page.top_reviews
+            .iter()
+            .all(|r| r.text.chars().count() <= 200)
+    );
     assert_ne!(page.stock(), StockState::Unspecified);
     assert!(!page.related.is_empty());
     assert!(page.degraded_sections.is_empty());
@@ -102,7 +106,11 @@ async fn an_order_placed_twice_after_a_lost_response_is_one_order() {
         .map(|u| u.unwrap().status())
         .collect()
         .await;
-    assert_eq!(statuses.last(), Some(&OrderStatus::Delivered), "{statuses:?}");
+    assert_eq!(
+        statuses.last(),
+        Some(&OrderStatus::Delivered),
+        "{statuses:?}"
+    );
 
     let web_token_on_mobile = mobile
         .place_order(bearer(&web_token("dana"), request()))

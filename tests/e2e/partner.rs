@@ -23,8 +23,14 @@ async fn the_feed_streams_the_whole_catalogue_and_resumes_from_a_cursor() {
         .collect()
         .await;
     assert_eq!(all.len(), tailor_e2e::PRODUCTS as usize);
-    let ids: Vec<&str> = all.iter().map(|m| m.product.as_ref().unwrap().id.as_str()).collect();
-    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ordered by id, each once");
+    let ids: Vec<&str> = all
+        .iter()
+        .map(|m| m.product.as_ref().unwrap().id.as_str())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ordered by id, each once"
+    );
     let first = all[0].product.as_ref().unwrap();
     assert!(!first.image_urls.is_empty() && first.price_minor > 0);
 
@@ -67,7 +73,11 @@ async fn the_feed_streams_the_whole_catalogue_and_resumes_from_a_cursor() {
 async fn availability_answers_per_requested_id() {
     let stack = Stack::start().await;
     let mut partner = PartnerServiceClient::new(stack.partner.channel().await);
-    let ids = vec!["prod-000001".to_owned(), "prod-999999".to_owned(), "prod-000300".to_owned()];
+    let ids = vec![
+        "prod-000001".to_owned(),
+        "prod-999999".to_owned(),
+        "prod-000300".to_owned(),
+    ];
     let answer = partner
         .batch_get_availability(api_key(
             &stack.partner_key,
@@ -78,7 +88,11 @@ async fn availability_answers_per_requested_id() {
         .await
         .unwrap()
         .into_inner();
-    let got: Vec<&str> = answer.availabilities.iter().map(|a| a.product_id.as_str()).collect();
+    let got: Vec<&str> = answer
+        .availabilities
+        .iter()
+        .map(|a| a.product_id.as_str())
+        .collect();
     assert_eq!(got, ids);
     assert!(answer.availabilities[0].known);
     assert!(!answer.availabilities[1].known);
@@ -123,11 +137,19 @@ async fn partners_see_only_their_own_orders() {
         .into_inner()
         .order
         .unwrap();
-    assert!(order.lines[0].unit_price_minor > 0, "the price is the catalogue's");
+    assert!(
+        order.lines[0].unit_price_minor > 0,
+        "the price is the catalogue's"
+    );
     assert_eq!(order.total_minor, order.lines[0].unit_price_minor * 5);
 
     let own = partner
-        .get_order(api_key(acme, GetOrderRequest { order_id: order.id.clone() }))
+        .get_order(api_key(
+            acme,
+            GetOrderRequest {
+                order_id: order.id.clone(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -142,7 +164,12 @@ async fn partners_see_only_their_own_orders() {
     assert_eq!(listed.orders.len(), 1);
 
     let foreign = partner
-        .get_order(api_key(&globex.token, GetOrderRequest { order_id: order.id.clone() }))
+        .get_order(api_key(
+            &globex.token,
+            GetOrderRequest {
+                order_id: order.id.clone(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(foreign.code(), Code::NotFound);
@@ -175,7 +202,12 @@ async fn keys_are_checked_for_existence_revocation_and_scope() {
 
     let (reader, info) = stack
         .keys
-        .create("initech", "catalogue only", &["catalog.read".into()], "standard")
+        .create(
+            "initech",
+            "catalogue only",
+            &["catalog.read".into()],
+            "standard",
+        )
         .await
         .unwrap();
     let denied = partner

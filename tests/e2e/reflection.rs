@@ -20,7 +20,13 @@ async fn ask_v1(
         .await
         .unwrap()
         .into_inner();
-    answers.message().await.unwrap().unwrap().message_response.unwrap()
+    answers
+        .message()
+        .await
+        .unwrap()
+        .unwrap()
+        .message_response
+        .unwrap()
 }
 
 fn files(answer: v1::server_reflection_response::MessageResponse) -> Vec<FileDescriptorProto> {
@@ -58,12 +64,21 @@ async fn walk(channel: Channel, expected_service: &str) {
     .into_iter()
     .map(str::to_owned)
     .collect();
-    assert_eq!(services, expected, "a BFF advertises exactly what it serves");
+    assert_eq!(
+        services, expected,
+        "a BFF advertises exactly what it serves"
+    );
 
     let mut known: HashMap<String, FileDescriptorProto> = HashMap::new();
     let mut queue: VecDeque<String> = VecDeque::new();
     for service in &services {
-        for file in files(ask_v1(&mut client, MessageRequest::FileContainingSymbol(service.clone())).await) {
+        for file in files(
+            ask_v1(
+                &mut client,
+                MessageRequest::FileContainingSymbol(service.clone()),
+            )
+            .await,
+        ) {
             queue.extend(file.dependency.iter().cloned());
             known.insert(file.name().to_owned(), file);
         }
@@ -72,8 +87,12 @@ async fn walk(channel: Channel, expected_service: &str) {
         if known.contains_key(&name) {
             continue;
         }
-        let fetched = files(ask_v1(&mut client, MessageRequest::FileByFilename(name.clone())).await);
-        assert!(fetched.iter().any(|f| f.name() == name), "{name} resolvable by name");
+        let fetched =
+            files(ask_v1(&mut client, MessageRequest::FileByFilename(name.clone())).await);
+        assert!(
+            fetched.iter().any(|f| f.name() == name),
+            "{name} resolvable by name"
+        );
         for file in fetched {
             queue.extend(file.dependency.iter().cloned());
             known.insert(file.name().to_owned(), file);
@@ -81,7 +100,11 @@ async fn walk(channel: Channel, expected_service: &str) {
     }
     for file in known.values() {
         for dependency in &file.dependency {
-            assert!(known.contains_key(dependency), "{} imports unresolvable {dependency}", file.name());
+            assert!(
+                known.contains_key(dependency),
+                "{} imports unresolvable {dependency}",
+                file.name()
+            );
         }
     }
     let (package, name) = expected_service.rsplit_once('.').unwrap();
@@ -119,6 +142,14 @@ async fn every_bff_can_be_explored_and_called_through_reflection_alone() {
     let stack = Stack::start().await;
     walk(stack.web.channel().await, "tailor.web.v1.ShopService").await;
     walk(stack.mobile.channel().await, "tailor.mobile.v1.ShopService").await;
-    walk(stack.partner.channel().await, "tailor.partner.v1.PartnerService").await;
-    walk(stack.catalog.channel().await, "tailor.catalog.v1.CatalogService").await;
+    walk(
+        stack.partner.channel().await,
+        "tailor.partner.v1.PartnerService",
+    )
+    .await;
+    walk(
+        stack.catalog.channel().await,
+        "tailor.catalog.v1.CatalogService",
+    )
+    .await;
 }

@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant};
 
-use tailor_e2e::{Process, PRODUCTS};
+use tailor_e2e::{PRODUCTS, Process};
 use tailor_proto::mobile::v1::shop_service_client::ShopServiceClient as MobileClient;
 use tailor_proto::web::v1::shop_service_client::ShopServiceClient as WebClient;
 use tailor_proto::{mobile, web};
@@ -59,11 +59,19 @@ fn page_request() -> web::v1::GetProductPageRequest {
 async fn a_dead_optional_service_degrades_the_page_and_a_dead_required_one_fails_fast() {
     let mut stack = start().await;
     let mut web = WebClient::new(tailor_e2e::connect(stack.web.address).await);
-    let healthy = web.get_product_page(page_request()).await.unwrap().into_inner();
+    let healthy = web
+        .get_product_page(page_request())
+        .await
+        .unwrap()
+        .into_inner();
     assert!(healthy.degraded_sections.is_empty());
 
     stack.reviews.crash().await;
-    let partial = web.get_product_page(page_request()).await.unwrap().into_inner();
+    let partial = web
+        .get_product_page(page_request())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(partial.degraded_sections, vec!["reviews".to_owned()]);
     assert!(partial.reviews.is_none());
     assert!(partial.product.is_some() && partial.availability.is_some());
@@ -79,8 +87,16 @@ async fn a_dead_optional_service_degrades_the_page_and_a_dead_required_one_fails
     let started = Instant::now();
     let status = web.get_product_page(page_request()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable);
-    assert_eq!(status.message(), "catalog is unavailable", "no address, no transport error text");
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert_eq!(
+        status.message(),
+        "catalog is unavailable",
+        "no address, no transport error text"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -104,7 +120,13 @@ async fn a_crashed_bff_does_not_touch_the_other_bffs() {
 async fn sigterm_drains_an_in_flight_stream_before_exiting() {
     let mut stack = start().await;
     let mut web = WebClient::new(tailor_e2e::connect(stack.web.address).await);
-    let call = tokio::spawn(async move { web.list_products(web::v1::ListProductsRequest { page_size: 100, ..Default::default() }).await });
+    let call = tokio::spawn(async move {
+        web.list_products(web::v1::ListProductsRequest {
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+    });
     tokio::time::sleep(Duration::from_millis(5)).await;
     stack.web.terminate();
     let answer = call.await.unwrap();

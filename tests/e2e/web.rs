@@ -37,7 +37,10 @@ async fn product_list_pages_through_the_whole_catalogue_with_rich_cards() {
             let sources = &card.picture.as_ref().unwrap().sources;
             assert!(sources.len() >= 3, "every size for srcset");
             assert!(sources.windows(2).all(|w| w[0].width < w[1].width));
-            assert!(card.rating.is_some(), "ratings come from the reviews service");
+            assert!(
+                card.rating.is_some(),
+                "ratings come from the reviews service"
+            );
             assert!(card.available_units.is_some(), "stock comes from inventory");
         }
         token = page.next_page_token;
@@ -178,7 +181,16 @@ async fn a_signed_in_user_places_an_order_and_watches_it_to_delivery() {
     let sum: i64 = order
         .lines
         .iter()
-        .map(|l| l.unit_price.as_ref().unwrap().amount.as_ref().unwrap().amount_minor * l.quantity as i64)
+        .map(|l| {
+            l.unit_price
+                .as_ref()
+                .unwrap()
+                .amount
+                .as_ref()
+                .unwrap()
+                .amount_minor
+                * l.quantity as i64
+        })
         .sum();
     assert_eq!(total.amount_minor, sum);
 
@@ -213,10 +225,17 @@ async fn a_signed_in_user_places_an_order_and_watches_it_to_delivery() {
     assert_eq!(statuses.last(), Some(&OrderStatus::Delivered));
 
     let bob = web
-        .watch_order(bearer(&web_token("bob"), WatchOrderRequest { order_id: order.id }))
+        .watch_order(bearer(
+            &web_token("bob"),
+            WatchOrderRequest { order_id: order.id },
+        ))
         .await
         .unwrap_err();
-    assert_eq!(bob.code(), Code::NotFound, "another user's order does not exist for bob");
+    assert_eq!(
+        bob.code(),
+        Code::NotFound,
+        "another user's order does not exist for bob"
+    );
 }
 
 #[tokio::test]
@@ -282,5 +301,8 @@ async fn the_product_page_calls_its_five_downstreams_in_parallel() {
     let took = started.elapsed();
     assert!(page.degraded_sections.is_empty());
     assert!(took >= slow, "{took:?}");
-    assert!(took < slow * 3, "the page took {took:?}: its downstream calls ran in sequence");
+    assert!(
+        took < slow * 3,
+        "the page took {took:?}: its downstream calls ran in sequence"
+    );
 }

@@ -238,7 +238,12 @@ impl Stack {
             .create("acme", "e2e", &all_scopes(), "standard")
             .await
             .unwrap();
-        let args = downstream_args(&catalog.url(), &inventory.url(), &reviews.url(), &orders.url());
+        let args = downstream_args(
+            &catalog.url(),
+            &inventory.url(),
+            &reviews.url(),
+            &orders.url(),
+        );
         let (web, mobile, partner) = start_bffs(&args, keys.clone()).await;
         Stack {
             catalog,
@@ -294,7 +299,10 @@ pub fn web_token(subject: &str) -> String {
 
 /// A valid mobile token for `subject`.
 pub fn mobile_token(subject: &str) -> String {
-    mint_hs256(SECRET, &claims(subject, tailor_mobile_bff::DEFAULT_AUDIENCE))
+    mint_hs256(
+        SECRET,
+        &claims(subject, tailor_mobile_bff::DEFAULT_AUDIENCE),
+    )
 }
 
 /// `request` with `authorization: Bearer token`.

@@ -101,7 +101,10 @@ async fn run(args: Args) -> Result<(), String> {
         }
     }
     let (direct, page) = (summarize(direct), summarize(page));
-    println!("sequential calls, {} measured each, one client", args.requests);
+    println!(
+        "sequential calls, {} measured each, one client",
+        args.requests
+    );
     println!("{:<44} {:>12} {:>12} {:>12}", "target", "p50", "p90", "p99");
     println!(
         "{:<44} {:>12} {:>12} {:>12}",

@@ -30,7 +30,9 @@ impl<S> Catalog<S> {
 
 fn size(requested: i32, default: i32, max: i32, field: &str) -> Result<usize, CatalogError> {
     match requested {
-        n if n < 0 => Err(CatalogError::InvalidArgument(format!("{field} must not be negative"))),
+        n if n < 0 => Err(CatalogError::InvalidArgument(format!(
+            "{field} must not be negative"
+        ))),
         0 => Ok(default as usize),
         n => Ok(n.min(max) as usize),
     }
@@ -53,7 +55,9 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
             .map_err(CatalogError::from)?
             .pop()
             .ok_or(CatalogError::NotFound(id))?;
-        Ok(Response::new(GetProductResponse { product: Some(product) }))
+        Ok(Response::new(GetProductResponse {
+            product: Some(product),
+        }))
     }
 
     async fn batch_get_products(
@@ -62,19 +66,30 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
     ) -> Result<Response<BatchGetProductsResponse>, Status> {
         let ids = request.into_inner().ids;
         if ids.len() > MAX_BATCH {
-            return Err(CatalogError::InvalidArgument(format!("at most {MAX_BATCH} ids per call")).into());
+            return Err(
+                CatalogError::InvalidArgument(format!("at most {MAX_BATCH} ids per call")).into(),
+            );
         }
-        let mut found = self.store.products(ids.clone()).await.map_err(CatalogError::from)?;
+        let mut found = self
+            .store
+            .products(ids.clone())
+            .await
+            .map_err(CatalogError::from)?;
         let mut products = Vec::with_capacity(ids.len());
         let mut missing_ids = Vec::new();
         for id in ids {
             match found.iter().position(|p| p.id == id) {
                 Some(at) => products.push(found.swap_remove(at)),
-                None if products.iter().any(|p: &tailor_proto::catalog::v1::Product| p.id == id) => {}
+                None if products
+                    .iter()
+                    .any(|p: &tailor_proto::catalog::v1::Product| p.id == id) => {}
                 None => missing_ids.push(id),
             }
         }
-        Ok(Response::new(BatchGetProductsResponse { products, missing_ids }))
+        Ok(Response::new(BatchGetProductsResponse {
+            products,
+            missing_ids,
+        }))
     }
 
     async fn list_products(

@@ -38,9 +38,15 @@ pub struct ProductPage {
 /// What the catalog handlers need from a store.
 pub trait CatalogStore: Send + Sync + 'static {
     /// The products among `ids` that exist, in no particular order.
-    fn products(&self, ids: Vec<String>) -> impl Future<Output = Result<Vec<Product>, StorageError>> + Send;
+    fn products(
+        &self,
+        ids: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<Product>, StorageError>> + Send;
     /// A page of a filtered listing.
-    fn list(&self, filter: ListFilter) -> impl Future<Output = Result<ProductPage, StorageError>> + Send;
+    fn list(
+        &self,
+        filter: ListFilter,
+    ) -> impl Future<Output = Result<ProductPage, StorageError>> + Send;
     /// Products of the same category closest in price; `None` for an unknown product.
     fn related(
         &self,
@@ -82,7 +88,13 @@ fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Product> {
 }
 
 fn search_text(product: &Product) -> String {
-    format!("{} {} {}", product.title, product.brand, product.tags.join(" ")).to_lowercase()
+    format!(
+        "{} {} {}",
+        product.title,
+        product.brand,
+        product.tags.join(" ")
+    )
+    .to_lowercase()
 }
 
 impl SqliteCatalogStore {
@@ -95,13 +107,15 @@ impl SqliteCatalogStore {
         let started = Instant::now();
         let seeded = pool
             .write(move |conn| {
-                let existing: i64 = conn.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))?;
+                let existing: i64 =
+                    conn.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))?;
                 if existing > 0 {
                     return Ok(false);
                 }
                 let tx = conn.transaction()?;
                 {
-                    let mut category = tx.prepare("INSERT OR IGNORE INTO categories (id, name) VALUES (?1, ?2)")?;
+                    let mut category =
+                        tx.prepare("INSERT OR IGNORE INTO categories (id, name) VALUES (?1, ?2)")?;
                     for c in tailor_seed::categories() {
                         category.execute(params![c.id, c.name])?;
                     }
@@ -126,7 +140,11 @@ impl SqliteCatalogStore {
             })
             .await?;
         if seeded {
-            tracing::info!(products, seconds = started.elapsed().as_secs_f64(), "seeded the catalogue");
+            tracing::info!(
+                products,
+                seconds = started.elapsed().as_secs_f64(),
+                "seeded the catalogue"
+            );
         }
         Ok(Self { pool })
     }
@@ -140,16 +158,21 @@ impl CatalogStore for SqliteCatalogStore {
         self.pool
             .read(move |conn| {
                 let marks = vec!["?"; ids.len()].join(",");
-                let mut statement =
-                    conn.prepare(&format!("SELECT message FROM products WHERE id IN ({marks})"))?;
-                let rows = statement.query_map(params_from_iter(ids.iter()), |r| decode(r.get(0)?))?;
+                let mut statement = conn.prepare(&format!(
+                    "SELECT message FROM products WHERE id IN ({marks})"
+                ))?;
+                let rows =
+                    statement.query_map(params_from_iter(ids.iter()), |r| decode(r.get(0)?))?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
     }
 
     async fn list(&self, filter: ListFilter) -> Result<ProductPage, StorageError> {
-        let since = filter.updated_since.map(|s| s.to_string()).unwrap_or_default();
+        let since = filter
+            .updated_since
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         let mut parts = vec![filter.category_id.as_str(), since.as_str()];
         parts.extend(filter.words.iter().map(String::as_str));
         let fingerprint = PageToken::fingerprint(&parts);
@@ -197,7 +220,11 @@ impl CatalogStore for SqliteCatalogStore {
             .await
     }
 
-    async fn related(&self, id: String, limit: usize) -> Result<Option<Vec<Product>>, StorageError> {
+    async fn related(
+        &self,
+        id: String,
+        limit: usize,
+    ) -> Result<Option<Vec<Product>>, StorageError> {
         self.pool
             .read(move |conn| {
                 let Some((category, price)) = conn
@@ -214,7 +241,10 @@ impl CatalogStore for SqliteCatalogStore {
                     "SELECT message FROM products WHERE category_id = ?1 AND id <> ?2
                      ORDER BY ABS(price - ?3), id LIMIT ?4",
                 )?;
-                let rows = statement.query_map(params![category, id, price, limit as i64], |r| decode(r.get(0)?))?;
+                let rows = statement
+                    .query_map(params![category, id, price, limit as i64], |r| {
+                        decode(r.get(0)?)
+                    })?;
                 Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))
             })
             .await

@@ -144,7 +144,11 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout);
         let budget = own.map_or(remaining, |own| own.min(remaining));
-        set(&mut request, GRPC_TIMEOUT_HEADER, &format_grpc_timeout(budget));
+        set(
+            &mut request,
+            GRPC_TIMEOUT_HEADER,
+            &format_grpc_timeout(budget),
+        );
         let response = self.inner.call(request);
         Box::pin(async move {
             let deadline = tokio::time::Instant::from_std(deadline.0);

@@ -12,7 +12,9 @@ mod store;
 
 use std::path::PathBuf;
 
-use tailor_proto::inventory::v1::inventory_service_server::{InventoryService, InventoryServiceServer};
+use tailor_proto::inventory::v1::inventory_service_server::{
+    InventoryService, InventoryServiceServer,
+};
 use tailor_proto::inventory::v1::{
     BatchGetStockRequest, BatchGetStockResponse, GetStockRequest, GetStockResponse,
     ReserveStockRequest, ReserveStockResponse,
@@ -69,7 +71,10 @@ pub struct Inventory<S> {
 
 #[tonic::async_trait]
 impl<S: InventoryStore> InventoryService for Inventory<S> {
-    async fn get_stock(&self, request: Request<GetStockRequest>) -> Result<Response<GetStockResponse>, Status> {
+    async fn get_stock(
+        &self,
+        request: Request<GetStockRequest>,
+    ) -> Result<Response<GetStockResponse>, Status> {
         let id = request.into_inner().product_id;
         if id.is_empty() {
             return Err(InventoryError::InvalidArgument("product_id is required".into()).into());
@@ -90,9 +95,16 @@ impl<S: InventoryStore> InventoryService for Inventory<S> {
     ) -> Result<Response<BatchGetStockResponse>, Status> {
         let ids = request.into_inner().product_ids;
         if ids.len() > MAX_BATCH {
-            return Err(InventoryError::InvalidArgument(format!("at most {MAX_BATCH} product_ids per call")).into());
+            return Err(InventoryError::InvalidArgument(format!(
+                "at most {MAX_BATCH} product_ids per call"
+            ))
+            .into());
         }
-        let found = self.store.stock(ids.clone()).await.map_err(InventoryError::from)?;
+        let found = self
+            .store
+            .stock(ids.clone())
+            .await
+            .map_err(InventoryError::from)?;
         let stocks = ids
             .iter()
             .filter_map(|id| found.iter().find(|s| &s.product_id == id).cloned())
@@ -106,27 +118,40 @@ impl<S: InventoryStore> InventoryService for Inventory<S> {
     ) -> Result<Response<ReserveStockResponse>, Status> {
         let request = request.into_inner();
         if request.reservation_id.is_empty() || request.reservation_id.len() > 128 {
-            return Err(InventoryError::InvalidArgument("reservation_id must be 1 to 128 characters".into()).into());
+            return Err(InventoryError::InvalidArgument(
+                "reservation_id must be 1 to 128 characters".into(),
+            )
+            .into());
         }
         if request.lines.is_empty() {
             return Err(InventoryError::InvalidArgument("lines must not be empty".into()).into());
         }
-        if let Some(line) = request.lines.iter().find(|l| l.quantity < 1 || l.product_id.is_empty()) {
+        if let Some(line) = request
+            .lines
+            .iter()
+            .find(|l| l.quantity < 1 || l.product_id.is_empty())
+        {
             return Err(InventoryError::InvalidArgument(format!(
                 "lines[].quantity must be at least 1 and product_id set (got {:?} x {})",
                 line.product_id, line.quantity
             ))
             .into());
         }
-        match self.store.reserve(request.reservation_id, request.lines)
+        match self
+            .store
+            .reserve(request.reservation_id, request.lines)
             .await
             .map_err(InventoryError::from)?
         {
-            ReserveOutcome::Reserved(reservation, replayed) => Ok(Response::new(ReserveStockResponse {
-                reservation: Some(reservation),
-                replayed,
-            })),
-            ReserveOutcome::Insufficient(product) => Err(InventoryError::InsufficientStock(product).into()),
+            ReserveOutcome::Reserved(reservation, replayed) => {
+                Ok(Response::new(ReserveStockResponse {
+                    reservation: Some(reservation),
+                    replayed,
+                }))
+            }
+            ReserveOutcome::Insufficient(product) => {
+                Err(InventoryError::InsufficientStock(product).into())
+            }
         }
     }
 }

@@ -9,7 +9,11 @@ use tailor_runtime::cli::ServerArgs;
 #[command(name = "tailor-inventory", version)]
 struct Args {
     /// Address to listen on.
-    #[arg(long, env = "TAILOR_INVENTORY_LISTEN", default_value = "127.0.0.1:50052")]
+    #[arg(
+        long,
+        env = "TAILOR_INVENTORY_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
     listen: SocketAddr,
     /// Products to stock on first start.
     #[arg(long, env = "TAILOR_INVENTORY_PRODUCTS", default_value_t = 10_000)]

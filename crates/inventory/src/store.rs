@@ -4,7 +4,9 @@ use std::future::Future;
 use std::path::Path;
 
 use prost::Message;
-use tailor_proto::inventory::v1::{ProductStock, Reservation, ReservationLine, ReservedLine, WarehouseStock};
+use tailor_proto::inventory::v1::{
+    ProductStock, Reservation, ReservationLine, ReservedLine, WarehouseStock,
+};
 use tailor_storage::rusqlite::{OptionalExtension, params, params_from_iter};
 use tailor_storage::{SqlitePool, SqlitePoolOptions, StorageError};
 
@@ -20,7 +22,10 @@ pub enum ReserveOutcome {
 /// What the inventory handlers need from a store.
 pub trait InventoryStore: Send + Sync + 'static {
     /// Stock of the products among `ids` that exist.
-    fn stock(&self, ids: Vec<String>) -> impl Future<Output = Result<Vec<ProductStock>, StorageError>> + Send;
+    fn stock(
+        &self,
+        ids: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<ProductStock>, StorageError>> + Send;
     /// Holds stock for `lines`, all or nothing, idempotent on `reservation_id`.
     fn reserve(
         &self,
@@ -128,7 +133,11 @@ impl InventoryStore for SqliteInventoryStore {
             .await
     }
 
-    async fn reserve(&self, reservation_id: String, lines: Vec<ReservationLine>) -> Result<ReserveOutcome, StorageError> {
+    async fn reserve(
+        &self,
+        reservation_id: String,
+        lines: Vec<ReservationLine>,
+    ) -> Result<ReserveOutcome, StorageError> {
         self.pool
             .write(move |conn| {
                 let tx = conn.transaction()?;
@@ -182,27 +191,45 @@ mod tests {
     #[tokio::test]
     async fn concurrent_retries_of_one_reservation_hold_stock_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteInventoryStore::open(&dir.path().join("inventory.db"), 50).await.unwrap();
-        let index = (1..=50).find(|i| tailor_seed::stock(*i).iter().any(|w| w.on_hand >= 5)).unwrap();
+        let store = SqliteInventoryStore::open(&dir.path().join("inventory.db"), 50)
+            .await
+            .unwrap();
+        let index = (1..=50)
+            .find(|i| tailor_seed::stock(*i).iter().any(|w| w.on_hand >= 5))
+            .unwrap();
         let id = tailor_seed::product_id(index);
         let before = store.stock(vec![id.clone()]).await.unwrap()[0].total_available;
-        let line = ReservationLine { product_id: id.clone(), quantity: 5 };
+        let line = ReservationLine {
+            product_id: id.clone(),
+            quantity: 5,
+        };
         let attempts: Vec<_> = (0..20)
             .map(|_| {
                 let (store, line) = (store.clone(), line.clone());
-                tokio::spawn(async move { store.reserve("rsv-1".into(), vec![line]).await.unwrap() })
+                tokio::spawn(
+                    async move { store.reserve("rsv-1".into(), vec![line]).await.unwrap() },
+                )
             })
             .collect();
         let mut outcomes = Vec::new();
         for attempt in attempts {
             outcomes.push(attempt.await.unwrap());
         }
-        let fresh = outcomes.iter().filter(|o| matches!(o, ReserveOutcome::Reserved(_, false))).count();
+        let fresh = outcomes
+            .iter()
+            .filter(|o| matches!(o, ReserveOutcome::Reserved(_, false)))
+            .count();
         assert_eq!(fresh, 1);
         let after = store.stock(vec![id.clone()]).await.unwrap()[0].total_available;
         assert_eq!(before - after, 5);
         let too_much = store
-            .reserve("rsv-2".into(), vec![ReservationLine { product_id: id, quantity: 100_000 }])
+            .reserve(
+                "rsv-2".into(),
+                vec![ReservationLine {
+                    product_id: id,
+                    quantity: 100_000,
+                }],
+            )
             .await
             .unwrap();
         assert!(matches!(too_much, ReserveOutcome::Insufficient(_)));

@@ -25,7 +25,11 @@ use tailor_interceptors::auth::{Claims, mint_hs256};
 use tailor_runtime::cli::DEVELOPMENT_JWT_SECRET;
 
 #[derive(Debug, Parser)]
-#[command(name = "tailor", version, about = "Runs the Tailor stack and mints development tokens")]
+#[command(
+    name = "tailor",
+    version,
+    about = "Runs the Tailor stack and mints development tokens"
+)]
 struct Args {
     #[command(subcommand)]
     command: Command,

@@ -148,7 +148,9 @@ async fn wait_serving(name: &str, address: SocketAddr, ready_by: Instant) -> Res
             }
         }
         if Instant::now() > ready_by {
-            return Err(format!("{name} at {address} did not report SERVING in time"));
+            return Err(format!(
+                "{name} at {address} did not report SERVING in time"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -231,7 +233,14 @@ async fn partner_dev_key(args: &UpArgs) -> Result<String, String> {
     let output = Command::new(args.bin_dir.join("tailor-partner-bff"))
         .arg("--data-dir")
         .arg(&args.data_dir)
-        .args(["keys", "create", "--tenant", "demo", "--name", "development"])
+        .args([
+            "keys",
+            "create",
+            "--tenant",
+            "demo",
+            "--name",
+            "development",
+        ])
         .output()
         .await
         .map_err(|e| format!("creating the development partner key: {e}"))?;
@@ -251,7 +260,11 @@ fn print_table(running: &[Running], partner_key: &str, data_dir: &Path, started:
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "tailor".into());
     println!();
-    println!("Tailor is up: all {} servers SERVING in {:.1}s", running.len(), started.as_secs_f64());
+    println!(
+        "Tailor is up: all {} servers SERVING in {:.1}s",
+        running.len(),
+        started.as_secs_f64()
+    );
     println!();
     println!("  {:<12} {:<22} role", "server", "address");
     for server in running {
@@ -303,7 +316,10 @@ fn print_table(running: &[Running], partner_key: &str, data_dir: &Path, started:
         "  buf curl --protocol grpc --http2-prior-knowledge -H 'x-api-key: {partner_key}' http://{partner}/tailor.partner.v1.PartnerService/StreamCatalogFeed"
     );
     println!();
-    println!("Logs: {}/logs/<server>.log   Stop: Ctrl-C", data_dir.display());
+    println!(
+        "Logs: {}/logs/<server>.log   Stop: Ctrl-C",
+        data_dir.display()
+    );
     println!();
 }
 
@@ -339,12 +355,25 @@ pub async fn up(args: UpArgs) -> Result<(), String> {
     let shutdown = tailor_runtime::shutdown::on_signal();
 
     let mut running: Vec<Running> = Vec::new();
-    let mut result =
-        start_group(downstream_specs(&args), &args, &exit_tx, ready_by, &mut running).await;
+    let mut result = start_group(
+        downstream_specs(&args),
+        &args,
+        &exit_tx,
+        ready_by,
+        &mut running,
+    )
+    .await;
     if result.is_ok() {
         let addresses: HashMap<&str, SocketAddr> =
             running.iter().map(|r| (r.name, r.address)).collect();
-        result = start_group(bff_specs(&addresses), &args, &exit_tx, ready_by, &mut running).await;
+        result = start_group(
+            bff_specs(&addresses),
+            &args,
+            &exit_tx,
+            ready_by,
+            &mut running,
+        )
+        .await;
     }
 
     if result.is_ok() {
@@ -386,7 +415,10 @@ pub async fn up(args: UpArgs) -> Result<(), String> {
         signal_all(&group, Signal::SIGTERM);
         let names = group.iter().map(|r| r.name).collect();
         let stuck = await_exits(&mut exit_rx, names, Duration::from_secs(15)).await;
-        let stuck: Vec<Running> = group.into_iter().filter(|r| stuck.contains(&r.name)).collect();
+        let stuck: Vec<Running> = group
+            .into_iter()
+            .filter(|r| stuck.contains(&r.name))
+            .collect();
         signal_all(&stuck, Signal::SIGKILL);
     }
     eprintln!("tailor: stopped");

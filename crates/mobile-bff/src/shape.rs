@@ -3,7 +3,9 @@
 
 use tailor_proto::catalog::v1 as catalog;
 use tailor_proto::inventory::v1::ProductStock;
-use tailor_proto::mobile::v1::{Order, OrderStatus, ProductCard, ReviewSnippet, Screen, StockState};
+use tailor_proto::mobile::v1::{
+    Order, OrderStatus, ProductCard, ReviewSnippet, Screen, StockState,
+};
 use tailor_proto::orders::v1 as orders;
 use tailor_proto::reviews::v1 as reviews;
 
@@ -149,7 +151,10 @@ mod tests {
             width_points: 320,
             density: 1.0,
         };
-        assert_eq!(image_for(Some(&image()), THUMBNAIL_POINTS, &old_phone), "160w");
+        assert_eq!(
+            image_for(Some(&image()), THUMBNAIL_POINTS, &old_phone),
+            "160w"
+        );
         assert_eq!(image_for(Some(&image()), 390.0, &phone), "1280w");
         let tablet = Screen {
             width_points: 1024,

@@ -123,7 +123,11 @@ impl ShopService for MobileShop {
         reviews.sort_by_key(|r| std::cmp::Reverse(r.helpful_count));
         reviews.truncate(TOP_REVIEWS);
         Ok(Response::new(GetProductPageResponse {
-            image_url: shape::image_for(product.images.first(), screen.width_points as f32, &screen),
+            image_url: shape::image_for(
+                product.images.first(),
+                screen.width_points as f32,
+                &screen,
+            ),
             short_description: shape::trim_text(&product.description, SHORT_DESCRIPTION_CHARS),
             stock: shape::stock_state(page.stock.as_ready()).into(),
             rating_tenths: summary
@@ -182,7 +186,8 @@ impl ShopService for MobileShop {
         request: Request<WatchOrderRequest>,
     ) -> Result<Response<Self::WatchOrderStream>, Status> {
         let customer = caller(&request)?.subject.clone();
-        let updates = watch_order(&self.downstreams, &customer, &request.get_ref().order_id).await?;
+        let updates =
+            watch_order(&self.downstreams, &customer, &request.get_ref().order_id).await?;
         let stream = updates.map(|update| match update {
             Ok(update) => {
                 let order = update.order.unwrap_or_default();

@@ -65,10 +65,17 @@ impl From<OrdersError> for Status {
 
 /// Opens the store, starts the fulfilment simulator (stopped by `shutdown`)
 /// and returns the orders server.
-pub async fn build_server(config: &OrdersConfig, shutdown: CancellationToken) -> Result<GrpcServer, OrdersError> {
+pub async fn build_server(
+    config: &OrdersConfig,
+    shutdown: CancellationToken,
+) -> Result<GrpcServer, OrdersError> {
     let store = SqliteOrderStore::open(&config.db_path, config.fulfilment_step)?;
     if !config.fulfilment_step.is_zero() {
-        tokio::spawn(store::simulate_fulfilment(store.clone(), config.fulfilment_step, shutdown));
+        tokio::spawn(store::simulate_fulfilment(
+            store.clone(),
+            config.fulfilment_step,
+            shutdown,
+        ));
     }
     Ok(GrpcServer::new("orders").add_service(OrdersServiceServer::new(Orders::new(store))))
 }

@@ -13,7 +13,11 @@ struct Args {
     #[arg(long, env = "TAILOR_ORDERS_LISTEN", default_value = "127.0.0.1:50054")]
     listen: SocketAddr,
     /// Milliseconds between two status changes of an order; 0 stops the simulator.
-    #[arg(long, env = "TAILOR_ORDERS_FULFILMENT_STEP_MS", default_value_t = 3_000)]
+    #[arg(
+        long,
+        env = "TAILOR_ORDERS_FULFILMENT_STEP_MS",
+        default_value_t = 3_000
+    )]
     fulfilment_step_ms: u64,
     #[command(flatten)]
     server: ServerArgs,

@@ -46,7 +46,9 @@ fn new_order(request: &CreateOrderRequest) -> Result<(Order, String), OrdersErro
     }
     let key = &request.idempotency_key;
     if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid("idempotency_key must be 1 to 128 printable ASCII characters"));
+        return Err(invalid(
+            "idempotency_key must be 1 to 128 printable ASCII characters",
+        ));
     }
     if request.lines.is_empty() || request.lines.len() > MAX_LINES {
         return Err(invalid(format!("lines must hold 1 to {MAX_LINES} lines")));
@@ -59,9 +61,14 @@ fn new_order(request: &CreateOrderRequest) -> Result<(Order, String), OrdersErro
             return Err(invalid("lines[].product_id is required"));
         }
         if !(1..=MAX_QUANTITY).contains(&line.quantity) {
-            return Err(invalid(format!("lines[].quantity must be between 1 and {MAX_QUANTITY}")));
+            return Err(invalid(format!(
+                "lines[].quantity must be between 1 and {MAX_QUANTITY}"
+            )));
         }
-        let price = line.unit_price.as_ref().ok_or_else(|| invalid("lines[].unit_price is required"))?;
+        let price = line
+            .unit_price
+            .as_ref()
+            .ok_or_else(|| invalid("lines[].unit_price is required"))?;
         if price.amount_minor < 0 {
             return Err(invalid("lines[].unit_price must not be negative"));
         }
@@ -108,7 +115,10 @@ impl<S: OrderStore + Clone> Orders<S> {
 
 #[tonic::async_trait]
 impl<S: OrderStore + Clone> OrdersService for Orders<S> {
-    async fn create_order(&self, request: Request<CreateOrderRequest>) -> Result<Response<CreateOrderResponse>, Status> {
+    async fn create_order(
+        &self,
+        request: Request<CreateOrderRequest>,
+    ) -> Result<Response<CreateOrderResponse>, Status> {
         let request = request.into_inner();
         let (order, fingerprint) = new_order(&request)?;
         let created = self
@@ -117,16 +127,25 @@ impl<S: OrderStore + Clone> OrdersService for Orders<S> {
             .await
             .map_err(OrdersError::from)?
             .ok_or(OrdersError::KeyReused)?;
-        Ok(Response::new(CreateOrderResponse { order: Some(created.order), replayed: created.replayed }))
+        Ok(Response::new(CreateOrderResponse {
+            order: Some(created.order),
+            replayed: created.replayed,
+        }))
     }
 
-    async fn get_order(&self, request: Request<GetOrderRequest>) -> Result<Response<GetOrderResponse>, Status> {
+    async fn get_order(
+        &self,
+        request: Request<GetOrderRequest>,
+    ) -> Result<Response<GetOrderResponse>, Status> {
         let request = request.into_inner();
         let order = self.owned(&request.order_id, &request.customer_id).await?;
         Ok(Response::new(GetOrderResponse { order: Some(order) }))
     }
 
-    async fn list_orders(&self, request: Request<ListOrdersRequest>) -> Result<Response<ListOrdersResponse>, Status> {
+    async fn list_orders(
+        &self,
+        request: Request<ListOrdersRequest>,
+    ) -> Result<Response<ListOrdersResponse>, Status> {
         let request = request.into_inner();
         if request.customer_id.is_empty() {
             return Err(invalid("customer_id is required").into());
@@ -141,12 +160,18 @@ impl<S: OrderStore + Clone> OrdersService for Orders<S> {
             .list(request.customer_id, page_size, request.page_token)
             .await
             .map_err(OrdersError::from)?;
-        Ok(Response::new(ListOrdersResponse { orders, next_page_token }))
+        Ok(Response::new(ListOrdersResponse {
+            orders,
+            next_page_token,
+        }))
     }
 
     type WatchOrderStream = OrderStream;
 
-    async fn watch_order(&self, request: Request<WatchOrderRequest>) -> Result<Response<OrderStream>, Status> {
+    async fn watch_order(
+        &self,
+        request: Request<WatchOrderRequest>,
+    ) -> Result<Response<OrderStream>, Status> {
         let request = request.into_inner();
         // Subscribe before reading, so no change between the two is lost.
         let mut changes = self.store.changes();
@@ -156,7 +181,14 @@ impl<S: OrderStore + Clone> OrdersService for Orders<S> {
         tokio::spawn(async move {
             let mut last = current.status;
             let id = current.id.clone();
-            if tx.send(Ok(WatchOrderResponse { order: Some(current) })).await.is_err() || is_final(last) {
+            if tx
+                .send(Ok(WatchOrderResponse {
+                    order: Some(current),
+                }))
+                .await
+                .is_err()
+                || is_final(last)
+            {
                 return;
             }
             loop {
@@ -177,11 +209,18 @@ impl<S: OrderStore + Clone> OrdersService for Orders<S> {
                     continue;
                 }
                 last = order.status;
-                if tx.send(Ok(WatchOrderResponse { order: Some(order) })).await.is_err() || is_final(last) {
+                if tx
+                    .send(Ok(WatchOrderResponse { order: Some(order) }))
+                    .await
+                    .is_err()
+                    || is_final(last)
+                {
                     return;
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

@@ -33,7 +33,10 @@ pub trait OrderStore: Send + Sync + 'static {
         order: Order,
     ) -> impl Future<Output = Result<Option<Created>, StorageError>> + Send;
     /// An order by id, whoever it belongs to.
-    fn get(&self, order_id: String) -> impl Future<Output = Result<Option<Order>, StorageError>> + Send;
+    fn get(
+        &self,
+        order_id: String,
+    ) -> impl Future<Output = Result<Option<Order>, StorageError>> + Send;
     /// A page of a customer's orders, newest first.
     fn list(
         &self,
@@ -75,7 +78,9 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
 ";
 
 fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn timestamp(millis: i64) -> Timestamp {
@@ -89,7 +94,10 @@ fn read_order(tx: &Transaction<'_>, id: &str) -> Result<Option<Order>, StorageEr
     read(tx, id)
 }
 
-fn read(conn: &tailor_storage::rusqlite::Connection, id: &str) -> Result<Option<Order>, StorageError> {
+fn read(
+    conn: &tailor_storage::rusqlite::Connection,
+    id: &str,
+) -> Result<Option<Order>, StorageError> {
     let row: Option<(i32, i64, Vec<u8>)> = conn
         .query_row(
             "SELECT status, update_time, message FROM orders WHERE id = ?1",
@@ -98,7 +106,8 @@ fn read(conn: &tailor_storage::rusqlite::Connection, id: &str) -> Result<Option<
         )
         .optional()?;
     row.map(|(status, updated, bytes)| {
-        let mut order = Order::decode(bytes.as_slice()).map_err(|e| StorageError::Task(e.to_string()))?;
+        let mut order =
+            Order::decode(bytes.as_slice()).map_err(|e| StorageError::Task(e.to_string()))?;
         order.status = status;
         order.update_time = Some(timestamp(updated));
         Ok(order)
@@ -114,7 +123,11 @@ impl SqliteOrderStore {
             Ok(())
         })?;
         let (changes, _) = broadcast::channel(1024);
-        Ok(Self { pool, changes, step })
+        Ok(Self {
+            pool,
+            changes,
+            step,
+        })
     }
 
     /// Advances every order whose next status is due; publishes each change.
@@ -157,7 +170,11 @@ impl SqliteOrderStore {
 }
 
 /// Moves orders along until `shutdown`.
-pub async fn simulate_fulfilment(store: SqliteOrderStore, step: Duration, shutdown: CancellationToken) {
+pub async fn simulate_fulfilment(
+    store: SqliteOrderStore,
+    step: Duration,
+    shutdown: CancellationToken,
+) {
     let tick = (step / 4).clamp(Duration::from_millis(5), Duration::from_millis(250));
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -174,7 +191,12 @@ pub async fn simulate_fulfilment(store: SqliteOrderStore, step: Duration, shutdo
 }
 
 impl OrderStore for SqliteOrderStore {
-    async fn create(&self, key: String, fingerprint: String, order: Order) -> Result<Option<Created>, StorageError> {
+    async fn create(
+        &self,
+        key: String,
+        fingerprint: String,
+        order: Order,
+    ) -> Result<Option<Created>, StorageError> {
         let step = self.step.as_millis() as i64;
         let created = self
             .pool
@@ -213,7 +235,11 @@ impl OrderStore for SqliteOrderStore {
                 Ok(Some(Created { order, replayed: false }))
             })
             .await?;
-        if let Some(Created { order, replayed: false }) = &created {
+        if let Some(Created {
+            order,
+            replayed: false,
+        }) = &created
+        {
             let _ = self.changes.send(order.clone());
         }
         Ok(created)
@@ -223,13 +249,24 @@ impl OrderStore for SqliteOrderStore {
         self.pool.read(move |conn| read(conn, &order_id)).await
     }
 
-    async fn list(&self, customer_id: String, page_size: usize, page_token: String) -> Result<(Vec<Order>, String), StorageError> {
+    async fn list(
+        &self,
+        customer_id: String,
+        page_size: usize,
+        page_token: String,
+    ) -> Result<(Vec<Order>, String), StorageError> {
         let fingerprint = PageToken::fingerprint(&[&customer_id]);
         let after = PageToken::decode(&page_token, fingerprint)?.map(|t| t.after);
         let (time, id) = match &after {
             Some(after) => {
-                let (time, id) = after.split_once(':').ok_or(StorageError::InvalidPageToken)?;
-                (time.parse::<i64>().map_err(|_| StorageError::InvalidPageToken)?, id.to_owned())
+                let (time, id) = after
+                    .split_once(':')
+                    .ok_or(StorageError::InvalidPageToken)?;
+                (
+                    time.parse::<i64>()
+                        .map_err(|_| StorageError::InvalidPageToken)?,
+                    id.to_owned(),
+                )
             }
             None => (i64::MAX, String::new()),
         };
@@ -241,13 +278,18 @@ impl OrderStore for SqliteOrderStore {
                      ORDER BY create_time DESC, id DESC LIMIT ?4",
                 )?;
                 let ids = statement
-                    .query_map(params![customer_id, time, id, (page_size + 1) as i64], |r| {
-                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                    })?
+                    .query_map(
+                        params![customer_id, time, id, (page_size + 1) as i64],
+                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+                    )?
                     .collect::<Result<Vec<_>, _>>()?;
                 let next = if ids.len() > page_size {
                     let (id, time) = &ids[page_size - 1];
-                    PageToken { query: fingerprint, after: format!("{time}:{id}") }.encode()
+                    PageToken {
+                        query: fingerprint,
+                        after: format!("{time}:{id}"),
+                    }
+                    .encode()
                 } else {
                     String::new()
                 };

@@ -122,7 +122,7 @@ impl FeedState {
                 cursor: resume.encode(),
             });
         }
-        self.next = (!page.next_page_token.is_empty()).then(|| Cursor {
+        self.next = (!page.next_page_token.is_empty()).then_some(Cursor {
             page_token: page.next_page_token,
             delivered: 0,
         });

@@ -237,7 +237,10 @@ mod tests {
         let path = dir.path().join("partner.db");
         let store = KeyStore::open(&path).unwrap();
         let all: Vec<String> = scopes::ALL.iter().map(|s| s.to_string()).collect();
-        let (key, info) = store.create("acme", "test", &all, "standard").await.unwrap();
+        let (key, info) = store
+            .create("acme", "test", &all, "standard")
+            .await
+            .unwrap();
         assert_eq!(info.tenant, "acme");
 
         let raw = std::fs::read(&path).unwrap();

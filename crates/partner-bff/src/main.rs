@@ -14,7 +14,12 @@ struct Args {
     command: Option<Command>,
 
     /// Address to listen on.
-    #[arg(long, env = "TAILOR_PARTNER_LISTEN", default_value = "127.0.0.1:8083", global = true)]
+    #[arg(
+        long,
+        env = "TAILOR_PARTNER_LISTEN",
+        default_value = "127.0.0.1:8083",
+        global = true
+    )]
     listen: SocketAddr,
 
     #[command(flatten)]
@@ -44,7 +49,11 @@ enum KeysCommand {
         #[arg(long, default_value = "")]
         name: String,
         /// Comma-separated scopes.
-        #[arg(long, value_delimiter = ',', default_value = "catalog.read,availability.read,orders.write,orders.read")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "catalog.read,availability.read,orders.write,orders.read"
+        )]
         scopes: Vec<String>,
         /// The plan (decides rate limits and quotas).
         #[arg(long, default_value = "standard")]
@@ -109,8 +118,8 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     args.server.init_logging();
     let run = async {
-        let store = KeyStore::open(&args.server.data_dir.join("partner.db"))
-            .map_err(|e| e.to_string())?;
+        let store =
+            KeyStore::open(&args.server.data_dir.join("partner.db")).map_err(|e| e.to_string())?;
         match args.command {
             Some(Command::Keys(command)) => keys(store, command).await,
             None | Some(Command::Serve) => {

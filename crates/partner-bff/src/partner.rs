@@ -102,7 +102,9 @@ impl PartnerService for Partner {
             )));
         }
         if ids.iter().any(String::is_empty) {
-            return Err(Status::invalid_argument("product_ids must not be empty strings"));
+            return Err(Status::invalid_argument(
+                "product_ids must not be empty strings",
+            ));
         }
         let stocks = if ids.is_empty() {
             Vec::new()
@@ -139,7 +141,9 @@ impl PartnerService for Partner {
                 },
             })
             .collect();
-        Ok(Response::new(BatchGetAvailabilityResponse { availabilities }))
+        Ok(Response::new(BatchGetAvailabilityResponse {
+            availabilities,
+        }))
     }
 
     async fn place_order(
@@ -192,7 +196,8 @@ impl PartnerService for Partner {
             0 => DEFAULT_PAGE_SIZE,
             n => n.min(MAX_PAGE_SIZE),
         };
-        let page = list_orders(&self.downstreams, &customer, page_size, &request.page_token).await?;
+        let page =
+            list_orders(&self.downstreams, &customer, page_size, &request.page_token).await?;
         Ok(Response::new(ListOrdersResponse {
             orders: page.orders.into_iter().map(order).collect(),
             next_page_token: page.next_page_token,

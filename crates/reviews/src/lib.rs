@@ -74,18 +74,27 @@ pub struct Reviews<S> {
 
 fn require(id: &str) -> Result<(), ReviewsError> {
     if id.is_empty() {
-        return Err(ReviewsError::InvalidArgument("product_id is required".into()));
+        return Err(ReviewsError::InvalidArgument(
+            "product_id is required".into(),
+        ));
     }
     Ok(())
 }
 
 #[tonic::async_trait]
 impl<S: ReviewsStore> ReviewsService for Reviews<S> {
-    async fn list_reviews(&self, request: Request<ListReviewsRequest>) -> Result<Response<ListReviewsResponse>, Status> {
+    async fn list_reviews(
+        &self,
+        request: Request<ListReviewsRequest>,
+    ) -> Result<Response<ListReviewsResponse>, Status> {
         let request = request.into_inner();
         require(&request.product_id)?;
         let page_size = match request.page_size {
-            n if n < 0 => return Err(ReviewsError::InvalidArgument("page_size must not be negative".into()).into()),
+            n if n < 0 => {
+                return Err(
+                    ReviewsError::InvalidArgument("page_size must not be negative".into()).into(),
+                );
+            }
             0 => 10,
             n => n.min(MAX_PAGE),
         };
@@ -94,7 +103,10 @@ impl<S: ReviewsStore> ReviewsService for Reviews<S> {
             .list(request.product_id, page_size as usize, request.page_token)
             .await
             .map_err(ReviewsError::from)?;
-        Ok(Response::new(ListReviewsResponse { reviews, next_page_token }))
+        Ok(Response::new(ListReviewsResponse {
+            reviews,
+            next_page_token,
+        }))
     }
 
     async fn get_review_summary(
@@ -110,7 +122,9 @@ impl<S: ReviewsStore> ReviewsService for Reviews<S> {
             .map_err(ReviewsError::from)?
             .pop()
             .unwrap_or_else(|| empty_summary(&id));
-        Ok(Response::new(GetReviewSummaryResponse { summary: Some(summary) }))
+        Ok(Response::new(GetReviewSummaryResponse {
+            summary: Some(summary),
+        }))
     }
 
     async fn batch_get_review_summaries(
@@ -119,9 +133,16 @@ impl<S: ReviewsStore> ReviewsService for Reviews<S> {
     ) -> Result<Response<BatchGetReviewSummariesResponse>, Status> {
         let ids = request.into_inner().product_ids;
         if ids.len() > MAX_BATCH {
-            return Err(ReviewsError::InvalidArgument(format!("at most {MAX_BATCH} product_ids per call")).into());
+            return Err(ReviewsError::InvalidArgument(format!(
+                "at most {MAX_BATCH} product_ids per call"
+            ))
+            .into());
         }
-        let found = self.store.summaries(ids.clone()).await.map_err(ReviewsError::from)?;
+        let found = self
+            .store
+            .summaries(ids.clone())
+            .await
+            .map_err(ReviewsError::from)?;
         let summaries = ids
             .iter()
             .map(|id| {

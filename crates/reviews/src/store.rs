@@ -18,7 +18,10 @@ pub trait ReviewsStore: Send + Sync + 'static {
         page_token: String,
     ) -> impl Future<Output = Result<(Vec<Review>, String), StorageError>> + Send;
     /// Summaries of the products among `ids` that have reviews.
-    fn summaries(&self, ids: Vec<String>) -> impl Future<Output = Result<Vec<ReviewSummary>, StorageError>> + Send;
+    fn summaries(
+        &self,
+        ids: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<ReviewSummary>, StorageError>> + Send;
 }
 
 /// [`ReviewsStore`] over SQLite.
@@ -40,7 +43,11 @@ CREATE INDEX IF NOT EXISTS reviews_newest ON reviews (product_id, create_time DE
 
 fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Review> {
     Review::decode(bytes.as_slice()).map_err(|e| {
-        tailor_storage::rusqlite::Error::FromSqlConversionFailure(0, tailor_storage::rusqlite::types::Type::Blob, Box::new(e))
+        tailor_storage::rusqlite::Error::FromSqlConversionFailure(
+            0,
+            tailor_storage::rusqlite::types::Type::Blob,
+            Box::new(e),
+        )
     })
 }
 
@@ -77,14 +84,25 @@ impl SqliteReviewsStore {
 }
 
 impl ReviewsStore for SqliteReviewsStore {
-    async fn list(&self, product_id: String, page_size: usize, page_token: String) -> Result<(Vec<Review>, String), StorageError> {
+    async fn list(
+        &self,
+        product_id: String,
+        page_size: usize,
+        page_token: String,
+    ) -> Result<(Vec<Review>, String), StorageError> {
         let fingerprint = PageToken::fingerprint(&[&product_id]);
         // Position: "<create_time>:<id>" of the last review returned.
         let after = PageToken::decode(&page_token, fingerprint)?.map(|t| t.after);
         let (time, id) = match &after {
             Some(after) => {
-                let (time, id) = after.split_once(':').ok_or(StorageError::InvalidPageToken)?;
-                (time.parse::<i64>().map_err(|_| StorageError::InvalidPageToken)?, id.to_owned())
+                let (time, id) = after
+                    .split_once(':')
+                    .ok_or(StorageError::InvalidPageToken)?;
+                (
+                    time.parse::<i64>()
+                        .map_err(|_| StorageError::InvalidPageToken)?,
+                    id.to_owned(),
+                )
             }
             None => (i64::MAX, String::new()),
         };
@@ -96,14 +114,25 @@ impl ReviewsStore for SqliteReviewsStore {
                      AND create_time <= ?2
                      ORDER BY create_time DESC, id DESC LIMIT ?4",
                 )?;
-                let rows = statement.query_map(params![product_id, time, id, (page_size + 1) as i64], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, decode(r.get(2)?)?))
-                })?;
+                let rows = statement.query_map(
+                    params![product_id, time, id, (page_size + 1) as i64],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            decode(r.get(2)?)?,
+                        ))
+                    },
+                )?;
                 let mut rows = rows.collect::<Result<Vec<_>, _>>()?;
                 let next = if rows.len() > page_size {
                     rows.truncate(page_size);
                     let (time, id, _) = rows.last().expect("a full page");
-                    PageToken { query: fingerprint, after: format!("{time}:{id}") }.encode()
+                    PageToken {
+                        query: fingerprint,
+                        after: format!("{time}:{id}"),
+                    }
+                    .encode()
                 } else {
                     String::new()
                 };
@@ -124,7 +153,11 @@ impl ReviewsStore for SqliteReviewsStore {
                      GROUP BY product_id, rating ORDER BY product_id"
                 ))?;
                 let rows = statement.query_map(params_from_iter(ids.iter()), |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i32>(1)?, r.get::<_, i32>(2)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i32>(1)?,
+                        r.get::<_, i32>(2)?,
+                    ))
                 })?;
                 let mut summaries: Vec<ReviewSummary> = Vec::new();
                 for row in rows {
@@ -142,7 +175,12 @@ impl ReviewsStore for SqliteReviewsStore {
                     summary.review_count += count;
                 }
                 for s in &mut summaries {
-                    let stars: i32 = s.rating_histogram.iter().enumerate().map(|(i, c)| (i as i32 + 1) * c).sum();
+                    let stars: i32 = s
+                        .rating_histogram
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (i as i32 + 1) * c)
+                        .sum();
                     s.average_rating = f64::from(stars) / f64::from(s.review_count);
                 }
                 Ok(summaries)
@@ -160,8 +198,12 @@ mod tests {
     #[tokio::test]
     async fn pages_through_every_review_newest_first_and_summarises_them() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteReviewsStore::open(&dir.path().join("reviews.db"), 100).await.unwrap();
-        let index = (1..=100).max_by_key(|i| tailor_seed::reviews(*i).len()).unwrap();
+        let store = SqliteReviewsStore::open(&dir.path().join("reviews.db"), 100)
+            .await
+            .unwrap();
+        let index = (1..=100)
+            .max_by_key(|i| tailor_seed::reviews(*i).len())
+            .unwrap();
         let id = tailor_seed::product_id(index);
         let expected = tailor_seed::reviews(index);
         let (mut seen, mut token, mut last) = (HashSet::new(), String::new(), i64::MAX);

@@ -221,7 +221,9 @@ impl GrpcServer {
                 .set_service_status(*service_name, ServingStatus::NotServing)
                 .await;
         }
-        health.set_service_status("", ServingStatus::NotServing).await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
         drop(listener);
         tracing::info!(server = name, "draining in-flight calls");
         tokio::select! {

@@ -11,16 +11,32 @@ use tailor_runtime::downstream::{DownstreamChannel, InvalidAddress, channel};
 #[derive(Debug, Clone, clap::Args)]
 pub struct DownstreamArgs {
     /// Catalog service address.
-    #[arg(long, env = "TAILOR_CATALOG_ADDR", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "TAILOR_CATALOG_ADDR",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub catalog_addr: String,
     /// Inventory service address.
-    #[arg(long, env = "TAILOR_INVENTORY_ADDR", default_value = "http://127.0.0.1:50052")]
+    #[arg(
+        long,
+        env = "TAILOR_INVENTORY_ADDR",
+        default_value = "http://127.0.0.1:50052"
+    )]
     pub inventory_addr: String,
     /// Reviews service address.
-    #[arg(long, env = "TAILOR_REVIEWS_ADDR", default_value = "http://127.0.0.1:50053")]
+    #[arg(
+        long,
+        env = "TAILOR_REVIEWS_ADDR",
+        default_value = "http://127.0.0.1:50053"
+    )]
     pub reviews_addr: String,
     /// Orders service address.
-    #[arg(long, env = "TAILOR_ORDERS_ADDR", default_value = "http://127.0.0.1:50054")]
+    #[arg(
+        long,
+        env = "TAILOR_ORDERS_ADDR",
+        default_value = "http://127.0.0.1:50054"
+    )]
     pub orders_addr: String,
 }
 

@@ -11,8 +11,8 @@
 use prost_types::Timestamp;
 use tailor_proto::catalog::v1::{Category, Image, ImageVariant, Product};
 use tailor_proto::inventory::v1::WarehouseStock;
-use tailor_proto::r#type::v1::Money;
 use tailor_proto::reviews::v1::Review;
+use tailor_proto::r#type::v1::Money;
 
 /// 2025-01-01T00:00:00Z: the generated data's times count from here.
 const EPOCH: i64 = 1_735_689_600;
@@ -52,32 +52,194 @@ struct CategorySpec {
 }
 
 const CATEGORIES: &[CategorySpec] = &[
-    CategorySpec { id: "cat-kitchen", name: "Kitchen", nouns: &["Coffee Mug", "Chef's Knife", "Cutting Board", "Saucepan", "Teapot", "Mixing Bowl"], materials: &["Stoneware", "Steel", "Oak", "Cast Iron", "Porcelain"], price: (499, 14999) },
-    CategorySpec { id: "cat-living", name: "Living Room", nouns: &["Throw Blanket", "Cushion Cover", "Floor Lamp", "Side Table", "Vase", "Rug"], materials: &["Wool", "Linen", "Walnut", "Ceramic", "Cotton"], price: (1499, 29999) },
-    CategorySpec { id: "cat-bedroom", name: "Bedroom", nouns: &["Duvet Cover", "Pillow", "Bedside Lamp", "Blanket", "Sheet Set"], materials: &["Cotton", "Linen", "Silk", "Bamboo"], price: (1999, 24999) },
-    CategorySpec { id: "cat-bath", name: "Bath", nouns: &["Bath Towel", "Soap Dish", "Bath Mat", "Toothbrush Holder"], materials: &["Cotton", "Bamboo", "Marble", "Terrazzo"], price: (699, 7999) },
-    CategorySpec { id: "cat-garden", name: "Garden", nouns: &["Planter", "Watering Can", "Garden Chair", "Pruning Shears", "Lantern"], materials: &["Terracotta", "Zinc", "Teak", "Steel"], price: (999, 39999) },
-    CategorySpec { id: "cat-office", name: "Office", nouns: &["Desk Organiser", "Notebook", "Desk Lamp", "Pen Set", "Monitor Stand"], materials: &["Leather", "Beech", "Aluminium", "Recycled Paper"], price: (599, 19999) },
-    CategorySpec { id: "cat-outdoor", name: "Outdoor", nouns: &["Backpack", "Water Bottle", "Camping Mug", "Picnic Blanket", "Head Torch"], materials: &["Nylon", "Steel", "Canvas", "Recycled Polyester"], price: (1299, 17999) },
-    CategorySpec { id: "cat-kids", name: "Kids", nouns: &["Building Blocks", "Plush Bear", "Night Light", "Puzzle", "Lunch Box"], materials: &["Beech", "Organic Cotton", "Silicone", "Cardboard"], price: (799, 5999) },
-    CategorySpec { id: "cat-fitness", name: "Fitness", nouns: &["Yoga Mat", "Kettlebell", "Resistance Band", "Foam Roller", "Jump Rope"], materials: &["Cork", "Cast Iron", "Natural Rubber", "EVA Foam"], price: (999, 12999) },
-    CategorySpec { id: "cat-audio", name: "Audio", nouns: &["Bluetooth Speaker", "Headphones", "Turntable", "Radio"], materials: &["Walnut", "Aluminium", "Fabric", "Recycled Plastic"], price: (2999, 49999) },
-    CategorySpec { id: "cat-pets", name: "Pets", nouns: &["Dog Bed", "Cat Bowl", "Leash", "Scratching Post"], materials: &["Felt", "Ceramic", "Leather", "Sisal"], price: (899, 11999) },
-    CategorySpec { id: "cat-travel", name: "Travel", nouns: &["Carry-on Case", "Packing Cubes", "Travel Pillow", "Toiletry Bag"], materials: &["Polycarbonate", "Nylon", "Memory Foam", "Waxed Canvas"], price: (1499, 34999) },
+    CategorySpec {
+        id: "cat-kitchen",
+        name: "Kitchen",
+        nouns: &[
+            "Coffee Mug",
+            "Chef's Knife",
+            "Cutting Board",
+            "Saucepan",
+            "Teapot",
+            "Mixing Bowl",
+        ],
+        materials: &["Stoneware", "Steel", "Oak", "Cast Iron", "Porcelain"],
+        price: (499, 14999),
+    },
+    CategorySpec {
+        id: "cat-living",
+        name: "Living Room",
+        nouns: &[
+            "Throw Blanket",
+            "Cushion Cover",
+            "Floor Lamp",
+            "Side Table",
+            "Vase",
+            "Rug",
+        ],
+        materials: &["Wool", "Linen", "Walnut", "Ceramic", "Cotton"],
+        price: (1499, 29999),
+    },
+    CategorySpec {
+        id: "cat-bedroom",
+        name: "Bedroom",
+        nouns: &[
+            "Duvet Cover",
+            "Pillow",
+            "Bedside Lamp",
+            "Blanket",
+            "Sheet Set",
+        ],
+        materials: &["Cotton", "Linen", "Silk", "Bamboo"],
+        price: (1999, 24999),
+    },
+    CategorySpec {
+        id: "cat-bath",
+        name: "Bath",
+        nouns: &["Bath Towel", "Soap Dish", "Bath Mat", "Toothbrush Holder"],
+        materials: &["Cotton", "Bamboo", "Marble", "Terrazzo"],
+        price: (699, 7999),
+    },
+    CategorySpec {
+        id: "cat-garden",
+        name: "Garden",
+        nouns: &[
+            "Planter",
+            "Watering Can",
+            "Garden Chair",
+            "Pruning Shears",
+            "Lantern",
+        ],
+        materials: &["Terracotta", "Zinc", "Teak", "Steel"],
+        price: (999, 39999),
+    },
+    CategorySpec {
+        id: "cat-office",
+        name: "Office",
+        nouns: &[
+            "Desk Organiser",
+            "Notebook",
+            "Desk Lamp",
+            "Pen Set",
+            "Monitor Stand",
+        ],
+        materials: &["Leather", "Beech", "Aluminium", "Recycled Paper"],
+        price: (599, 19999),
+    },
+    CategorySpec {
+        id: "cat-outdoor",
+        name: "Outdoor",
+        nouns: &[
+            "Backpack",
+            "Water Bottle",
+            "Camping Mug",
+            "Picnic Blanket",
+            "Head Torch",
+        ],
+        materials: &["Nylon", "Steel", "Canvas", "Recycled Polyester"],
+        price: (1299, 17999),
+    },
+    CategorySpec {
+        id: "cat-kids",
+        name: "Kids",
+        nouns: &[
+            "Building Blocks",
+            "Plush Bear",
+            "Night Light",
+            "Puzzle",
+            "Lunch Box",
+        ],
+        materials: &["Beech", "Organic Cotton", "Silicone", "Cardboard"],
+        price: (799, 5999),
+    },
+    CategorySpec {
+        id: "cat-fitness",
+        name: "Fitness",
+        nouns: &[
+            "Yoga Mat",
+            "Kettlebell",
+            "Resistance Band",
+            "Foam Roller",
+            "Jump Rope",
+        ],
+        materials: &["Cork", "Cast Iron", "Natural Rubber", "EVA Foam"],
+        price: (999, 12999),
+    },
+    CategorySpec {
+        id: "cat-audio",
+        name: "Audio",
+        nouns: &["Bluetooth Speaker", "Headphones", "Turntable", "Radio"],
+        materials: &["Walnut", "Aluminium", "Fabric", "Recycled Plastic"],
+        price: (2999, 49999),
+    },
+    CategorySpec {
+        id: "cat-pets",
+        name: "Pets",
+        nouns: &["Dog Bed", "Cat Bowl", "Leash", "Scratching Post"],
+        materials: &["Felt", "Ceramic", "Leather", "Sisal"],
+        price: (899, 11999),
+    },
+    CategorySpec {
+        id: "cat-travel",
+        name: "Travel",
+        nouns: &[
+            "Carry-on Case",
+            "Packing Cubes",
+            "Travel Pillow",
+            "Toiletry Bag",
+        ],
+        materials: &["Polycarbonate", "Nylon", "Memory Foam", "Waxed Canvas"],
+        price: (1499, 34999),
+    },
 ];
 
 const BRANDS: &[&str] = &[
-    "Nordhavn", "Altamura", "Kestrel & Co", "Brightwater", "Moss Lane", "Oaken", "Fjellstad",
-    "Casa Lume", "Halden", "Tidewell", "Birchmore", "Vantage", "Solvik", "Marlow Works",
-    "Ember Hill", "Quill", "Stonebridge", "Ardent", "Luma", "Greyfield", "Harbour & Pine",
-    "Kinfolk Supply", "Riverton", "Aster", "Coldwater", "Pellucid", "Wren", "Juniper Row",
-    "Otterly", "Saltmarsh",
+    "Nordhavn",
+    "Altamura",
+    "Kestrel & Co",
+    "Brightwater",
+    "Moss Lane",
+    "Oaken",
+    "Fjellstad",
+    "Casa Lume",
+    "Halden",
+    "Tidewell",
+    "Birchmore",
+    "Vantage",
+    "Solvik",
+    "Marlow Works",
+    "Ember Hill",
+    "Quill",
+    "Stonebridge",
+    "Ardent",
+    "Luma",
+    "Greyfield",
+    "Harbour & Pine",
+    "Kinfolk Supply",
+    "Riverton",
+    "Aster",
+    "Coldwater",
+    "Pellucid",
+    "Wren",
+    "Juniper Row",
+    "Otterly",
+    "Saltmarsh",
 ];
 const COLOURS: &[&str] = &[
-    "Matte Sage", "Charcoal", "Sand", "Ocean Blue", "Terracotta", "Snow White", "Forest Green",
-    "Mustard", "Slate Grey", "Blush",
+    "Matte Sage",
+    "Charcoal",
+    "Sand",
+    "Ocean Blue",
+    "Terracotta",
+    "Snow White",
+    "Forest Green",
+    "Mustard",
+    "Slate Grey",
+    "Blush",
 ];
-const SIZES: &[&str] = &["Small", "Medium", "Large", "350 ml", "500 ml", "1 l", "Set of 2", "Set of 4"];
+const SIZES: &[&str] = &[
+    "Small", "Medium", "Large", "350 ml", "500 ml", "1 l", "Set of 2", "Set of 4",
+];
 const OPENINGS: &[&str] = &[
     "Designed in a small studio and made to last for years, the {title} brings quiet craftsmanship to everyday routines.",
     "The {title} is what happens when {brand} sets out to make a {noun} that is as pleasant to use on the thousandth day as on the first.",
@@ -100,9 +262,15 @@ const FIRST_NAMES: &[&str] = &[
     "Luca", "Maya", "Noah", "Olga", "Pablo", "Rosa", "Sami", "Tove", "Yusuf",
 ];
 const REVIEW_TITLES: &[(i32, &str)] = &[
-    (5, "Exactly what I hoped for"), (5, "Beautiful and practical"), (5, "Worth every cent"),
-    (4, "Very good, one small niggle"), (4, "Solid quality"), (3, "Nice, but not perfect"),
-    (3, "Does the job"), (2, "Looked better in the photos"), (1, "Arrived damaged"),
+    (5, "Exactly what I hoped for"),
+    (5, "Beautiful and practical"),
+    (5, "Worth every cent"),
+    (4, "Very good, one small niggle"),
+    (4, "Solid quality"),
+    (3, "Nice, but not perfect"),
+    (3, "Does the job"),
+    (2, "Looked better in the photos"),
+    (1, "Arrived damaged"),
 ];
 const REVIEW_SENTENCES: &[&str] = &[
     "I have been using the {noun} every day for a few weeks now.",
@@ -120,10 +288,9 @@ const REVIEW_SENTENCES: &[&str] = &[
 ];
 
 fn fill(template: &str, vars: &[(&str, &str)]) -> String {
-    vars.iter()
-        .fold(template.to_owned(), |text, (key, value)| {
-            text.replace(&format!("{{{key}}}"), value)
-        })
+    vars.iter().fold(template.to_owned(), |text, (key, value)| {
+        text.replace(&format!("{{{key}}}"), value)
+    })
 }
 
 /// `prod-000042` for index 42; indexes start at 1.
@@ -153,10 +320,7 @@ pub fn categories() -> Vec<Category> {
 }
 
 fn timestamp(seconds: i64) -> Timestamp {
-    Timestamp {
-        seconds,
-        nanos: 0,
-    }
+    Timestamp { seconds, nanos: 0 }
 }
 
 /// The product at `index`.
@@ -219,7 +383,12 @@ pub fn product(index: u32) -> Product {
             ("weight_g", rng.range(80, 6000).to_string()),
             (
                 "dimensions_cm",
-                format!("{} x {} x {}", rng.range(5, 90), rng.range(5, 90), rng.range(2, 60)),
+                format!(
+                    "{} x {} x {}",
+                    rng.range(5, 90),
+                    rng.range(5, 90),
+                    rng.range(2, 60)
+                ),
             ),
         ]
         .into_iter()
@@ -319,7 +488,9 @@ pub fn reviews(index: u32) -> Vec<Review> {
                 title: title.to_owned(),
                 body: body.join("\n\n"),
                 helpful_count: rng.below(60) as i32,
-                create_time: Some(timestamp(created + (n as i64 + 1) * 86_400 + rng.below(86_400) as i64)),
+                create_time: Some(timestamp(
+                    created + (n + 1) * 86_400 + rng.below(86_400) as i64,
+                )),
             }
         })
         .collect()
@@ -347,7 +518,10 @@ mod tests {
         let titles: HashSet<&str> = products.iter().map(|p| p.title.as_str()).collect();
         assert!(titles.len() > 9_000, "{} distinct titles", titles.len());
         let average = products.iter().map(|p| p.description.len()).sum::<usize>() / products.len();
-        assert!((600..=2_500).contains(&average), "average description {average} bytes");
+        assert!(
+            (600..=2_500).contains(&average),
+            "average description {average} bytes"
+        );
         for p in &products {
             let price = p.price.as_ref().unwrap().amount_minor;
             assert!((399..=50_000).contains(&price), "{price}");
@@ -359,6 +533,10 @@ mod tests {
         assert!((500..=2_000).contains(&sold_out), "{sold_out} sold out");
         let reviewed: usize = (1..=1_000).map(|i| reviews(i).len()).sum();
         assert!((3_000..=12_000).contains(&reviewed), "{reviewed} reviews");
-        assert!((1..=1_000).flat_map(reviews).all(|r| (1..=5).contains(&r.rating)));
+        assert!(
+            (1..=1_000)
+                .flat_map(reviews)
+                .all(|r| (1..=5).contains(&r.rating))
+        );
     }
 }

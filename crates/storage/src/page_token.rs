@@ -31,7 +31,8 @@ impl PageToken {
             .map_err(|_| StorageError::InvalidPageToken)?;
         let text = String::from_utf8(bytes).map_err(|_| StorageError::InvalidPageToken)?;
         let mut parts = text.splitn(3, '|');
-        let (Some("1"), Some(fingerprint), Some(after)) = (parts.next(), parts.next(), parts.next())
+        let (Some("1"), Some(fingerprint), Some(after)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             return Err(StorageError::InvalidPageToken);
         };

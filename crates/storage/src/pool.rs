@@ -129,7 +129,9 @@ fn configure(conn: &Connection, options: &SqlitePoolOptions) -> Result<(), Stora
 /// A poisoned lock only means another query panicked; the connection itself
 /// is still usable, so keep serving.
 fn lock(mutex: &Mutex<Connection>) -> std::sync::MutexGuard<'_, Connection> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn run_blocking<T, F>(work: F) -> Result<T, StorageError>
@@ -167,6 +169,9 @@ mod tests {
         let denied = reopened
             .read(|c| Ok(c.execute("INSERT INTO t VALUES (1)", [])?))
             .await;
-        assert!(matches!(denied, Err(StorageError::Sqlite(_))), "readers are read-only");
+        assert!(
+            matches!(denied, Err(StorageError::Sqlite(_))),
+            "readers are read-only"
+        );
     }
 }

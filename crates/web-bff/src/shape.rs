@@ -3,8 +3,8 @@
 use tailor_proto::catalog::v1 as catalog;
 use tailor_proto::inventory::v1::ProductStock;
 use tailor_proto::orders::v1 as orders;
-use tailor_proto::r#type::v1::Money;
 use tailor_proto::reviews::v1 as reviews;
+use tailor_proto::r#type::v1::Money;
 use tailor_proto::web::v1::{
     Availability, ImageSource, Order, OrderLine, OrderStatus, Picture, Price, ProductCard,
     ProductDetails, Rating, Review, WarehouseAvailability,
@@ -197,7 +197,13 @@ mod tests {
             }],
         };
         assert_eq!(availability(stock(0, 1)).summary, "Out of stock");
-        assert_eq!(availability(stock(3, 2)).summary, "Only 3 left, ships in 2 days");
-        assert_eq!(availability(stock(40, 1)).summary, "In stock, ships in 1 day");
+        assert_eq!(
+            availability(stock(3, 2)).summary,
+            "Only 3 left, ships in 2 days"
+        );
+        assert_eq!(
+            availability(stock(40, 1)).summary,
+            "In stock, ships in 1 day"
+        );
     }
 }

@@ -177,7 +177,8 @@ impl ShopService for WebShop {
         request: Request<WatchOrderRequest>,
     ) -> Result<Response<Self::WatchOrderStream>, Status> {
         let customer = caller(&request)?.subject.clone();
-        let updates = watch_order(&self.downstreams, &customer, &request.get_ref().order_id).await?;
+        let updates =
+            watch_order(&self.downstreams, &customer, &request.get_ref().order_id).await?;
         let stream = updates.map(|update| match update {
             Ok(update) => Ok(WatchOrderResponse {
                 order: update.order.map(shape::order),

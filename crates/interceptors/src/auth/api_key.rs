@@ -88,7 +88,8 @@ impl ApiKeyAuthenticator {
 
     /// Verifies one presented key.
     pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let (key_id, secret) = ApiKey::parse(token).ok_or(AuthError::Invalid("malformed API key"))?;
+        let (key_id, secret) =
+            ApiKey::parse(token).ok_or(AuthError::Invalid("malformed API key"))?;
         let record = self
             .store
             .find(key_id)

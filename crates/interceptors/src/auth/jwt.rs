@@ -150,14 +150,20 @@ mod tests {
         assert!(identity.has_scope("orders"));
 
         let expired = mint_hs256(&secret, &claims("web", now() - 600));
-        assert_eq!(auth.verify(&expired), Err(AuthError::Invalid("token expired")));
+        assert_eq!(
+            auth.verify(&expired),
+            Err(AuthError::Invalid("token expired"))
+        );
         let other_aud = mint_hs256(&secret, &claims("mobile", now() + 60));
         assert_eq!(
             auth.verify(&other_aud),
             Err(AuthError::Invalid("token has the wrong audience"))
         );
         let forged = mint_hs256(b"not-the-secret", &claims("web", now() + 60));
-        assert_eq!(auth.verify(&forged), Err(AuthError::Invalid("bad token signature")));
+        assert_eq!(
+            auth.verify(&forged),
+            Err(AuthError::Invalid("bad token signature"))
+        );
         // {"alg":"none","typ":"JWT"} with the good payload and no signature.
         let payload = good.split('.').nth(1).unwrap();
         let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");

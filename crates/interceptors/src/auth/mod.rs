@@ -54,7 +54,9 @@ pub enum AuthError {
 impl From<AuthError> for Status {
     fn from(error: AuthError) -> Self {
         match error {
-            AuthError::Missing | AuthError::Invalid(_) => Status::unauthenticated(error.to_string()),
+            AuthError::Missing | AuthError::Invalid(_) => {
+                Status::unauthenticated(error.to_string())
+            }
             AuthError::MissingScope(_) => Status::permission_denied(error.to_string()),
             AuthError::StoreUnavailable => Status::unavailable(error.to_string()),
         }
@@ -235,7 +237,5 @@ pub fn caller<T>(request: &tonic::Request<T>) -> Result<&Identity, Status> {
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
