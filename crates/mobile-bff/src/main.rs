@@ -30,28 +30,11 @@ struct Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    args.server.init_logging();
-    let run = async {
+    let build = async {
         let tokens = args.jwt.authenticator(&args.jwt_audience)?;
         let downstreams = Downstreams::connect(&args.downstreams, tailor_mobile_bff::NAME)
             .map_err(|e| e.to_string())?;
-        let listener = tokio::net::TcpListener::bind(args.listen)
-            .await
-            .map_err(|e| format!("binding {}: {e}", args.listen))?;
-        tailor_mobile_bff::build_server(downstreams, tokens)
-            .serve(
-                listener,
-                tailor_runtime::shutdown::on_signal(),
-                args.server.serve_options(),
-            )
-            .await
-            .map_err(|e| e.to_string())
+        Ok::<_, String>(tailor_mobile_bff::build_server(downstreams, tokens))
     };
-    match run.await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("tailor-mobile-bff: {error}");
-            ExitCode::FAILURE
-        }
-    }
+    tailor_runtime::serve_main("tailor-mobile-bff", args.listen, &args.server, build).await
 }

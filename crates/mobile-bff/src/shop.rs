@@ -43,15 +43,6 @@ impl MobileShop {
     }
 }
 
-/// AIP-158: zero means the default, larger than the maximum is coerced.
-fn page_size(requested: i32) -> Result<i32, Status> {
-    match requested {
-        n if n < 0 => Err(Status::invalid_argument("page_size must not be negative")),
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        n => Ok(n.min(MAX_PAGE_SIZE)),
-    }
-}
-
 type StatusStream = Pin<Box<dyn Stream<Item = Result<WatchOrderResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -63,7 +54,11 @@ impl ShopService for MobileShop {
         let request = request.into_inner();
         let screen = shape::screen_or_default(request.screen);
         let query = ListQuery {
-            page_size: page_size(request.page_size)?,
+            page_size: tailor_screens::page_size(
+                request.page_size,
+                DEFAULT_PAGE_SIZE,
+                MAX_PAGE_SIZE,
+            )?,
             page_token: request.page_token,
             category_id: request.category_id,
             query: request.query,

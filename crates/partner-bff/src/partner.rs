@@ -191,11 +191,8 @@ impl PartnerService for Partner {
     ) -> Result<Response<ListOrdersResponse>, Status> {
         let customer = caller(&request)?.subject.clone();
         let request = request.into_inner();
-        let page_size = match request.page_size {
-            n if n < 0 => return Err(Status::invalid_argument("page_size must not be negative")),
-            0 => DEFAULT_PAGE_SIZE,
-            n => n.min(MAX_PAGE_SIZE),
-        };
+        let page_size =
+            tailor_screens::page_size(request.page_size, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
         let page =
             list_orders(&self.downstreams, &customer, page_size, &request.page_token).await?;
         Ok(Response::new(ListOrdersResponse {

@@ -20,6 +20,18 @@ pub mod page;
 
 pub use downstreams::{DownstreamArgs, Downstreams};
 
+/// AIP-158 page sizes: zero means `default`, larger than `max` is coerced
+/// to `max`, negative is INVALID_ARGUMENT.
+pub fn page_size(requested: i32, default: i32, max: i32) -> Result<i32, tonic::Status> {
+    match requested {
+        n if n < 0 => Err(tonic::Status::invalid_argument(
+            "page_size must not be negative",
+        )),
+        0 => Ok(default),
+        n => Ok(n.min(max)),
+    }
+}
+
 /// One optional part of a screen.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Part<T> {

@@ -40,15 +40,6 @@ impl WebShop {
     }
 }
 
-/// AIP-158: zero means the default, larger than the maximum is coerced.
-fn page_size(requested: i32) -> Result<i32, Status> {
-    match requested {
-        n if n < 0 => Err(Status::invalid_argument("page_size must not be negative")),
-        0 => Ok(DEFAULT_PAGE_SIZE),
-        n => Ok(n.min(MAX_PAGE_SIZE)),
-    }
-}
-
 type OrderStream = Pin<Box<dyn Stream<Item = Result<WatchOrderResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -59,7 +50,11 @@ impl ShopService for WebShop {
     ) -> Result<Response<ListProductsResponse>, Status> {
         let request = request.into_inner();
         let query = ListQuery {
-            page_size: page_size(request.page_size)?,
+            page_size: tailor_screens::page_size(
+                request.page_size,
+                DEFAULT_PAGE_SIZE,
+                MAX_PAGE_SIZE,
+            )?,
             page_token: request.page_token,
             category_id: request.category_id,
             query: request.query,
