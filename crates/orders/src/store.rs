@@ -256,20 +256,7 @@ impl OrderStore for SqliteOrderStore {
         page_token: String,
     ) -> Result<(Vec<Order>, String), StorageError> {
         let fingerprint = PageToken::fingerprint(&[&customer_id]);
-        let after = PageToken::decode(&page_token, fingerprint)?.map(|t| t.after);
-        let (time, id) = match &after {
-            Some(after) => {
-                let (time, id) = after
-                    .split_once(':')
-                    .ok_or(StorageError::InvalidPageToken)?;
-                (
-                    time.parse::<i64>()
-                        .map_err(|_| StorageError::InvalidPageToken)?,
-                    id.to_owned(),
-                )
-            }
-            None => (i64::MAX, String::new()),
-        };
+        let (time, id) = PageToken::decode_newest_first(&page_token, fingerprint)?;
         self.pool
             .read(move |conn| {
                 let mut statement = conn.prepare(
@@ -285,11 +272,7 @@ impl OrderStore for SqliteOrderStore {
                     .collect::<Result<Vec<_>, _>>()?;
                 let next = if ids.len() > page_size {
                     let (id, time) = &ids[page_size - 1];
-                    PageToken {
-                        query: fingerprint,
-                        after: format!("{time}:{id}"),
-                    }
-                    .encode()
+                    PageToken::newest_first(fingerprint, *time, id)
                 } else {
                     String::new()
                 };

@@ -91,21 +91,7 @@ impl ReviewsStore for SqliteReviewsStore {
         page_token: String,
     ) -> Result<(Vec<Review>, String), StorageError> {
         let fingerprint = PageToken::fingerprint(&[&product_id]);
-        // Position: "<create_time>:<id>" of the last review returned.
-        let after = PageToken::decode(&page_token, fingerprint)?.map(|t| t.after);
-        let (time, id) = match &after {
-            Some(after) => {
-                let (time, id) = after
-                    .split_once(':')
-                    .ok_or(StorageError::InvalidPageToken)?;
-                (
-                    time.parse::<i64>()
-                        .map_err(|_| StorageError::InvalidPageToken)?,
-                    id.to_owned(),
-                )
-            }
-            None => (i64::MAX, String::new()),
-        };
+        let (time, id) = PageToken::decode_newest_first(&page_token, fingerprint)?;
         self.pool
             .read(move |conn| {
                 let mut statement = conn.prepare(
@@ -128,11 +114,7 @@ impl ReviewsStore for SqliteReviewsStore {
                 let next = if rows.len() > page_size {
                     rows.truncate(page_size);
                     let (time, id, _) = rows.last().expect("a full page");
-                    PageToken {
-                        query: fingerprint,
-                        after: format!("{time}:{id}"),
-                    }
-                    .encode()
+                    PageToken::newest_first(fingerprint, *time, id)
                 } else {
                     String::new()
                 };

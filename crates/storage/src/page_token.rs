@@ -47,6 +47,30 @@ impl PageToken {
         }))
     }
 
+    /// Decodes a token of a newest-first listing whose position is
+    /// `(time, id)` of the last item returned; the first page starts at
+    /// `(i64::MAX, "")`.
+    pub fn decode_newest_first(token: &str, query: u64) -> Result<(i64, String), StorageError> {
+        let Some(token) = Self::decode(token, query)? else {
+            return Ok((i64::MAX, String::new()));
+        };
+        let (time, id) = token
+            .after
+            .split_once(':')
+            .ok_or(StorageError::InvalidPageToken)?;
+        let time = time.parse().map_err(|_| StorageError::InvalidPageToken)?;
+        Ok((time, id.to_owned()))
+    }
+
+    /// The token continuing a newest-first listing after `(time, id)`.
+    pub fn newest_first(query: u64, time: i64, id: &str) -> String {
+        PageToken {
+            query,
+            after: format!("{time}:{id}"),
+        }
+        .encode()
+    }
+
     /// A stable fingerprint of a query's filters (FNV-1a, so it does not
     /// change between builds the way `DefaultHasher` may).
     pub fn fingerprint(parts: &[&str]) -> u64 {
