@@ -289,3 +289,76 @@ impl OrderStore for SqliteOrderStore {
         self.changes.subscribe()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(id: &str, customer: &str) -> Order {
+        Order {
+            id: id.into(),
+            customer_id: customer.into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_replay_conflict_survive_reopen_and_the_simulator_delivers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("orders.db");
+        let step = Duration::from_millis(1);
+        let store = SqliteOrderStore::open(&path, step).unwrap();
+        let first = store
+            .create("k".into(), "f1".into(), order("ord-1", "ann"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!first.replayed);
+        let replay = store
+            .create("k".into(), "f1".into(), order("ord-2", "ann"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(replay.replayed);
+        assert_eq!(replay.order.id, "ord-1");
+        let conflict = store
+            .create("k".into(), "f2".into(), order("ord-3", "ann"))
+            .await
+            .unwrap();
+        assert!(conflict.is_none(), "same key, different request");
+        let other_customer = store
+            .create("k".into(), "f1".into(), order("ord-4", "bob"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!other_customer.replayed, "keys are scoped per customer");
+
+        let mut changes = store.changes();
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            store.advance_due().await.unwrap();
+        }
+        let mut seen = Vec::new();
+        while let Ok(change) = changes.try_recv() {
+            if change.id == "ord-1" {
+                seen.push(change.status);
+            }
+        }
+        assert_eq!(
+            seen,
+            vec![2, 3, 4, 5],
+            "confirmed, packed, shipped, delivered in order"
+        );
+
+        drop(store);
+        let reopened = SqliteOrderStore::open(&path, step).unwrap();
+        let stored = reopened.get("ord-1".into()).await.unwrap().unwrap();
+        assert_eq!(stored.status, OrderStatus::Delivered as i32);
+        let (anns, next) = reopened
+            .list("ann".into(), 10, String::new())
+            .await
+            .unwrap();
+        assert_eq!(anns.len(), 1);
+        assert!(next.is_empty());
+    }
+}
