@@ -106,37 +106,28 @@ impl SqliteCatalogStore {
         })?;
         let started = Instant::now();
         let seeded = pool
-            .write(move |conn| {
-                let existing: i64 =
-                    conn.query_row("SELECT COUNT(*) FROM products", [], |r| r.get(0))?;
-                if existing > 0 {
-                    return Ok(false);
+            .seed_if_empty("products", move |tx| {
+                let mut category =
+                    tx.prepare("INSERT OR IGNORE INTO categories (id, name) VALUES (?1, ?2)")?;
+                for c in tailor_seed::categories() {
+                    category.execute(params![c.id, c.name])?;
                 }
-                let tx = conn.transaction()?;
-                {
-                    let mut category =
-                        tx.prepare("INSERT OR IGNORE INTO categories (id, name) VALUES (?1, ?2)")?;
-                    for c in tailor_seed::categories() {
-                        category.execute(params![c.id, c.name])?;
-                    }
-                    let mut insert = tx.prepare(
-                        "INSERT INTO products (id, category_id, search, price, update_time, message)
+                let mut insert = tx.prepare(
+                    "INSERT INTO products (id, category_id, search, price, update_time, message)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    )?;
-                    for index in 1..=products {
-                        let p = tailor_seed::product(index);
-                        insert.execute(params![
-                            p.id,
-                            p.category_id,
-                            search_text(&p),
-                            p.price.as_ref().map_or(0, |m| m.amount_minor),
-                            p.update_time.map_or(0, |t| t.seconds),
-                            p.encode_to_vec()
-                        ])?;
-                    }
+                )?;
+                for index in 1..=products {
+                    let p = tailor_seed::product(index);
+                    insert.execute(params![
+                        p.id,
+                        p.category_id,
+                        search_text(&p),
+                        p.price.as_ref().map_or(0, |m| m.amount_minor),
+                        p.update_time.map_or(0, |t| t.seconds),
+                        p.encode_to_vec()
+                    ])?;
                 }
-                tx.commit()?;
-                Ok(true)
+                Ok(())
             })
             .await?;
         if seeded {

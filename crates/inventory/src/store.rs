@@ -60,25 +60,23 @@ impl SqliteInventoryStore {
             conn.execute_batch(SCHEMA)?;
             Ok(())
         })?;
-        pool.write(move |conn| {
-            let existing: i64 = conn.query_row("SELECT COUNT(*) FROM stock", [], |r| r.get(0))?;
-            if existing > 0 {
-                return Ok(());
-            }
-            let tx = conn.transaction()?;
-            {
-                let mut insert = tx.prepare(
-                    "INSERT INTO stock (product_id, warehouse_id, warehouse_name, ship_days, on_hand)
+        pool.seed_if_empty("stock", move |tx| {
+            let mut insert = tx.prepare(
+                "INSERT INTO stock (product_id, warehouse_id, warehouse_name, ship_days, on_hand)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                for index in 1..=products {
-                    let id = tailor_seed::product_id(index);
-                    for w in tailor_seed::stock(index) {
-                        insert.execute(params![id, w.warehouse_id, w.warehouse_name, w.ship_days, w.on_hand])?;
-                    }
+            )?;
+            for index in 1..=products {
+                let id = tailor_seed::product_id(index);
+                for w in tailor_seed::stock(index) {
+                    insert.execute(params![
+                        id,
+                        w.warehouse_id,
+                        w.warehouse_name,
+                        w.ship_days,
+                        w.on_hand
+                    ])?;
                 }
             }
-            tx.commit()?;
             Ok(())
         })
         .await?;

@@ -10,7 +10,7 @@
 //! running: one failing gateway must not take the rest down.
 //!
 //! It is a development launcher, not an orchestrator: production runs each
-//! binary under its own supervisor (see the Kubernetes manifests).
+//! binary under its own supervisor.
 
 #![forbid(unsafe_code)]
 

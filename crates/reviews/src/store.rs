@@ -58,13 +58,8 @@ impl SqliteReviewsStore {
             conn.execute_batch(SCHEMA)?;
             Ok(())
         })?;
-        pool.write(move |conn| {
-            let existing: i64 = conn.query_row("SELECT COUNT(*) FROM reviews", [], |r| r.get(0))?;
-            if existing > 0 {
-                return Ok(());
-            }
-            let tx = conn.transaction()?;
-            {
+        pool
+            .seed_if_empty("reviews", move |tx| {
                 let mut insert = tx.prepare(
                     "INSERT INTO reviews (id, product_id, rating, create_time, message) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
@@ -74,11 +69,9 @@ impl SqliteReviewsStore {
                         insert.execute(params![r.id, r.product_id, r.rating, time, r.encode_to_vec()])?;
                     }
                 }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await?;
+                Ok(())
+            })
+            .await?;
         Ok(Self { pool })
     }
 }

@@ -119,6 +119,30 @@ impl SqlitePool {
     }
 }
 
+impl SqlitePool {
+    /// Fills `table` once: when it is empty, runs `fill` in one transaction
+    /// on the writer; otherwise leaves the data alone. Returns whether it
+    /// filled. This is how services seed on first start and keep their data
+    /// on every later one.
+    pub async fn seed_if_empty<F>(&self, table: &'static str, fill: F) -> Result<bool, StorageError>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StorageError> + Send + 'static,
+    {
+        self.write(move |conn| {
+            let existing: i64 =
+                conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
+            if existing > 0 {
+                return Ok(false);
+            }
+            let tx = conn.transaction()?;
+            fill(&tx)?;
+            tx.commit()?;
+            Ok(true)
+        })
+        .await
+    }
+}
+
 fn configure(conn: &Connection, options: &SqlitePoolOptions) -> Result<(), StorageError> {
     conn.busy_timeout(options.busy_timeout)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
