@@ -2,6 +2,7 @@
 //! idempotency and failure behaviour, through real loopback sockets.
 
 mod auth;
+mod browser;
 mod contracts;
 mod deadlines;
 mod health;

@@ -9,6 +9,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod grpc_web;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -24,6 +26,8 @@ use tonic::transport::Channel;
 
 /// The HS256 secret the test BFFs verify with.
 pub const SECRET: &[u8] = b"e2e-secret";
+/// The origin of the web app the test web BFF admits.
+pub const WEB_ORIGIN: &str = "http://shop.test:8080";
 /// Products in the test catalogue: small enough to seed in a blink,
 /// large enough for several pages everywhere.
 pub const PRODUCTS: u32 = 300;
@@ -124,6 +128,8 @@ pub struct Stack {
     pub partner: Server,
     /// The partner BFF's key store.
     pub keys: tailor_partner_bff::KeyStore,
+    /// The web BFF's users and sessions (empty; tests add users).
+    pub accounts: tailor_web_bff::Accounts,
     /// A key of tenant `acme` with every scope.
     pub partner_key: String,
     /// Holds the SQLite files.
@@ -157,14 +163,33 @@ pub fn verifier(audience: &str) -> JwtAuthenticator {
     JwtAuthenticator::new(&JwtKey::Hs256(SECRET.to_vec()), audience, None).unwrap()
 }
 
+/// How the test web BFF meets browsers: [`WEB_ORIGIN`] allowed, Secure
+/// cookies, 64 KiB request messages.
+pub fn web_options() -> tailor_web_bff::WebOptions {
+    use tailor_interceptors::browser::{AllowedOrigins, BrowserAccess};
+    tailor_web_bff::WebOptions {
+        browser: BrowserAccess {
+            origins: AllowedOrigins::new([WEB_ORIGIN]).unwrap(),
+            max_request_bytes: 64 * 1024,
+        },
+        cookie: tailor_interceptors::auth::CookiePolicy {
+            secure: true,
+            max_age_secs: 3600,
+        },
+    }
+}
+
 /// The three BFFs over the given downstream addresses.
 pub async fn start_bffs(
     args: &DownstreamArgs,
     keys: tailor_partner_bff::KeyStore,
+    accounts: tailor_web_bff::Accounts,
 ) -> (Server, Server, Server) {
     let web = tailor_web_bff::build_server(
         Downstreams::connect(args, tailor_web_bff::NAME).unwrap(),
         verifier(tailor_web_bff::DEFAULT_AUDIENCE),
+        accounts,
+        web_options(),
     );
     let mobile = tailor_mobile_bff::build_server(
         Downstreams::connect(args, tailor_mobile_bff::NAME).unwrap(),
@@ -244,7 +269,9 @@ impl Stack {
             &reviews.url(),
             &orders.url(),
         );
-        let (web, mobile, partner) = start_bffs(&args, keys.clone()).await;
+        let accounts =
+            tailor_web_bff::Accounts::open(&db("web"), Duration::from_secs(3600)).unwrap();
+        let (web, mobile, partner) = start_bffs(&args, keys.clone(), accounts.clone()).await;
         Stack {
             catalog,
             inventory,
@@ -254,6 +281,7 @@ impl Stack {
             mobile,
             partner,
             keys,
+            accounts,
             partner_key: key.token,
             dir,
         }

@@ -16,6 +16,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod browser;
 pub mod context;
 pub mod deadline;
 pub mod error;

@@ -8,6 +8,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tailor_interceptors::access_log::CallStats;
 use tailor_interceptors::auth::AuthLayer;
+use tailor_interceptors::browser::{BrowserAccess, browser_stack};
 use tailor_interceptors::fault::InjectedLatency;
 use tailor_interceptors::stack::{GrpcService, server_stack};
 use tokio::net::TcpListener;
@@ -49,6 +50,7 @@ pub struct GrpcServer {
     health: HealthReporter,
     stats: Arc<CallStats>,
     auth: Option<AuthLayer>,
+    browser: Option<BrowserAccess>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -77,6 +79,7 @@ impl GrpcServer {
             health,
             stats: Arc::new(CallStats::default()),
             auth: None,
+            browser: None,
         }
     }
 
@@ -100,6 +103,13 @@ impl GrpcServer {
     /// stay open).
     pub fn with_auth(mut self, auth: AuthLayer) -> Self {
         self.auth = Some(auth);
+        self
+    }
+
+    /// Admits browsers: CORS for `access.origins` and grpc-web (binary and
+    /// text, HTTP/1.1 and HTTP/2) beside native gRPC on the same port.
+    pub fn with_browser(mut self, access: BrowserAccess) -> Self {
+        self.browser = Some(access);
         self
     }
 
@@ -152,6 +162,10 @@ impl GrpcServer {
                 self.auth,
             ),
             None => server_stack(routes, self.name, self.stats, self.auth),
+        };
+        let service = match &self.browser {
+            Some(access) => browser_stack(service, access),
+            None => service,
         };
         (service, self.service_names, self.health)
     }

@@ -10,6 +10,7 @@
 
 mod api_key;
 mod jwt;
+mod session;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -26,6 +27,10 @@ pub use api_key::{
     API_KEY_HEADER, ApiKey, ApiKeyAuthenticator, ApiKeyRecord, ApiKeyStore, hash_secret,
 };
 pub use jwt::{Claims, JwtAuthenticator, JwtKey, mint_hs256};
+pub use session::{
+    CSRF_HEADER, CookiePolicy, SESSION_COOKIE, SessionAuthenticator, SessionStore,
+    hash_session_handle, new_session_handle, session_handle,
+};
 
 use crate::context::Identity;
 use crate::{HttpRequest, HttpResponse, status_response};
@@ -43,6 +48,10 @@ pub enum AuthError {
     /// (it names what is wrong with the token, never what was expected).
     #[error("invalid credentials: {0}")]
     Invalid(&'static str),
+    /// Credentials came in a way the server does not trust (a session
+    /// cookie without the CSRF header, or from a foreign origin).
+    #[error("refused: {0}")]
+    Forbidden(&'static str),
     /// Authenticated, but without the scope the method needs.
     #[error("missing scope {0}")]
     MissingScope(String),
@@ -57,7 +66,9 @@ impl From<AuthError> for Status {
             AuthError::Missing | AuthError::Invalid(_) => {
                 Status::unauthenticated(error.to_string())
             }
-            AuthError::MissingScope(_) => Status::permission_denied(error.to_string()),
+            AuthError::MissingScope(_) | AuthError::Forbidden(_) => {
+                Status::permission_denied(error.to_string())
+            }
             AuthError::StoreUnavailable => Status::unavailable(error.to_string()),
         }
     }
