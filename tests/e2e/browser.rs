@@ -59,6 +59,19 @@ async fn unary_calls_work_in_both_formats_over_both_http_versions() {
             assert_eq!(page.products.len(), 3);
             assert!(!page.next_page_token.is_empty());
 
+            // Without an `Accept` header the answer still comes in the
+            // request's format.
+            let mut bare = grpc_web::request(
+                address,
+                LIST,
+                mode,
+                grpc_web::body(mode, &grpc_web::frame(&list)),
+            );
+            bare.headers_mut().remove("accept");
+            let reply = grpc_web::read(mode, grpc_web::open(address, http, bare).await).await;
+            assert_eq!(reply.headers["content-type"], mode.content_type());
+            assert_eq!(reply.code(), Some(Code::Ok));
+
             let wanted = GetProductPageRequest {
                 product_id: "prod-000042".into(),
             };
@@ -80,7 +93,11 @@ async fn errors_arrive_as_grpc_status_in_both_formats() {
         let reply = grpc_web::call(stack.web.address, Http::One, mode, PAGE, &missing, &[]).await;
         assert_eq!(reply.http_status, 200);
         assert_eq!(reply.code(), Some(Code::NotFound), "{reply:?}");
-        assert!(reply.message().contains("prod-999999"), "{}", reply.message());
+        assert!(
+            reply.message().contains("prod-999999"),
+            "{}",
+            reply.message()
+        );
 
         let bad = ListProductsRequest {
             page_size: -1,
@@ -117,7 +134,10 @@ async fn order_status_streams_live_over_grpc_web() {
             &[("authorization", &auth)],
         )
         .await;
-        let placed = reply.decode::<PlaceOrderResponse>()[0].order.clone().unwrap();
+        let placed = reply.decode::<PlaceOrderResponse>()[0]
+            .order
+            .clone()
+            .unwrap();
         let watch = WatchOrderRequest {
             order_id: placed.id.clone(),
         };
@@ -267,7 +287,12 @@ async fn cors_grants_allowed_origins_only() {
     ] {
         assert!(granted.contains(header), "{header} not in {granted}");
     }
-    assert!(headers["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+    assert!(
+        headers["access-control-allow-methods"]
+            .to_str()
+            .unwrap()
+            .contains("POST")
+    );
 
     let refused = grpc_web::open(
         stack.web.address,
@@ -276,7 +301,11 @@ async fn cors_grants_allowed_origins_only() {
     )
     .await;
     assert_eq!(refused.status(), 403);
-    assert!(!refused.headers().contains_key("access-control-allow-origin"));
+    assert!(
+        !refused
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
 
     // A real call from the app's origin exposes the gRPC headers.
     let list = ListProductsRequest::default();
@@ -291,7 +320,9 @@ async fn cors_grants_allowed_origins_only() {
     .await;
     assert_eq!(reply.code(), Some(Code::Ok));
     assert_eq!(reply.headers["access-control-allow-origin"], WEB_ORIGIN);
-    let exposed = reply.headers["access-control-expose-headers"].to_str().unwrap();
+    let exposed = reply.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap();
     for header in [
         "grpc-status",
         "grpc-message",
@@ -317,7 +348,11 @@ async fn cors_grants_allowed_origins_only() {
 #[tokio::test]
 async fn cookie_sessions_sign_in_authorise_and_sign_out() {
     let stack = Stack::start().await;
-    stack.accounts.add_user("ada", "Ada", "lovelace").await.unwrap();
+    stack
+        .accounts
+        .add_user("ada", "Ada", "lovelace")
+        .await
+        .unwrap();
     let web = stack.web.address;
     let browser = [("origin", WEB_ORIGIN), ("x-tailor-csrf", "1")];
     let call = |path: &'static str, message: Vec<u8>, headers: Vec<(&'static str, String)>| async move {
@@ -364,7 +399,11 @@ async fn cookie_sessions_sign_in_authorise_and_sign_out() {
     let no_csrf = with(&[("origin", WEB_ORIGIN), ("cookie", &cookie)]);
     let reply = call(PLACE, grpc_web::frame(&order("c1")), no_csrf).await;
     assert_eq!(reply.code(), Some(Code::PermissionDenied), "{reply:?}");
-    assert!(reply.message().contains("x-tailor-csrf"), "{}", reply.message());
+    assert!(
+        reply.message().contains("x-tailor-csrf"),
+        "{}",
+        reply.message()
+    );
     let no_origin = with(&[("x-tailor-csrf", "1"), ("cookie", &cookie)]);
     let reply = call(PLACE, grpc_web::frame(&order("c1")), no_origin).await;
     assert_eq!(reply.code(), Some(Code::PermissionDenied));
@@ -376,10 +415,22 @@ async fn cookie_sessions_sign_in_authorise_and_sign_out() {
     ]);
     let reply = call(PLACE, grpc_web::frame(&order("c1")), signed_in.clone()).await;
     assert_eq!(reply.code(), Some(Code::Ok), "{reply:?}");
-    let placed = reply.decode::<PlaceOrderResponse>()[0].order.clone().unwrap();
-    let reply = call(WHO, grpc_web::frame(&GetSessionRequest {}), signed_in.clone()).await;
+    let placed = reply.decode::<PlaceOrderResponse>()[0]
+        .order
+        .clone()
+        .unwrap();
+    let reply = call(
+        WHO,
+        grpc_web::frame(&GetSessionRequest {}),
+        signed_in.clone(),
+    )
+    .await;
     assert_eq!(
-        reply.decode::<GetSessionResponse>()[0].session.as_ref().unwrap().user_id,
+        reply.decode::<GetSessionResponse>()[0]
+            .session
+            .as_ref()
+            .unwrap()
+            .user_id,
         "user-ada"
     );
     // The order is ada's: a bearer token for ada sees it, anyone else does not.
@@ -387,16 +438,35 @@ async fn cookie_sessions_sign_in_authorise_and_sign_out() {
     let watch = || WatchOrderRequest {
         order_id: placed.id.clone(),
     };
-    assert!(client.watch_order(bearer(&web_token("user-ada"), watch())).await.is_ok());
+    assert!(
+        client
+            .watch_order(bearer(&web_token("user-ada"), watch()))
+            .await
+            .is_ok()
+    );
     let other = client.watch_order(bearer(&web_token("bob"), watch())).await;
     assert_eq!(other.unwrap_err().code(), Code::NotFound);
 
     // Sign-out clears the cookie and kills the session server-side.
-    let reply = call(SIGN_OUT, grpc_web::frame(&SignOutRequest {}), signed_in.clone()).await;
+    let reply = call(
+        SIGN_OUT,
+        grpc_web::frame(&SignOutRequest {}),
+        signed_in.clone(),
+    )
+    .await;
     assert_eq!(reply.code(), Some(Code::Ok));
-    assert!(reply.headers["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert!(
+        reply.headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
     let reply = call(PLACE, grpc_web::frame(&order("c2")), signed_in.clone()).await;
-    assert_eq!(reply.code(), Some(Code::Unauthenticated), "the old cookie is dead");
+    assert_eq!(
+        reply.code(),
+        Some(Code::Unauthenticated),
+        "the old cookie is dead"
+    );
     let reply = call(WHO, grpc_web::frame(&GetSessionRequest {}), signed_in).await;
     assert_eq!(reply.code(), Some(Code::Unauthenticated));
 }
@@ -450,7 +520,11 @@ async fn malformed_grpc_web_input_gets_a_clear_status_and_the_server_stays_up() 
         let request = grpc_web::request(web, LIST, mode, body);
         let reply = grpc_web::read(mode, grpc_web::open(web, Http::One, request).await).await;
         assert_eq!(reply.code(), Some(code), "{what}: {reply:?}");
-        assert!(reply.message().contains(needle), "{what}: {}", reply.message());
+        assert!(
+            reply.message().contains(needle),
+            "{what}: {}",
+            reply.message()
+        );
     }
 
     let wrong_type = http::Request::post(format!("http://{web}{LIST}"))

@@ -173,7 +173,11 @@ pub fn parse_frames(mut bytes: &[u8]) -> (Vec<Bytes>, HeaderMap) {
         }
         bytes = &bytes[5 + length..];
     }
-    assert!(bytes.is_empty(), "{} stray bytes after the last frame", bytes.len());
+    assert!(
+        bytes.is_empty(),
+        "{} stray bytes after the last frame",
+        bytes.len()
+    );
     (messages, trailers)
 }
 

@@ -1,36 +1,35 @@
 //! `tailor-bench`: measures a running stack (`tailor up`) from outside, as
-//! a client would. `latency` compares the web BFF's product page (catalog +
-//! inventory + reviews + related, fetched in parallel) with the floor: one
-//! direct catalog `GetProduct` call. Both run in the same process, one
-//! after the other, over the same products, so the ratio is meaningful on
-//! a noisy machine. Requests are bounded by `--requests`.
+//! a client would. Every program runs its targets in one process, one
+//! after the other over the same products, so ratios are meaningful on a
+//! noisy machine; requests are bounded by flags.
+//!
+//! - `page`: the web BFF's product page against one direct catalog call.
+//! - `grpc-web`: product-page throughput over grpc-web (binary and text)
+//!   against native gRPC on the same web BFF.
 
 #![forbid(unsafe_code)]
 
-use std::time::{Duration, Instant};
+mod grpc_web;
+mod page;
 
-use clap::Parser;
-use tailor_proto::catalog::v1::GetProductRequest;
-use tailor_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
-use tailor_proto::web::v1::GetProductPageRequest;
-use tailor_proto::web::v1::shop_service_client::ShopServiceClient;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
 use tonic::transport::Channel;
 
 #[derive(Debug, Parser)]
 #[command(name = "tailor-bench", version)]
 struct Args {
-    /// Web BFF address.
-    #[arg(long, default_value = "http://127.0.0.1:8081")]
-    web: String,
-    /// Catalog service address.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    catalog: String,
-    /// Measured calls per target (after 50 warm-up calls).
-    #[arg(long, default_value_t = 500)]
-    requests: u32,
-    /// Products cycled through (ids 1..=N).
-    #[arg(long, default_value_t = 1000)]
-    products: u32,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Product page latency against the direct catalog call.
+    Page(page::Args),
+    /// Product page throughput: grpc-web (binary, text) against native gRPC.
+    GrpcWeb(grpc_web::Args),
 }
 
 struct Summary {
@@ -65,71 +64,13 @@ fn product(i: u32, products: u32) -> String {
     format!("prod-{:06}", i % products + 1)
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    let mut web = ShopServiceClient::new(channel(&args.web).await?);
-    let mut catalog = CatalogServiceClient::new(channel(&args.catalog).await?);
-    let total = args.requests + 50;
-
-    let mut direct = Vec::new();
-    for i in 0..total {
-        let started = Instant::now();
-        catalog
-            .get_product(GetProductRequest {
-                id: product(i, args.products),
-            })
-            .await
-            .map_err(|e| format!("catalog: {e}"))?;
-        if i >= 50 {
-            direct.push(started.elapsed());
-        }
-    }
-    let mut page = Vec::new();
-    for i in 0..total {
-        let started = Instant::now();
-        let answer = web
-            .get_product_page(GetProductPageRequest {
-                product_id: product(i, args.products),
-            })
-            .await
-            .map_err(|e| format!("web BFF: {e}"))?
-            .into_inner();
-        if !answer.degraded_sections.is_empty() {
-            return Err(format!("degraded page: {:?}", answer.degraded_sections));
-        }
-        if i >= 50 {
-            page.push(started.elapsed());
-        }
-    }
-    let (direct, page) = (summarize(direct), summarize(page));
-    println!(
-        "sequential calls, {} measured each, one client",
-        args.requests
-    );
-    println!("{:<44} {:>12} {:>12} {:>12}", "target", "p50", "p90", "p99");
-    println!(
-        "{:<44} {:>12} {:>12} {:>12}",
-        "catalog GetProduct (direct, the floor)",
-        ms(direct.p50),
-        ms(direct.p90),
-        ms(direct.p99)
-    );
-    println!(
-        "{:<44} {:>12} {:>12} {:>12}",
-        "web BFF GetProductPage (5 downstream calls)",
-        ms(page.p50),
-        ms(page.p90),
-        ms(page.p99)
-    );
-    println!(
-        "median ratio page/direct: {:.2}",
-        page.p50.as_secs_f64() / direct.p50.as_secs_f64()
-    );
-    Ok(())
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run(Args::parse()).await {
+    let outcome = match Args::parse().command {
+        Command::Page(args) => page::run(args).await,
+        Command::GrpcWeb(args) => grpc_web::run(args).await,
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tailor-bench: {error}");

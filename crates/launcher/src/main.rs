@@ -3,7 +3,8 @@
 //!
 //! `tailor up` starts the four downstream services, waits until each
 //! reports SERVING on `grpc.health.v1`, starts the three BFFs pointed at
-//! them, waits again, and prints where everything listens with
+//! them, waits again, serves the built browser app (`clients/web/dist`) next
+//! to them, and prints where everything listens with
 //! ready-to-paste `grpcurl` and `buf curl` lines. Ctrl-C (or SIGTERM) stops
 //! the BFFs first and the downstream services after, each draining its
 //! in-flight calls. A process that dies is reported and the others keep
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 mod stack;
+mod webapp;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::webapp;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -45,7 +46,14 @@ pub struct UpArgs {
     /// Servers log JSON instead of text.
     #[arg(long)]
     json_logs: bool,
+
+    /// The built browser app to serve (`npm run build` in clients/web).
+    #[arg(long, default_value = "clients/web/dist")]
+    web_dir: PathBuf,
 }
+
+/// Where the browser app is served unless `--any-ports`.
+const WEB_APP_PORT: u16 = 8080;
 
 /// One process of the stack.
 struct Spec {
@@ -189,7 +197,7 @@ fn downstream_specs(args: &UpArgs) -> Vec<Spec> {
     ]
 }
 
-fn bff_specs(downstreams: &HashMap<&str, SocketAddr>) -> Vec<Spec> {
+fn bff_specs(downstreams: &HashMap<&str, SocketAddr>, web_app: SocketAddr) -> Vec<Spec> {
     let addrs: Vec<String> = ["catalog", "inventory", "reviews", "orders"]
         .iter()
         .flat_map(|name| {
@@ -204,7 +212,16 @@ fn bff_specs(downstreams: &HashMap<&str, SocketAddr>) -> Vec<Spec> {
             name: "web-bff",
             binary: "tailor-web-bff",
             port: 8081,
-            args: addrs.clone(),
+            args: [
+                addrs.clone(),
+                vec![
+                    "--cors-origin".into(),
+                    format!("http://localhost:{0},http://127.0.0.1:{0}", web_app.port()),
+                    // The development app is served over plain HTTP.
+                    "--insecure-cookies".into(),
+                ],
+            ]
+            .concat(),
         },
         Spec {
             name: "mobile-bff",
@@ -219,6 +236,36 @@ fn bff_specs(downstreams: &HashMap<&str, SocketAddr>) -> Vec<Spec> {
             args: addrs,
         },
     ]
+}
+
+/// The development user `demo` (password `demo`) of the web app.
+async fn web_dev_user(args: &UpArgs) -> Result<(), String> {
+    let mut child = Command::new(args.bin_dir.join("tailor-web-bff"))
+        .arg("--data-dir")
+        .arg(&args.data_dir)
+        .args(["users", "add", "demo", "--display-name", "Demo Shopper"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("creating the development user: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        stdin
+            .write_all(b"demo\n")
+            .await
+            .map_err(|e| format!("creating the development user: {e}"))?;
+    }
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("creating the development user: {e}"))?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if output.status.success() || stderr.contains("already exists") {
+        Ok(())
+    } else {
+        Err(format!("creating the development user failed: {stderr}"))
+    }
 }
 
 /// The development partner key, created on first start and kept in the
@@ -255,7 +302,13 @@ async fn partner_dev_key(args: &UpArgs) -> Result<String, String> {
     Ok(key)
 }
 
-fn print_table(running: &[Running], partner_key: &str, data_dir: &Path, started: Duration) {
+fn print_table(
+    running: &[Running],
+    web_app: SocketAddr,
+    partner_key: &str,
+    data_dir: &Path,
+    started: Duration,
+) {
     let tailor = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "tailor".into());
@@ -275,6 +328,7 @@ fn print_table(running: &[Running], partner_key: &str, data_dir: &Path, started:
         };
         println!("  {:<12} {:<22} {role}", server.name, server.address);
     }
+    println!("  {:<12} {:<22} browser app", "web-app", web_app);
     let at = |name: &str| {
         running
             .iter()
@@ -283,6 +337,11 @@ fn print_table(running: &[Running], partner_key: &str, data_dir: &Path, started:
             .unwrap_or_default()
     };
     let (web, mobile, partner) = (at("web-bff"), at("mobile-bff"), at("partner-bff"));
+    println!();
+    println!(
+        "Open the shop: http://127.0.0.1:{}/  (sign in as demo / demo)",
+        web_app.port()
+    );
     println!();
     println!("Try them (reflection is on, no .proto files needed):");
     println!();
@@ -363,11 +422,22 @@ pub async fn up(args: UpArgs) -> Result<(), String> {
         &mut running,
     )
     .await;
+    let web_port = if args.any_ports { 0 } else { WEB_APP_PORT };
+    let (web_app, web_app_address) = match webapp::bind(web_port).await {
+        Ok(bound) => (Some(bound.0), bound.1),
+        Err(error) => {
+            result = result.and(Err(error));
+            (None, SocketAddr::from(([127, 0, 0, 1], web_port)))
+        }
+    };
+    if result.is_ok() {
+        result = web_dev_user(&args).await;
+    }
     if result.is_ok() {
         let addresses: HashMap<&str, SocketAddr> =
             running.iter().map(|r| (r.name, r.address)).collect();
         result = start_group(
-            bff_specs(&addresses),
+            bff_specs(&addresses, web_app_address),
             &args,
             &exit_tx,
             ready_by,
@@ -376,9 +446,27 @@ pub async fn up(args: UpArgs) -> Result<(), String> {
         .await;
     }
 
+    if let (Ok(()), Some(listener)) = (&result, web_app) {
+        let web_bff = running.iter().find(|r| r.name == "web-bff");
+        let port = web_bff.map_or(0, |r| r.address.port());
+        if !webapp::is_built(&args.web_dir) {
+            eprintln!(
+                "tailor: the web app is not built in {}; run `npm ci --prefix clients/web && npm run build --prefix clients/web`",
+                args.web_dir.display()
+            );
+        }
+        webapp::serve(listener, args.web_dir.clone(), port);
+    }
+
     if result.is_ok() {
         match partner_dev_key(&args).await {
-            Ok(key) => print_table(&running, &key, &args.data_dir, began.elapsed()),
+            Ok(key) => print_table(
+                &running,
+                web_app_address,
+                &key,
+                &args.data_dir,
+                began.elapsed(),
+            ),
             Err(error) => result = Err(error),
         }
     }

@@ -165,7 +165,11 @@ impl Accounts {
     }
 
     /// The user, when `password` is theirs.
-    pub async fn verify(&self, username: &str, password: &str) -> Result<Option<User>, StorageError> {
+    pub async fn verify(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<User>, StorageError> {
         let name = username.to_owned();
         let row = self
             .pool
@@ -274,7 +278,10 @@ impl SessionStore for Accounts {
         handle_hash: &'a [u8; 32],
     ) -> BoxFuture<'a, Result<Option<Identity>, String>> {
         Box::pin(async move {
-            let session = self.session(*handle_hash).await.map_err(|e| e.to_string())?;
+            let session = self
+                .session(*handle_hash)
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(session.map(|s| Identity {
                 subject: s.user.user_id,
                 tenant: None,
@@ -300,7 +307,10 @@ mod tests {
         let (dir, accounts) = open();
         let user = accounts.add_user("ada", "Ada", "lovelace").await.unwrap();
         assert_eq!(user.user_id, "user-ada");
-        assert_eq!(accounts.verify("ada", "lovelace").await.unwrap(), Some(user));
+        assert_eq!(
+            accounts.verify("ada", "lovelace").await.unwrap(),
+            Some(user)
+        );
         assert_eq!(accounts.verify("ada", "Lovelace").await.unwrap(), None);
         assert_eq!(accounts.verify("bob", "lovelace").await.unwrap(), None);
         let file = std::fs::read(dir.path().join("web.db")).unwrap();

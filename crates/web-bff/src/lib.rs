@@ -69,10 +69,8 @@ pub fn build_server(
     accounts: Accounts,
     options: WebOptions,
 ) -> GrpcServer {
-    let sessions = SessionAuthenticator::new(
-        Arc::new(accounts.clone()),
-        options.browser.origins.clone(),
-    );
+    let sessions =
+        SessionAuthenticator::new(Arc::new(accounts.clone()), options.browser.origins.clone());
     let authenticator = FirstOf(vec![Arc::new(tokens), Arc::new(sessions)]);
     GrpcServer::new(NAME)
         .add_service(ShopServiceServer::new(WebShop::new(downstreams)))

@@ -58,7 +58,9 @@ impl SessionService for WebSessions {
     ) -> Result<Response<SignInResponse>, Status> {
         let SignInRequest { username, password } = request.into_inner();
         if username.is_empty() || password.is_empty() {
-            return Err(Status::invalid_argument("username and password are required"));
+            return Err(Status::invalid_argument(
+                "username and password are required",
+            ));
         }
         let user = self
             .accounts

@@ -87,7 +87,9 @@ impl CookiePolicy {
 
     fn format(&self, value: &str, max_age: u64) -> String {
         let secure = if self.secure { "; Secure" } else { "" };
-        format!("{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
+        format!(
+            "{SESSION_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+        )
     }
 }
 
@@ -243,7 +245,11 @@ mod tests {
             secure: false,
             ..policy
         };
-        assert!(insecure.clear().starts_with("tailor_session=; Path=/; Max-Age=0"));
+        assert!(
+            insecure
+                .clear()
+                .starts_with("tailor_session=; Path=/; Max-Age=0")
+        );
         assert!(!insecure.clear().contains("Secure"));
     }
 }

@@ -172,13 +172,36 @@ where
             if let Err(status) = check_frames(&bytes, max_message, wire) {
                 return Ok(refused(&parts, status, wire));
             }
+            let mut parts = parts;
+            answer_in_kind(&mut parts.headers, wire);
             let request = HttpRequest::from_parts(parts, tonic::body::Body::new(Full::new(bytes)));
             inner.call(request).await
         })
     }
 }
 
-fn ready(response: HttpResponse) -> Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>> {
+/// The translation answers in the format `Accept` names exactly, binary
+/// otherwise. Clients that send text without naming a format in `Accept`
+/// (or with a list) expect text back: say so in the form it understands.
+fn answer_in_kind(headers: &mut http::HeaderMap, wire: Wire) {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let text = accept.contains("application/grpc-web-text")
+        || (wire == Wire::Text && !accept.contains("application/grpc-web"));
+    let format = if text {
+        "application/grpc-web-text"
+    } else {
+        "application/grpc-web"
+    };
+    headers.insert(header::ACCEPT, HeaderValue::from_static(format));
+}
+
+fn ready(
+    response: HttpResponse,
+) -> Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>> {
     Box::pin(async move { Ok(response) })
 }
 
@@ -337,8 +360,18 @@ mod tests {
     #[test]
     fn malformed_frames_are_named() {
         let cases: Vec<(Vec<u8>, Wire, tonic::Code, &str)> = vec![
-            (vec![0, 0, 0], Wire::Binary, tonic::Code::InvalidArgument, "truncated"),
-            (vec![], Wire::Binary, tonic::Code::InvalidArgument, "no message"),
+            (
+                vec![0, 0, 0],
+                Wire::Binary,
+                tonic::Code::InvalidArgument,
+                "truncated",
+            ),
+            (
+                vec![],
+                Wire::Binary,
+                tonic::Code::InvalidArgument,
+                "no message",
+            ),
             (
                 frame(b"abc")[..6].to_vec(),
                 Wire::Binary,
