@@ -8,8 +8,18 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 started=$(date +%s)
 
-step "test tools: buf (npm @bufbuild/buf)"
+step "test tools: buf (npm @bufbuild/buf), Chromium (Debian package)"
 npm ci --prefix tests --no-audit --no-fund --loglevel=error
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+step "the browser app (clients/web: npm ci, generate stubs, typecheck, bundle)"
+npm ci --prefix clients/web --no-audit --no-fund --loglevel=error
+npm run build --prefix clients/web --silent
 
 step "formatting (cargo fmt --check)"
 cargo fmt --all -- --check
@@ -32,6 +42,13 @@ else
     passed=$(grep -oE 'test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
     failed=$(grep -oE '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 fi
+rm -f "$log"
+
+step "browser and grpc-web client tests (Node, Chromium)"
+log=$(mktemp)
+npm test --prefix clients/web 2>&1 | tee "$log" || status=$?
+passed=$(( passed + $(grep -oE '^# pass [0-9]+' "$log" | grep -oE '[0-9]+' || echo 0) ))
+failed=$(( failed + $(grep -oE '^# fail [0-9]+' "$log" | grep -oE '[0-9]+' || echo 0) ))
 rm -f "$log"
 
 printf '\n== summary (%ss)\n' "$(( $(date +%s) - started ))"

@@ -43,7 +43,8 @@ fn files(answer: v1::server_reflection_response::MessageResponse) -> Vec<FileDes
 /// What grpcurl does for `list`, `describe` and `-d` calls: list the
 /// services, fetch the file defining one, then fetch every import by name
 /// until the whole dependency graph is resolved.
-async fn walk(channel: Channel, expected_service: &str) {
+async fn walk(channel: Channel, served: &[&str]) {
+    let expected_service = served[0];
     use v1::server_reflection_request::MessageRequest;
     let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
 
@@ -56,12 +57,12 @@ async fn walk(channel: Channel, expected_service: &str) {
         other => panic!("expected a service list, got {other:?}"),
     };
     let expected: BTreeSet<String> = [
-        expected_service,
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
     ]
     .into_iter()
+    .chain(served.iter().copied())
     .map(str::to_owned)
     .collect();
     assert_eq!(
@@ -140,16 +141,24 @@ async fn walk(channel: Channel, expected_service: &str) {
 #[tokio::test]
 async fn every_bff_can_be_explored_and_called_through_reflection_alone() {
     let stack = Stack::start().await;
-    walk(stack.web.channel().await, "tailor.web.v1.ShopService").await;
-    walk(stack.mobile.channel().await, "tailor.mobile.v1.ShopService").await;
+    walk(
+        stack.web.channel().await,
+        &["tailor.web.v1.ShopService", "tailor.web.v1.SessionService"],
+    )
+    .await;
+    walk(
+        stack.mobile.channel().await,
+        &["tailor.mobile.v1.ShopService"],
+    )
+    .await;
     walk(
         stack.partner.channel().await,
-        "tailor.partner.v1.PartnerService",
+        &["tailor.partner.v1.PartnerService"],
     )
     .await;
     walk(
         stack.catalog.channel().await,
-        "tailor.catalog.v1.CatalogService",
+        &["tailor.catalog.v1.CatalogService"],
     )
     .await;
 }

@@ -259,7 +259,7 @@ fn decode_text(text: &[u8]) -> Result<Vec<u8>, Status> {
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    if compact.len() % 4 != 0 {
+    if !compact.len().is_multiple_of(4) {
         return Err(invalid());
     }
     let engine = base64::engine::general_purpose::STANDARD;
