@@ -102,3 +102,41 @@ async fn buf_curl_gets_real_shop_data_from_every_bff_through_reflection() {
     assert_eq!(partner["availabilities"][0]["productId"], "prod-000001");
     assert_eq!(partner["availabilities"][0]["known"], true);
 }
+
+/// `buf curl` speaking grpc-web over HTTP/1.1, as a third-party client:
+/// the schema comes from the repository's module, because reflection is a
+/// bidirectional stream and grpc-web has no client streaming.
+#[tokio::test]
+async fn buf_curl_calls_the_web_bff_over_grpc_web() {
+    let stack = Stack::start().await;
+    let call = |method: &str, body: &str| {
+        let mut command = tokio::process::Command::new(buf());
+        command
+            .args(["curl", "--protocol", "grpcweb", "--schema"])
+            .arg(workspace())
+            .args(["-d", body])
+            .arg(format!(
+                "{}/tailor.web.v1.ShopService/{method}",
+                stack.web.url()
+            ));
+        command.output()
+    };
+    let output = call("ListProducts", r#"{"page_size": 2, "query": "mug"}"#)
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let page: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(page["products"].as_array().unwrap().len(), 2);
+
+    let output = call("GetProductPage", r#"{"product_id": "prod-999999"}"#)
+        .await
+        .unwrap();
+    assert!(!output.status.success());
+    let error: serde_json::Value = serde_json::from_slice(&output.stderr).unwrap();
+    assert_eq!(error["code"], "not_found");
+    assert_eq!(error["message"], "product prod-999999 not found");
+}

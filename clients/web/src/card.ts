@@ -2,7 +2,7 @@
 import { h } from "./dom.js";
 import type { Picture, ProductCard, Rating } from "./gen/tailor/web/v1/shop_pb.js";
 
-export function productHref(productId: string): string {
+function productHref(productId: string): string {
   return `#/product/${encodeURIComponent(productId)}`;
 }
 

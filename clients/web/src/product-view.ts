@@ -92,14 +92,16 @@ export class ProductView {
 }
 
 function details(product: ProductDetails): HTMLElement {
-  const attributes = Object.entries(product.attributes).flatMap(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]);
+  const attributes = Object.entries(product.attributes)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .flatMap(([name, value]) => [h("dt", {}, name), h("dd", {}, value)]);
   return h(
     "div",
     { class: "details" },
     h("h1", { testid: "product-title" }, product.title),
     h("p", { class: "muted" }, `${product.brand} · ${product.categoryName} · SKU ${product.sku}`),
     h("p", { class: "price big", testid: "product-price" }, product.price?.display ?? ""),
-    h("p", { testid: "product-description" }, product.description),
+    h("p", { class: "text", testid: "product-description" }, product.description),
     attributes.length > 0 && h("dl", { class: "attributes" }, ...attributes),
   );
 }
@@ -142,7 +144,7 @@ function reviewsSection(section: ReviewsSection): HTMLElement {
         { class: "muted" },
         `${review.authorName}${review.createTime ? `, ${timestampDate(review.createTime).toLocaleDateString()}` : ""} · ${review.helpfulCount} found this helpful`,
       ),
-      h("p", { testid: "review-body" }, review.body),
+      h("p", { class: "text", testid: "review-body" }, review.body),
     ),
   );
   return h(

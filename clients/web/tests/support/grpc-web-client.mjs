@@ -2,20 +2,34 @@
 // package), in either of its wire formats:
 //   binary: content-type application/grpc-web+proto
 //   text:   content-type application/grpc-web-text (base64 frames)
-// The runtime is written for browsers and sends through XMLHttpRequest, so the
-// calls here run on Node polyfills of it:
-//   binary needs responseType "arraybuffer", which xhr2 supports;
-//   text is read from responseText as it grows, which only `xmlhttprequest`
-//   exposes chunk by chunk (xhr2 fills responseText at the end), so text mode
-//   streams incrementally, as in a browser.
+// The runtime is written for browsers and sends through XMLHttpRequest, which
+// Node lacks; the xhr2 package provides it.
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import grpcWeb from "grpc-web";
 import xhr2 from "xhr2";
-import xmlhttprequest from "xmlhttprequest";
 
 const { GrpcWebClientBase, MethodDescriptor, MethodType } = grpcWeb;
 
-const polyfills = { binary: xhr2, text: xmlhttprequest.XMLHttpRequest };
+/**
+ * xhr2 with a responseText that grows while the response arrives, as in a
+ * browser: xhr2 itself sets responseText only when the response has ended,
+ * and the runtime's text format reads each message from the growing text, so
+ * without this a text-mode stream would arrive all at once at its end.
+ * (Binary mode reads an ArrayBuffer response, which is only whole at the end
+ * in browsers too.) Uses xhr2's internals, hence the exact version pin.
+ */
+class StreamingXMLHttpRequest extends xhr2 {
+  _onHttpResponseData(response, data) {
+    super._onHttpResponseData(response, data);
+    if (this._response === response && (this.responseType === "" || this.responseType === "text")) {
+      this._parseTextResponse(Buffer.concat(this._responseParts));
+      this._setReadyState(xhr2.LOADING);
+    }
+  }
+}
+
+// The runtime looks XMLHttpRequest up globally whenever it starts a call.
+globalThis.XMLHttpRequest = StreamingXMLHttpRequest;
 
 /**
  * A grpc-web MethodDescriptor for a protobuf-es method: the runtime only needs
@@ -42,7 +56,6 @@ function methodDescriptor(method) {
 export class GrpcWebClient {
   constructor(baseUrl, format) {
     this.baseUrl = baseUrl;
-    this.format = format;
     this.client = new GrpcWebClientBase({ format });
   }
 
@@ -67,8 +80,6 @@ export class GrpcWebClient {
   #call(method, start) {
     return new Promise((resolve) => {
       const result = { messages: [], error: undefined, response: undefined, status: undefined, headers: undefined };
-      // The runtime makes its XMLHttpRequest synchronously while starting the call.
-      globalThis.XMLHttpRequest = polyfills[this.format];
       const url = `${this.baseUrl}/${method.parent.typeName}/${method.name}`;
       const stream = start(url, methodDescriptor(method), (outcome) => Object.assign(result, outcome));
       stream.on("data", (message) => result.messages.push({ message, at: Date.now() }));

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 
-export const repoRoot = path.resolve(import.meta.dirname, "../../../..");
+const repoRoot = path.resolve(import.meta.dirname, "../../../..");
 export const webDir = path.join(repoRoot, "clients/web");
 const launcher = path.join(repoRoot, "target/debug/tailor");
 
@@ -67,7 +67,7 @@ export async function startStack() {
     });
     const bff = /^\s*web-bff\s+(\S+)\s/m.exec(output);
     if (!bff) throw new Error("the launcher printed no web-bff row");
-    return { shopUrl, webBffAddress: bff[1], stop, output: () => output };
+    return { shopUrl, webBffAddress: bff[1], stop };
   } catch (error) {
     await stop();
     throw new Error(`${error.message}\n--- launcher output ---\n${output}`);

@@ -172,6 +172,13 @@ where
             if let Err(status) = check_frames(&bytes, max_message, wire) {
                 return Ok(refused(&parts, status, wire));
             }
+            // The translation below decodes base64 strictly: hand it the
+            // text without the line breaks clients may add.
+            let bytes = if wire == Wire::Text {
+                Bytes::from(without_whitespace(&bytes))
+            } else {
+                bytes
+            };
             let mut parts = parts;
             answer_in_kind(&mut parts.headers, wire);
             let request = HttpRequest::from_parts(parts, tonic::body::Body::new(Full::new(bytes)));
@@ -250,15 +257,18 @@ async fn read_body(
     Ok(collected.to_bytes())
 }
 
+fn without_whitespace(text: &[u8]) -> Vec<u8> {
+    text.iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect()
+}
+
 /// Decodes a `-text` body: base64 in one piece or in several padded pieces
 /// (clients may encode each frame on its own), whitespace ignored.
 fn decode_text(text: &[u8]) -> Result<Vec<u8>, Status> {
     let invalid = || Status::invalid_argument("grpc-web-text body is not valid base64");
-    let compact: Vec<u8> = text
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
+    let compact = without_whitespace(text);
     if !compact.len().is_multiple_of(4) {
         return Err(invalid());
     }
