@@ -8,6 +8,7 @@ mod deadlines;
 mod health;
 mod launcher;
 mod mobile;
+mod mobile_payload;
 mod orders;
 mod partner;
 mod reflection;

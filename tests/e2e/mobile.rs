@@ -49,7 +49,7 @@ async fn product_screen_is_trimmed_for_a_phone() {
     let page = mobile
         .get_product_page(GetProductPageRequest {
             product_id: "prod-000042".into(),
-            screen: None,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -107,7 +107,7 @@ async fn a_crashed_bff_does_not_touch_the_other_bffs() {
     let page = mobile
         .get_product_page(mobile::v1::GetProductPageRequest {
             product_id: "prod-000042".into(),
-            screen: None,
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -6,6 +6,8 @@
 //! - `page`: the web BFF's product page against one direct catalog call.
 //! - `grpc-web`: product-page throughput over grpc-web (binary and text)
 //!   against native gRPC on the same web BFF.
+//! - `payload`: bytes on the wire per screen, web BFF against mobile BFF,
+//!   plain and compressed.
 
 #![forbid(unsafe_code)]
 
@@ -30,6 +32,60 @@ enum Command {
     Page(page::Args),
     /// Product page throughput: grpc-web (binary, text) against native gRPC.
     GrpcWeb(grpc_web::Args),
+    /// Bytes per screen: web BFF against mobile BFF, plain and compressed.
+    Payload(PayloadArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct PayloadArgs {
+    /// Web BFF address.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    web: std::net::SocketAddr,
+    /// Mobile BFF address.
+    #[arg(long, default_value = "127.0.0.1:8082")]
+    mobile: std::net::SocketAddr,
+    /// HS256 secret to mint the user's tokens with (the BFFs' development
+    /// secret unless set).
+    #[arg(long, env = "TAILOR_JWT_HS256_SECRET", default_value = tailor_runtime::cli::DEVELOPMENT_JWT_SECRET, hide_default_value = true)]
+    secret: String,
+}
+
+async fn payload(args: PayloadArgs) -> Result<(), String> {
+    use tailor_bench::payload::{Targets, measure, table};
+    let token = |audience: &str| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let claims = tailor_interceptors::auth::Claims {
+            sub: "payload-report".into(),
+            aud: audience.into(),
+            exp: now + 600,
+            iat: now,
+            iss: String::new(),
+            scope: String::new(),
+        };
+        tailor_interceptors::auth::mint_hs256(args.secret.as_bytes(), &claims)
+    };
+    let targets = Targets {
+        web: args.web,
+        mobile: args.mobile,
+        web_token: token("tailor-web"),
+        mobile_token: token("tailor-mobile"),
+    };
+    let run = format!("{}", std::process::id());
+    let screens = measure(&targets, &run).await?;
+    println!("Bytes of the answer's body on the wire (message frames), one call each:");
+    println!();
+    print!("{}", table(&screens));
+    println!();
+    let plain = screens.iter().all(|s| s.plain_ratio() <= 0.40);
+    let compressed = screens.iter().all(|s| s.compressed_ratio() <= 0.20);
+    println!(
+        "targets: mobile <= 40% of web uncompressed: {}; mobile compressed <= 20% of web: {}",
+        if plain { "met" } else { "MISSED" },
+        if compressed { "met" } else { "MISSED" }
+    );
+    Ok(())
 }
 
 struct Summary {
@@ -69,6 +125,7 @@ async fn main() -> std::process::ExitCode {
     let outcome = match Args::parse().command {
         Command::Page(args) => page::run(args).await,
         Command::GrpcWeb(args) => grpc_web::run(args).await,
+        Command::Payload(args) => payload(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -17,6 +17,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod browser;
+pub mod compression;
 pub mod context;
 pub mod deadline;
 pub mod error;

@@ -3,7 +3,9 @@
 //! minor units, a rounded rating and a coarse stock state; the product
 //! screen carries a short description and a few trimmed reviews. Placing an
 //! order requires an idempotency key so that retries after a lost response
-//! are safe.
+//! are safe. Reads take a read mask (or a view) that also decides which
+//! downstream calls are made, answers carry a version so an unchanged one
+//! costs a few bytes, and large answers are compressed (gzip or zstd).
 //!
 //! **Architecture invariant**: this crate holds only the mobile API and the
 //! mapping of screens into it. It knows nothing about grpc-web, cookies or
@@ -12,15 +14,18 @@
 
 #![forbid(unsafe_code)]
 
+mod mask;
 mod shape;
 mod shop;
 
 use std::sync::Arc;
 
 use tailor_interceptors::auth::{AuthLayer, AuthPolicy, JwtAuthenticator};
+use tailor_interceptors::compression::PlainStreams;
 use tailor_proto::mobile::v1::shop_service_server::ShopServiceServer;
 use tailor_runtime::GrpcServer;
 use tailor_screens::Downstreams;
+use tonic::codec::CompressionEncoding;
 
 pub use shop::MobileShop;
 
@@ -31,6 +36,7 @@ pub const NAME: &str = "mobile-bff";
 pub const DEFAULT_AUDIENCE: &str = "tailor-mobile";
 
 const SERVICE: &str = "/tailor.mobile.v1.ShopService/";
+const WATCH_ORDER: &str = "/tailor.mobile.v1.ShopService/WatchOrder";
 
 /// Who may call what: browsing is open, orders need a signed-in user.
 pub fn auth_policy() -> AuthPolicy {
@@ -42,6 +48,13 @@ pub fn auth_policy() -> AuthPolicy {
 /// The mobile BFF's server, ready to serve.
 pub fn build_server(downstreams: Downstreams, tokens: JwtAuthenticator) -> GrpcServer {
     GrpcServer::new(NAME)
-        .add_service(ShopServiceServer::new(MobileShop::new(downstreams)))
+        .add_service(PlainStreams::new(
+            ShopServiceServer::new(MobileShop::new(downstreams))
+                .send_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Gzip),
+            &[WATCH_ORDER],
+        ))
         .with_auth(AuthLayer::new(Arc::new(tokens), auth_policy()))
 }

@@ -3,7 +3,9 @@
 use std::pin::Pin;
 
 use futures_util::{Stream, StreamExt};
+use prost::Message;
 use tailor_interceptors::auth::caller;
+use tailor_interceptors::compression::compress_if_worth_it;
 use tailor_interceptors::error::downstream;
 use tailor_proto::mobile::v1::shop_service_server::ShopService;
 use tailor_proto::mobile::v1::{
@@ -14,9 +16,10 @@ use tailor_screens::Downstreams;
 use tailor_screens::list::{ListParts, ListQuery, product_list};
 use tailor_screens::order::{LineInput, OrderLimits, place_order, watch_order};
 use tailor_screens::page::{PageParts, product_page};
+use tailor_screens::version_token;
 use tonic::{Request, Response, Status};
 
-use crate::shape;
+use crate::{mask, shape};
 
 const DEFAULT_PAGE_SIZE: i32 = 20;
 const MAX_PAGE_SIZE: i32 = 50;
@@ -51,6 +54,11 @@ impl ShopService for MobileShop {
         &self,
         request: Request<ListProductsRequest>,
     ) -> Result<Response<ListProductsResponse>, Status> {
+        let mask = mask::card_mask(
+            request.metadata(),
+            request.get_ref().read_mask.as_ref(),
+            request.get_ref().view,
+        )?;
         let request = request.into_inner();
         let screen = shape::screen_or_default(request.screen);
         let query = ListQuery {
@@ -63,9 +71,10 @@ impl ShopService for MobileShop {
             category_id: request.category_id,
             query: request.query,
         };
+        // Only ask for what the cards will show.
         let parts = ListParts {
-            ratings: true,
-            stock: true,
+            ratings: mask.selects("rating_tenths"),
+            stock: mask.selects("stock"),
         };
         let list = product_list(&self.downstreams, query, parts).await?;
         let ratings = list.ratings.as_ready();
@@ -74,31 +83,53 @@ impl ShopService for MobileShop {
             .products
             .iter()
             .map(|p| {
-                shape::card(
+                mask.apply(&shape::card(
                     p,
                     ratings.and_then(|r| r.get(&p.id)),
                     stock.and_then(|s| s.get(&p.id)),
                     &screen,
-                )
+                ))
             })
             .collect();
-        Ok(Response::new(ListProductsResponse {
+        let answer = ListProductsResponse {
             products,
             next_page_token: list.next_page_token,
-        }))
+            ..Default::default()
+        };
+        let version = version_token(&answer.encode_to_vec());
+        let answer = if request.if_version == version {
+            ListProductsResponse {
+                version,
+                unchanged: true,
+                ..Default::default()
+            }
+        } else {
+            ListProductsResponse { version, ..answer }
+        };
+        Ok(compress_if_worth_it(Response::new(answer)))
     }
 
     async fn get_product_page(
         &self,
         request: Request<GetProductPageRequest>,
     ) -> Result<Response<GetProductPageResponse>, Status> {
+        let mask = mask::page_mask(
+            request.metadata(),
+            request.get_ref().read_mask.as_ref(),
+            request.get_ref().view,
+        )?;
         let request = request.into_inner();
         let screen = shape::screen_or_default(request.screen);
+        // Sections the mask leaves out are never fetched.
         let parts = PageParts {
-            stock: true,
-            summary: true,
-            reviews: REVIEW_POOL,
-            related: RELATED,
+            stock: mask.selects("stock"),
+            summary: mask.selects("rating_tenths") || mask.selects("review_count"),
+            reviews: if mask.selects("top_reviews") {
+                REVIEW_POOL
+            } else {
+                0
+            },
+            related: if mask.selects("related") { RELATED } else { 0 },
         };
         let page = product_page(&self.downstreams, &request.product_id, parts).await?;
         let mut degraded_sections = Vec::new();
@@ -117,7 +148,7 @@ impl ShopService for MobileShop {
         let mut reviews = page.reviews.ready().unwrap_or_default();
         reviews.sort_by_key(|r| std::cmp::Reverse(r.helpful_count));
         reviews.truncate(TOP_REVIEWS);
-        Ok(Response::new(GetProductPageResponse {
+        let answer = mask.apply(&GetProductPageResponse {
             image_url: shape::image_for(
                 product.images.first(),
                 screen.width_points as f32,
@@ -137,13 +168,30 @@ impl ShopService for MobileShop {
                 .iter()
                 .map(|p| shape::card(p, None, None, &screen))
                 .collect(),
-            degraded_sections,
+            degraded_sections: Vec::new(),
             id: product.id,
             title: product.title,
             brand: product.brand,
             price_minor: price.amount_minor,
             currency_code: price.currency_code,
-        }))
+            ..Default::default()
+        });
+        // Degraded sections are always told, whatever the mask.
+        let answer = GetProductPageResponse {
+            degraded_sections,
+            ..answer
+        };
+        let version = version_token(&answer.encode_to_vec());
+        let answer = if request.if_version == version {
+            GetProductPageResponse {
+                version,
+                unchanged: true,
+                ..Default::default()
+            }
+        } else {
+            GetProductPageResponse { version, ..answer }
+        };
+        Ok(compress_if_worth_it(Response::new(answer)))
     }
 
     async fn place_order(
@@ -169,9 +217,9 @@ impl ShopService for MobileShop {
             LIMITS,
         )
         .await?;
-        Ok(Response::new(PlaceOrderResponse {
+        Ok(compress_if_worth_it(Response::new(PlaceOrderResponse {
             order: Some(shape::order(placed.order)),
-        }))
+        })))
     }
 
     type WatchOrderStream = StatusStream;

@@ -80,3 +80,12 @@ impl<T> Part<T> {
         }
     }
 }
+
+/// The version of an answer: a short digest of its encoded bytes, so an
+/// app that presents it back can be told "unchanged" instead of getting
+/// the same bytes again. Equal answers (same data, mask and screen) have
+/// equal versions.
+pub fn version_token(encoded: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(encoded)[..12])
+}

@@ -28,6 +28,7 @@ use tailor_proto::web::v1::session_service_server::SessionServiceServer;
 use tailor_proto::web::v1::shop_service_server::ShopServiceServer;
 use tailor_runtime::GrpcServer;
 use tailor_screens::Downstreams;
+use tonic::codec::CompressionEncoding;
 
 pub use accounts::Accounts;
 pub use session::WebSessions;
@@ -73,7 +74,13 @@ pub fn build_server(
         SessionAuthenticator::new(Arc::new(accounts.clone()), options.browser.origins.clone());
     let authenticator = FirstOf(vec![Arc::new(tokens), Arc::new(sessions)]);
     GrpcServer::new(NAME)
-        .add_service(ShopServiceServer::new(WebShop::new(downstreams)))
+        .add_service(
+            // Native callers may ask for compressed answers; browsers over
+            // grpc-web do not send grpc-accept-encoding and get plain ones.
+            ShopServiceServer::new(WebShop::new(downstreams))
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip),
+        )
         .add_service(SessionServiceServer::new(WebSessions::new(
             accounts,
             options.cookie,

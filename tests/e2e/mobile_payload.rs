@@ -1,0 +1,351 @@
+//! What the mobile BFF does to send less: read masks (which also decide the
+//! downstream calls), compression negotiated both ways, "unchanged"
+//! answers, retry-safe orders, and the payload targets against the web BFF.
+
+use tailor_e2e::{Stack, bearer, mobile_token, web_token};
+use tailor_proto::mobile::v1::shop_service_client::ShopServiceClient;
+use tailor_proto::mobile::v1::{
+    GetProductPageRequest, ListProductsRequest, OrderLineInput, PlaceOrderRequest, ProductView,
+};
+use tonic::Code;
+use tonic::codec::CompressionEncoding;
+
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+fn page(paths: &[&str]) -> GetProductPageRequest {
+    GetProductPageRequest {
+        product_id: "prod-000042".into(),
+        read_mask: mask(paths),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn read_masks_keep_only_the_named_fields_nested_and_repeated() {
+    let stack = Stack::start().await;
+    let mut mobile = ShopServiceClient::new(stack.mobile.channel().await);
+    let full = mobile
+        .get_product_page(page(&[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!full.title.is_empty() && !full.top_reviews.is_empty() && !full.related.is_empty());
+
+    let masked = mobile
+        .get_product_page(page(&["title", "top_reviews.rating", "related.id"]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(masked.title, full.title);
+    assert_eq!(masked.id, "", "unmasked fields are empty");
+    assert_eq!(masked.price_minor, 0);
+    assert_eq!(masked.top_reviews.len(), full.top_reviews.len());
+    for (review, original) in masked.top_reviews.iter().zip(&full.top_reviews) {
+        assert_eq!(review.rating, original.rating);
+        assert!(review.text.is_empty() && review.author_name.is_empty());
+    }
+    assert_eq!(masked.related.len(), full.related.len());
+    assert!(
+        masked
+            .related
+            .iter()
+            .all(|c| !c.id.is_empty() && c.title.is_empty())
+    );
+
+    // The header works for generic clients; the request field wins over it.
+    let mut request = tonic::Request::new(page(&[]));
+    request
+        .metadata_mut()
+        .insert("x-read-mask", "id,stock".parse().unwrap());
+    let by_header = mobile.get_product_page(request).await.unwrap().into_inner();
+    assert_eq!(by_header.id, "prod-000042");
+    assert_eq!(by_header.stock, full.stock);
+    assert!(by_header.title.is_empty() && by_header.top_reviews.is_empty());
+
+    // Lists mask each card.
+    let cards = mobile
+        .list_products(ListProductsRequest {
+            page_size: 5,
+            read_mask: mask(&["id", "price_minor"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cards.products.len(), 5);
+    assert!(
+        !cards.next_page_token.is_empty(),
+        "paging survives the mask"
+    );
+    for card in &cards.products {
+        assert!(!card.id.is_empty() && card.price_minor > 0);
+        assert!(card.title.is_empty() && card.thumbnail_url.is_empty());
+    }
+
+    // An unknown path is refused, naming it.
+    for (request, path) in [
+        (page(&["title", "colour"]), "\"colour\""),
+        (page(&["top_reviews.stars"]), "\"top_reviews.stars\""),
+    ] {
+        let error = mobile.get_product_page(request).await.unwrap_err();
+        assert_eq!(error.code(), Code::InvalidArgument);
+        assert!(error.message().contains(path), "{}", error.message());
+    }
+    let error = mobile
+        .list_products(ListProductsRequest {
+            read_mask: mask(&["products.title"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn the_mask_decides_which_downstream_services_are_called() {
+    let stack = Stack::start().await;
+    let mut mobile = ShopServiceClient::new(stack.mobile.channel().await);
+    let calls = |stack: &Stack| {
+        (
+            stack.catalog.stats.snapshot().started,
+            stack.inventory.stats.snapshot().started,
+            stack.reviews.stats.snapshot().started,
+        )
+    };
+
+    let before = calls(&stack);
+    mobile
+        .get_product_page(page(&["title", "price_minor", "stock"]))
+        .await
+        .unwrap();
+    let after = calls(&stack);
+    assert_eq!(
+        after.2, before.2,
+        "no reviews requested: reviews never called"
+    );
+    assert_eq!(
+        after.1,
+        before.1 + 1,
+        "stock requested: inventory called once"
+    );
+    assert_eq!(
+        after.0,
+        before.0 + 1,
+        "only the product, no related products"
+    );
+
+    let before = calls(&stack);
+    mobile
+        .get_product_page(GetProductPageRequest {
+            product_id: "prod-000042".into(),
+            view: ProductView::Basic.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let after = calls(&stack);
+    assert_eq!(after.2, before.2, "the BASIC view skips reviews");
+
+    let before = calls(&stack);
+    mobile
+        .get_product_page(page(&["top_reviews.text"]))
+        .await
+        .unwrap();
+    let after = calls(&stack);
+    assert_eq!(
+        after.1, before.1,
+        "no stock requested: inventory never called"
+    );
+    assert!(after.2 > before.2, "reviews requested: reviews called");
+
+    let before = calls(&stack);
+    mobile
+        .list_products(ListProductsRequest {
+            page_size: 20,
+            read_mask: mask(&["id", "title"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let after = calls(&stack);
+    assert_eq!(
+        (after.1, after.2),
+        (before.1, before.2),
+        "cards without stock or rating"
+    );
+}
+
+#[tokio::test]
+async fn compression_is_negotiated_both_ways_and_small_answers_stay_plain() {
+    let stack = Stack::start().await;
+    let channel = stack.mobile.channel().await;
+    let request = || GetProductPageRequest {
+        product_id: "prod-000042".into(),
+        ..Default::default()
+    };
+    for encoding in [CompressionEncoding::Gzip, CompressionEncoding::Zstd] {
+        let mut client = ShopServiceClient::new(channel.clone())
+            .accept_compressed(encoding)
+            .send_compressed(encoding);
+        let answer = client.get_product_page(request()).await.unwrap();
+        let header = answer
+            .metadata()
+            .get("grpc-encoding")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let expected = match encoding {
+            CompressionEncoding::Gzip => "gzip",
+            _ => "zstd",
+        };
+        assert_eq!(
+            header.as_deref(),
+            Some(expected),
+            "a large answer is compressed"
+        );
+        assert_eq!(answer.into_inner().id, "prod-000042");
+    }
+    // A client that does not accept compression gets plain answers.
+    let mut plain = ShopServiceClient::new(channel.clone());
+    let answer = plain.get_product_page(request()).await.unwrap();
+    assert!(answer.metadata().get("grpc-encoding").is_none());
+}
+
+#[tokio::test]
+async fn an_unchanged_answer_is_a_version_and_nothing_else() {
+    let stack = Stack::start().await;
+    let mut mobile = ShopServiceClient::new(stack.mobile.channel().await);
+    let first = mobile
+        .get_product_page(page(&[]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.version.is_empty() && !first.unchanged);
+    let again = mobile
+        .get_product_page(GetProductPageRequest {
+            if_version: first.version.clone(),
+            ..page(&[])
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.unchanged);
+    assert_eq!(again.version, first.version);
+    assert!(again.title.is_empty() && again.top_reviews.is_empty());
+    assert!(prost::Message::encoded_len(&again) < 40, "{again:?}");
+
+    // Another mask is another answer, with another version.
+    let masked = mobile
+        .get_product_page(GetProductPageRequest {
+            if_version: first.version.clone(),
+            ..page(&["title"])
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!masked.unchanged);
+    assert_ne!(masked.version, first.version);
+    // A stale version gets the full answer.
+    let stale = mobile
+        .get_product_page(GetProductPageRequest {
+            if_version: "stale".into(),
+            ..page(&[])
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!stale.unchanged && stale.title == first.title);
+
+    let list = ListProductsRequest {
+        page_size: 20,
+        ..Default::default()
+    };
+    let cards = mobile
+        .list_products(list.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let unchanged = mobile
+        .list_products(ListProductsRequest {
+            if_version: cards.version.clone(),
+            ..list
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(unchanged.unchanged && unchanged.products.is_empty());
+}
+
+#[tokio::test]
+async fn concurrent_retries_of_one_order_get_the_same_order() {
+    let stack = Stack::start().await;
+    let channel = stack.mobile.channel().await;
+    let token = mobile_token("flaky-phone");
+    let place = || PlaceOrderRequest {
+        idempotency_key: "checkout-7f3a".into(),
+        lines: vec![OrderLineInput {
+            product_id: "prod-000011".into(),
+            quantity: 2,
+        }],
+    };
+    let tries = (0..8).map(|_| {
+        let mut client = ShopServiceClient::new(channel.clone());
+        let request = bearer(&token, place());
+        tokio::spawn(async move { client.place_order(request).await })
+    });
+    let mut ids = std::collections::BTreeSet::new();
+    for attempt in tries {
+        let order = attempt.await.unwrap().unwrap().into_inner().order.unwrap();
+        ids.insert(order.id);
+    }
+    assert_eq!(ids.len(), 1, "every retry returns the one order: {ids:?}");
+
+    // Without a key, no order is placed at all.
+    let mut client = ShopServiceClient::new(channel);
+    let error = client
+        .place_order(bearer(
+            &token,
+            PlaceOrderRequest {
+                idempotency_key: String::new(),
+                ..place()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn the_payload_report_meets_its_targets() {
+    let stack = Stack::start().await;
+    let targets = tailor_bench::payload::Targets {
+        web: stack.web.address,
+        mobile: stack.mobile.address,
+        web_token: web_token("report"),
+        mobile_token: mobile_token("report"),
+    };
+    let screens = tailor_bench::payload::measure(&targets, "e2e")
+        .await
+        .unwrap();
+    let table = tailor_bench::payload::table(&screens);
+    for screen in &screens {
+        assert!(
+            screen.plain_ratio() <= 0.40,
+            "{}: mobile is {:.0}% of web uncompressed\n{table}",
+            screen.screen,
+            100.0 * screen.plain_ratio()
+        );
+        assert!(
+            screen.compressed_ratio() <= 0.20,
+            "{}: compressed mobile is {:.0}% of web\n{table}",
+            screen.screen,
+            100.0 * screen.compressed_ratio()
+        );
+        assert!(
+            screen.mobile_gzip <= screen.mobile_plain && screen.mobile_zstd <= screen.mobile_plain,
+            "compression never inflates\n{table}"
+        );
+    }
+}
