@@ -12,7 +12,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let mut launcher = tokio::process::Command::new(bin_dir().join("tailor"))
-        .args(["up", "--any-ports", "--products", "300", "--bin-dir"])
+        .args(["up", "--any-ports", "--products", "300"])
+        .args(["--fulfilment-step-ms", "200", "--bin-dir"])
         .arg(bin_dir())
         .arg("--data-dir")
         .arg(dir.path())
@@ -71,6 +72,31 @@ async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanl
         .unwrap()
         .into_inner();
     assert!(availability.availabilities[0].known);
+
+    // The example phone app walks its screens against the launched stack.
+    let example = tokio::process::Command::new(bin_dir().join("tailor-mobile-example"))
+        .arg("--mobile")
+        .arg(format!("http://{}", at("mobile-bff")))
+        .output()
+        .await
+        .unwrap();
+    let walked = String::from_utf8_lossy(&example.stdout);
+    assert!(
+        example.status.success(),
+        "{walked}{}",
+        String::from_utf8_lossy(&example.stderr)
+    );
+    for screen in [
+        "list (20 cards, BASIC view)",
+        "unchanged: the app shows what it has",
+        "placed once",
+        "Placed -> Confirmed",
+    ] {
+        assert!(
+            walked.contains(screen),
+            "{screen:?} missing from:\n{walked}"
+        );
+    }
 
     let pid = nix::unistd::Pid::from_raw(launcher.id().unwrap() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
