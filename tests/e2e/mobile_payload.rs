@@ -349,3 +349,56 @@ async fn the_payload_report_meets_its_targets() {
         );
     }
 }
+
+#[tokio::test]
+async fn reads_are_retried_on_transient_failures_and_writes_never() {
+    // Every second call to catalog and to orders fails with UNAVAILABLE.
+    let stack = Stack::start_with(tailor_e2e::StackOptions {
+        unavailable_every: Some(2),
+        ..Default::default()
+    })
+    .await;
+    let mut mobile = ShopServiceClient::new(stack.mobile.channel().await);
+    for _ in 0..10 {
+        let page = mobile
+            .get_product_page(page(&["title", "related.id"]))
+            .await
+            .expect("a flaky catalog is retried, the screen still works");
+        let page = page.into_inner();
+        assert!(!page.title.is_empty() && !page.related.is_empty());
+    }
+    let catalog = stack.catalog.stats.snapshot();
+    assert!(catalog.failed >= 10, "the catalog did fail: {catalog:?}");
+
+    // Orders: PlaceOrder's CreateOrder is a write, sent once. Half of the
+    // attempts meet the injected failure and say so; none is repeated
+    // behind the caller's back.
+    let token = mobile_token("steady-phone");
+    let before = stack.orders.stats.snapshot().started;
+    let mut outcomes = Vec::new();
+    for n in 0..6 {
+        let request = bearer(
+            &token,
+            PlaceOrderRequest {
+                idempotency_key: format!("flaky-{n}"),
+                lines: vec![OrderLineInput {
+                    product_id: "prod-000011".into(),
+                    quantity: 1,
+                }],
+            },
+        );
+        outcomes.push(
+            mobile
+                .place_order(request)
+                .await
+                .map(|_| ())
+                .map_err(|s| s.code()),
+        );
+    }
+    let creates = stack.orders.stats.snapshot().started - before;
+    assert_eq!(creates, 6, "one CreateOrder per PlaceOrder, no retries");
+    assert!(
+        outcomes.contains(&Err(Code::Unavailable)) && outcomes.iter().any(Result::is_ok),
+        "{outcomes:?}"
+    );
+}

@@ -98,6 +98,8 @@ pub struct StackOptions {
     pub catalog_latency: Option<Duration>,
     /// Chaos: delay added to every inventory and reviews call.
     pub stock_and_reviews_latency: Option<Duration>,
+    /// Chaos: every n-th call to catalog and to orders answers UNAVAILABLE.
+    pub unavailable_every: Option<u64>,
 }
 
 impl Default for StackOptions {
@@ -106,6 +108,7 @@ impl Default for StackOptions {
             fulfilment_step: Duration::from_millis(60),
             catalog_latency: None,
             stock_and_reviews_latency: None,
+            unavailable_every: None,
         }
     }
 }
@@ -140,6 +143,14 @@ fn options(latency: Option<Duration>) -> ServeOptions {
     ServeOptions {
         drain_timeout: Duration::from_secs(5),
         injected_latency: latency,
+        inject_unavailable_every: None,
+    }
+}
+
+fn flaky(every: Option<u64>) -> ServeOptions {
+    ServeOptions {
+        inject_unavailable_every: every,
+        ..options(None)
     }
 }
 
@@ -252,11 +263,15 @@ impl Stack {
         )
         .await
         .unwrap();
-        let catalog = Server::start(catalog, options(options_.catalog_latency)).await;
+        let catalog_options = match options_.unavailable_every {
+            Some(_) => flaky(options_.unavailable_every),
+            None => options(options_.catalog_latency),
+        };
+        let catalog = Server::start(catalog, catalog_options).await;
         let slow = options_.stock_and_reviews_latency;
         let inventory = Server::start(inventory, options(slow)).await;
         let reviews = Server::start(reviews, options(slow)).await;
-        let orders = Server::start(orders, options(None)).await;
+        let orders = Server::start(orders, flaky(options_.unavailable_every)).await;
 
         let keys = tailor_partner_bff::KeyStore::open(&db("partner")).unwrap();
         let (key, _) = keys

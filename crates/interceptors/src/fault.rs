@@ -1,6 +1,7 @@
-//! Fault injection for chaos and deadline tests: [`InjectedLatency`] delays
-//! every call to a server's own services (never health or reflection, so
-//! probes still see the truth). Off unless a server is started with it.
+//! Fault injection for chaos, deadline and retry tests: [`InjectedLatency`]
+//! delays every call to a server's own services and [`InjectedUnavailable`]
+//! fails some of them (never health or reflection, so probes still see the
+//! truth). Off unless a server is started with them.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -51,5 +52,56 @@ where
             tokio::time::sleep(delay).await;
             inner.call(request).await
         })
+    }
+}
+
+/// Answers UNAVAILABLE instead of serving every `every`-th call (the 2nd,
+/// 4th, ... for `every = 2`), like a server shedding load or a flaky hop.
+/// Deterministic, so tests can count on it.
+#[derive(Debug, Clone)]
+pub struct InjectedUnavailable<S> {
+    inner: S,
+    every: u64,
+    calls: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<S> InjectedUnavailable<S> {
+    /// Fails every `every`-th call to `inner` (0 or 1: every call).
+    pub fn new(inner: S, every: u64) -> Self {
+        Self {
+            inner,
+            every: every.max(1),
+            calls: Default::default(),
+        }
+    }
+}
+
+impl<S> Service<HttpRequest> for InjectedUnavailable<S>
+where
+    S: Service<HttpRequest, Response = HttpResponse, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequest) -> Self::Future {
+        let path = request.uri().path();
+        if path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.") {
+            return Box::pin(self.inner.call(request));
+        }
+        let n = self
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if n % self.every == 0 {
+            let status = tonic::Status::unavailable("injected failure");
+            return Box::pin(async move { Ok(crate::status_response(status)) });
+        }
+        Box::pin(self.inner.call(request))
     }
 }

@@ -24,6 +24,7 @@ pub mod error;
 pub mod fault;
 pub mod propagate;
 pub mod request_id;
+pub mod retry;
 pub mod stack;
 
 pub use context::{CallContext, Identity};

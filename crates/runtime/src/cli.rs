@@ -30,6 +30,10 @@ pub struct ServerArgs {
     /// Chaos knob: milliseconds of delay added to every call (0 = off).
     #[arg(long, env = "TAILOR_INJECT_LATENCY_MS", default_value_t = 0)]
     pub inject_latency_ms: u64,
+
+    /// Chaos knob: every n-th call answers UNAVAILABLE (0 = off).
+    #[arg(long, env = "TAILOR_INJECT_UNAVAILABLE_EVERY", default_value_t = 0)]
+    pub inject_unavailable_every: u64,
 }
 
 impl ServerArgs {
@@ -44,6 +48,8 @@ impl ServerArgs {
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             injected_latency: (self.inject_latency_ms > 0)
                 .then(|| Duration::from_millis(self.inject_latency_ms)),
+            inject_unavailable_every: (self.inject_unavailable_every > 0)
+                .then_some(self.inject_unavailable_every),
         }
     }
 }

@@ -2,13 +2,22 @@
 //! [`Outbound`], so calls carry the caller's request id, identity and
 //! remaining deadline without handlers doing anything.
 
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use tailor_interceptors::propagate::Outbound;
+use tailor_interceptors::retry::{RetryIdempotent, RetryPolicy, idempotent_methods};
 use tonic::transport::{Channel, Endpoint};
 
-/// What generated clients are built on.
-pub type DownstreamChannel = Outbound<Channel>;
+/// What generated clients are built on: idempotent calls (as the contracts
+/// mark them) are retried on transient failures, each attempt carrying the
+/// caller's context and what is left of its deadline.
+pub type DownstreamChannel = RetryIdempotent<Outbound<Channel>>;
+
+/// The methods of every Tailor contract marked safe to repeat.
+static IDEMPOTENT: LazyLock<Arc<HashSet<String>>> =
+    LazyLock::new(|| Arc::new(idempotent_methods(tailor_proto::FILE_DESCRIPTOR_SET)));
 
 /// Error for a downstream address that does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -39,5 +48,9 @@ pub fn channel(address: &str, client: &'static str) -> Result<DownstreamChannel,
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect_lazy();
-    Ok(Outbound::new(channel, client))
+    Ok(RetryIdempotent::new(
+        Outbound::new(channel, client),
+        IDEMPOTENT.clone(),
+        RetryPolicy::default(),
+    ))
 }

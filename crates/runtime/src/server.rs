@@ -9,7 +9,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tailor_interceptors::access_log::CallStats;
 use tailor_interceptors::auth::AuthLayer;
 use tailor_interceptors::browser::{BrowserAccess, browser_stack};
-use tailor_interceptors::fault::InjectedLatency;
+use tailor_interceptors::fault::{InjectedLatency, InjectedUnavailable};
 use tailor_interceptors::stack::{GrpcService, server_stack};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,9 @@ pub struct ServeOptions {
     /// Delay added before every call to the served services (not health or
     /// reflection): a chaos knob for deadline and resilience tests.
     pub injected_latency: Option<Duration>,
+    /// Every n-th call to the served services answers UNAVAILABLE: a chaos
+    /// knob for retry tests.
+    pub inject_unavailable_every: Option<u64>,
 }
 
 impl Default for ServeOptions {
@@ -36,6 +39,7 @@ impl Default for ServeOptions {
         Self {
             drain_timeout: Duration::from_secs(10),
             injected_latency: None,
+            inject_unavailable_every: None,
         }
     }
 }
@@ -138,7 +142,7 @@ impl GrpcServer {
 
     fn into_service(
         mut self,
-        injected_latency: Option<Duration>,
+        options: &ServeOptions,
     ) -> (GrpcService, Vec<&'static str>, HealthReporter) {
         let v1 = self
             .reflection()
@@ -154,14 +158,20 @@ impl GrpcServer {
             .expect("the embedded descriptor sets are valid");
         self.routes.add_service(v1).add_service(v1alpha);
         let routes = self.routes.routes().prepare();
-        let service = match injected_latency {
-            Some(delay) => server_stack(
+        let service = match (options.injected_latency, options.inject_unavailable_every) {
+            (Some(delay), _) => server_stack(
                 InjectedLatency::new(routes, delay),
                 self.name,
                 self.stats,
                 self.auth,
             ),
-            None => server_stack(routes, self.name, self.stats, self.auth),
+            (None, Some(every)) => server_stack(
+                InjectedUnavailable::new(routes, every),
+                self.name,
+                self.stats,
+                self.auth,
+            ),
+            (None, None) => server_stack(routes, self.name, self.stats, self.auth),
         };
         let service = match &self.browser {
             Some(access) => browser_stack(service, access),
@@ -181,7 +191,7 @@ impl GrpcServer {
     ) -> std::io::Result<()> {
         let name = self.name;
         let address = listener.local_addr()?;
-        let (service, service_names, health) = self.into_service(options.injected_latency);
+        let (service, service_names, health) = self.into_service(&options);
         for service_name in &service_names {
             health
                 .set_service_status(*service_name, ServingStatus::Serving)
