@@ -98,7 +98,7 @@ where
             .calls
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        if n % self.every == 0 {
+        if n.is_multiple_of(self.every) {
             let status = tonic::Status::unavailable("injected failure");
             return Box::pin(async move { Ok(crate::status_response(status)) });
         }
