@@ -16,15 +16,30 @@ const CARD_TITLE_CHARS: usize = 40;
 /// Below this many units stock reads as low.
 const LOW_STOCK: i32 = 10;
 
-/// The screen assumed when a request names none: a common modern phone.
-pub fn screen_or_default(screen: Option<Screen>) -> Screen {
-    match screen {
-        Some(s) if s.width_points > 0 && s.density > 0.0 => s,
-        _ => Screen {
+/// The metadata header a client may describe its screen in instead of the
+/// request field: `<width in points>x<density>`, for example `390x3`.
+pub const SCREEN_HEADER: &str = "x-screen";
+
+/// The screen in an `x-screen` value.
+pub fn parse_screen(value: &str) -> Option<Screen> {
+    let (width, density) = value.trim().split_once(['x', 'X'])?;
+    Some(Screen {
+        width_points: width.trim().parse().ok()?,
+        density: density.trim().parse().ok()?,
+    })
+}
+
+/// The request's screen, else the `x-screen` header's, else a common
+/// modern phone.
+pub fn screen_or_default(screen: Option<Screen>, header: Option<&str>) -> Screen {
+    let valid = |s: &Screen| s.width_points > 0 && s.density > 0.0;
+    screen
+        .filter(valid)
+        .or_else(|| header.and_then(parse_screen).filter(valid))
+        .unwrap_or(Screen {
             width_points: 390,
             density: 3.0,
-        },
-    }
+        })
 }
 
 /// The smallest rendering at least `points` wide on `screen`, else the
@@ -145,7 +160,7 @@ mod tests {
 
     #[test]
     fn picks_the_smallest_image_that_is_sharp_on_the_screen() {
-        let phone = screen_or_default(None);
+        let phone = screen_or_default(None, None);
         assert_eq!(image_for(Some(&image()), THUMBNAIL_POINTS, &phone), "320w");
         let old_phone = Screen {
             width_points: 320,
@@ -162,6 +177,20 @@ mod tests {
         };
         assert_eq!(image_for(Some(&image()), 1024.0, &tablet), "2048w");
         assert_eq!(image_for(None, 96.0, &phone), "");
+    }
+
+    #[test]
+    fn the_screen_comes_from_the_request_then_the_header_then_a_default() {
+        let field = Screen {
+            width_points: 768,
+            density: 2.0,
+        };
+        assert_eq!(screen_or_default(Some(field), Some("320x1")), field);
+        let header = screen_or_default(None, Some("320x1.5"));
+        assert_eq!((header.width_points, header.density), (320, 1.5));
+        let fallback = screen_or_default(None, Some("wide"));
+        assert_eq!((fallback.width_points, fallback.density), (390, 3.0));
+        assert_eq!(screen_or_default(None, Some("0x2")).width_points, 390);
     }
 
     #[test]
