@@ -65,6 +65,21 @@ async fn read_masks_keep_only_the_named_fields_nested_and_repeated() {
     assert_eq!(by_header.id, "prod-000042");
     assert_eq!(by_header.stock, full.stock);
     assert!(by_header.title.is_empty() && by_header.top_reviews.is_empty());
+    // Several values and spaces work too (some clients split on commas).
+    let mut request = tonic::Request::new(page(&[]));
+    request
+        .metadata_mut()
+        .append("x-read-mask", "id title".parse().unwrap());
+    request
+        .metadata_mut()
+        .append("x-read-mask", "stock".parse().unwrap());
+    let split = mobile.get_product_page(request).await.unwrap().into_inner();
+    assert_eq!(
+        (split.id.as_str(), split.title.as_str()),
+        ("prod-000042", full.title.as_str())
+    );
+    assert_eq!(split.stock, full.stock);
+    assert!(split.top_reviews.is_empty());
 
     // Lists mask each card.
     let cards = mobile

@@ -48,7 +48,7 @@ pub enum MaskError {
 }
 
 /// The metadata header generic clients (grpcurl, `buf curl`) send a read
-/// mask in, as comma-separated paths.
+/// mask in: paths separated by commas or spaces, in one or several values.
 pub const READ_MASK_HEADER: &str = "x-read-mask";
 
 /// The mask a call asks for, by precedence: the request's own mask field
@@ -130,10 +130,10 @@ impl FieldMask {
         })
     }
 
-    /// Parses a comma-separated list of paths, as a metadata header carries
-    /// it (`title,price_minor,top_reviews.text`).
+    /// Parses a list of paths separated by commas or spaces, as a metadata
+    /// header carries it (`title,price_minor,top_reviews.text`).
     pub fn parse_list(message: &MessageDescriptor, list: &str) -> Result<Self, MaskError> {
-        let paths: Vec<&str> = list.split(',').collect();
+        let paths: Vec<&str> = list.split([',', ' ']).collect();
         Self::parse(message, &paths)
     }
 

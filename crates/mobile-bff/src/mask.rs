@@ -45,13 +45,15 @@ fn resolve(
     view: i32,
     basic: &[&str],
 ) -> Result<FieldMask, Status> {
-    let header = metadata
-        .get(READ_MASK_HEADER)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| Status::invalid_argument("x-read-mask is not valid text"))
-        })
-        .transpose()?;
+    let mut values = Vec::new();
+    for value in metadata.get_all(READ_MASK_HEADER) {
+        let value = value
+            .to_str()
+            .map_err(|_| Status::invalid_argument("x-read-mask is not valid text"))?;
+        values.push(value);
+    }
+    let joined = values.join(",");
+    let header = (!values.is_empty()).then_some(joined.as_str());
     let preset = if view == ProductView::Basic as i32 {
         basic
     } else {
