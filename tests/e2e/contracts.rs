@@ -140,3 +140,83 @@ async fn buf_curl_calls_the_web_bff_over_grpc_web() {
     assert_eq!(error["code"], "not_found");
     assert_eq!(error["message"], "product prod-999999 not found");
 }
+
+/// The partner contract is frozen: `buf breaking` (FILE rules) compares
+/// `tailor.partner.v1` with the image committed in
+/// `tests/contracts/partner-v1.binpb`.
+fn partner_breaking(module_root: &std::path::Path) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    // buf reads the format from the extension.
+    let image = dir.path().join("partner.binpb");
+    let build = Command::new(buf())
+        .args(["build", "--path", "proto/tailor/partner/v1", "-o"])
+        .arg(&image)
+        .current_dir(module_root)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "buf build: {}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    Command::new(buf())
+        .arg("breaking")
+        .arg(&image)
+        .arg("--against")
+        .arg(workspace().join("tests/contracts/partner-v1.binpb"))
+        .args([
+            "--config",
+            r#"{"version":"v2","breaking":{"use":["FILE"]}}"#,
+        ])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn partner_v1_has_no_breaking_change_against_its_baseline() {
+    let output = partner_breaking(&workspace());
+    assert!(
+        output.status.success(),
+        "tailor.partner.v1 changed incompatibly:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn an_incompatible_change_to_partner_v1_fails_the_check() {
+    // A copy of the module with one field's type changed, as a careless
+    // edit would.
+    let copy = tempfile::tempdir().unwrap();
+    let source = workspace();
+    std::fs::copy(source.join("buf.yaml"), copy.path().join("buf.yaml")).unwrap();
+    let mut stack = vec![std::path::PathBuf::from("proto")];
+    while let Some(dir) = stack.pop() {
+        std::fs::create_dir_all(copy.path().join(&dir)).unwrap();
+        for entry in std::fs::read_dir(source.join(&dir)).unwrap() {
+            let entry = entry.unwrap();
+            let relative = dir.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(relative);
+            } else {
+                std::fs::copy(entry.path(), copy.path().join(&relative)).unwrap();
+            }
+        }
+    }
+    let partner = copy.path().join("proto/tailor/partner/v1/partner.proto");
+    let text = std::fs::read_to_string(&partner).unwrap();
+    assert!(text.contains("  string cursor = 2;"));
+    std::fs::write(
+        &partner,
+        text.replace("  string cursor = 2;", "  int64 cursor = 2;"),
+    )
+    .unwrap();
+
+    let output = partner_breaking(copy.path());
+    assert!(!output.status.success(), "the change went unnoticed");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        report.contains("\"cursor\"") && report.contains("changed type"),
+        "{report}"
+    );
+}

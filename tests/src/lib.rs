@@ -209,6 +209,7 @@ pub async fn start_bffs(
     let partner = tailor_partner_bff::build_server(
         Downstreams::connect(args, tailor_partner_bff::NAME).unwrap(),
         keys,
+        tailor_partner_bff::plans::limits(),
     );
     (
         Server::start(web, options(None)).await,

@@ -14,6 +14,11 @@ pub struct Identity {
     pub scopes: Vec<String>,
     /// How the caller proved it.
     pub method: AuthMethod,
+    /// The credential's own id (an API key's id), which rate limits and
+    /// quotas are kept by.
+    pub key_id: Option<String>,
+    /// The credential's plan, which decides its limits.
+    pub plan: Option<String>,
 }
 
 /// How a caller authenticated.

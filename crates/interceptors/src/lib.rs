@@ -22,6 +22,7 @@ pub mod context;
 pub mod deadline;
 pub mod error;
 pub mod fault;
+pub mod limits;
 pub mod propagate;
 pub mod request_id;
 pub mod retry;

@@ -9,7 +9,9 @@
 //! 4. **deadline**, so an expired call is answered even while auth or the
 //!    handler is still busy;
 //! 5. **auth** (BFFs only), refusing before any handler or downstream work;
-//! 6. **context**, innermost, handing request id, deadline and identity to
+//! 6. **limits** (where a BFF has them), per credential, after auth has
+//!    said whose call it is;
+//! 7. **context**, innermost, handing request id, deadline and identity to
 //!    the handler's task for [`crate::propagate::Outbound`].
 
 use std::convert::Infallible;
@@ -22,6 +24,7 @@ use crate::access_log::{AccessLogLayer, CallStats};
 use crate::auth::AuthLayer;
 use crate::deadline::DeadlineLayer;
 use crate::error::ErrorMappingLayer;
+use crate::limits::LimitLayer;
 use crate::propagate::ContextLayer;
 use crate::request_id::RequestIdLayer;
 use crate::{HttpRequest, HttpResponse};
@@ -29,13 +32,22 @@ use crate::{HttpRequest, HttpResponse};
 /// A server's whole request path behind one type.
 pub type GrpcService = BoxCloneService<HttpRequest, HttpResponse, Infallible>;
 
-/// Wraps a server's routes in the shared stack. `server` names it in logs;
-/// `auth` is `None` on downstream services, which trust the BFFs in front.
+/// Who may call, and how much: authentication and per-credential limits.
+/// Downstream services have neither; they trust the BFFs in front.
+#[derive(Clone, Default)]
+pub struct Admission {
+    /// Authentication and scopes.
+    pub auth: Option<AuthLayer>,
+    /// Rate limits and quotas.
+    pub limits: Option<LimitLayer>,
+}
+
+/// Wraps a server's routes in the shared stack. `server` names it in logs.
 pub fn server_stack<S>(
     routes: S,
     server: &'static str,
     stats: Arc<CallStats>,
-    auth: Option<AuthLayer>,
+    admission: Admission,
 ) -> GrpcService
 where
     S: tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible>
@@ -44,15 +56,13 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let inner: GrpcService = match auth {
-        Some(auth) => BoxCloneService::new(
-            ServiceBuilder::new()
-                .layer(auth)
-                .layer(ContextLayer)
-                .service(routes),
-        ),
-        None => BoxCloneService::new(ServiceBuilder::new().layer(ContextLayer).service(routes)),
-    };
+    let inner: GrpcService = BoxCloneService::new(
+        ServiceBuilder::new()
+            .option_layer(admission.auth)
+            .option_layer(admission.limits)
+            .layer(ContextLayer)
+            .service(routes),
+    );
     BoxCloneService::new(
         ServiceBuilder::new()
             .layer(RequestIdLayer)

@@ -1,7 +1,10 @@
 //! The partner BFF's own store of API keys. A key's secret is never stored:
 //! only its SHA-256, next to the key id, tenant, scopes and plan.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tailor_interceptors::auth::{ApiKey, ApiKeyRecord, ApiKeyStore, BoxFuture};
 use tailor_storage::rusqlite::{OptionalExtension, params};
@@ -30,6 +33,9 @@ pub enum KeyStoreError {
     /// A scope that does not exist.
     #[error("unknown scope {0:?} (known: {known})", known = scopes::ALL.join(", "))]
     UnknownScope(String),
+    /// A plan that does not exist.
+    #[error("unknown plan {0:?} (known: {known})", known = crate::plans::ALL.join(", "))]
+    UnknownPlan(String),
     /// A tenant name that is empty or has odd characters.
     #[error("tenant must be 1 to 64 characters of a-z, 0-9, '-' or '_'")]
     InvalidTenant,
@@ -55,10 +61,18 @@ pub struct KeyInfo {
     pub revoked: bool,
 }
 
-/// The key store over SQLite.
+/// How long a looked-up key is trusted without reading the store again.
+/// A key revoked through this store is dropped at once; one revoked by
+/// another process (the `keys revoke` command) stops working within this.
+const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// The key store over SQLite, with a short-lived cache of lookups so a
+/// partner's every call (and every refused call of a flood) does not cost
+/// a database read.
 #[derive(Debug, Clone)]
 pub struct KeyStore {
     pool: SqlitePool,
+    cache: Arc<Mutex<HashMap<String, (Option<ApiKeyRecord>, Instant)>>>,
 }
 
 const SCHEMA: &str = "
@@ -88,7 +102,26 @@ impl KeyStore {
             conn.execute_batch(SCHEMA)?;
             Ok(())
         })?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            cache: Arc::default(),
+        })
+    }
+
+    fn cached(&self, key_id: &str) -> Option<Option<ApiKeyRecord>> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(key_id)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(record, _)| record.clone())
+    }
+
+    fn remember(&self, key_id: &str, record: Option<ApiKeyRecord>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 10_000 {
+            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+        }
+        cache.insert(key_id.to_owned(), (record, Instant::now()));
     }
 
     /// Creates a key; the returned token is the only time the secret exists
@@ -109,6 +142,9 @@ impl KeyStore {
         }
         if let Some(unknown) = scopes.iter().find(|s| !scopes::ALL.contains(&s.as_str())) {
             return Err(KeyStoreError::UnknownScope(unknown.clone()));
+        }
+        if !crate::plans::ALL.contains(&plan) {
+            return Err(KeyStoreError::UnknownPlan(plan.to_owned()));
         }
         let key = ApiKey::generate();
         let info = KeyInfo {
@@ -178,6 +214,10 @@ impl KeyStore {
                 )?)
             })
             .await?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key_id);
         if changed == 0 && !self.list(None).await?.iter().any(|k| k.key_id == key_id) {
             return Err(KeyStoreError::NoSuchKey(key_id.to_owned()));
         }
@@ -217,10 +257,15 @@ fn split_scopes(text: &str) -> Vec<String> {
 impl ApiKeyStore for KeyStore {
     fn find<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, String>> {
         Box::pin(async move {
-            self.record(key_id.to_owned()).await.map_err(|e| {
+            if let Some(record) = self.cached(key_id) {
+                return Ok(record);
+            }
+            let record = self.record(key_id.to_owned()).await.map_err(|e| {
                 tracing::error!(error = %e, "reading the key store failed");
                 "key store unavailable".to_owned()
-            })
+            })?;
+            self.remember(key_id, record.clone());
+            Ok(record)
         })
     }
 }

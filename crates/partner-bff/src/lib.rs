@@ -2,7 +2,8 @@
 //! expect to stay put (`tailor.partner.v1` is frozen). Every call carries an
 //! API key; keys belong to a tenant, carry scopes and a plan, and are kept
 //! hashed in this BFF's own store ([`keys`]). A partner only ever sees its
-//! own orders. The catalogue comes as a resumable server stream.
+//! own orders. Each key's plan sets its rate limit and daily quota. The
+//! catalogue comes as a resumable server stream.
 //!
 //! **Architecture invariant**: this crate holds the partner API, its key
 //! store and the mapping of screens into it. Key *verification* (hashing,
@@ -15,10 +16,13 @@
 mod feed;
 pub mod keys;
 mod partner;
+pub mod plans;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tailor_interceptors::auth::{ApiKeyAuthenticator, AuthLayer, AuthPolicy};
+use tailor_interceptors::limits::{Limiter, Plan};
 use tailor_proto::partner::v1::partner_service_server::PartnerServiceServer;
 use tailor_runtime::GrpcServer;
 use tailor_screens::Downstreams;
@@ -44,10 +48,17 @@ pub fn auth_policy() -> AuthPolicy {
         .require_scope(format!("{SERVICE}ListOrders"), scopes::ORDERS_READ)
 }
 
-/// The partner BFF's server, ready to serve.
-pub fn build_server(downstreams: Downstreams, keys: KeyStore) -> GrpcServer {
+/// The partner BFF's server, ready to serve: API keys, scopes, and each
+/// key's rate limit and daily quota from its plan's `limits`
+/// ([`plans::limits`] unless configured otherwise).
+pub fn build_server(
+    downstreams: Downstreams,
+    keys: KeyStore,
+    limits: HashMap<String, Plan>,
+) -> GrpcServer {
     let authenticator = ApiKeyAuthenticator::new(Arc::new(keys));
     GrpcServer::new(NAME)
         .add_service(PartnerServiceServer::new(Partner::new(downstreams)))
         .with_auth(AuthLayer::new(Arc::new(authenticator), auth_policy()))
+        .with_limits(Arc::new(Limiter::new(limits)))
 }

@@ -22,6 +22,11 @@ struct Args {
     )]
     listen: SocketAddr,
 
+    /// Overrides a plan's limits: `<plan>=<calls per second>:<burst>:<calls
+    /// per day>`, for example `trial=5:10:1000`; repeatable.
+    #[arg(long = "plan-limits", env = "TAILOR_PARTNER_PLAN_LIMITS", value_delimiter = ',', value_parser = tailor_partner_bff::plans::parse_override)]
+    plan_limits: Vec<(String, tailor_interceptors::limits::Plan)>,
+
     #[command(flatten)]
     downstreams: DownstreamArgs,
 
@@ -55,7 +60,9 @@ enum KeysCommand {
             default_value = "catalog.read,availability.read,orders.write,orders.read"
         )]
         scopes: Vec<String>,
-        /// The plan (decides rate limits and quotas).
+        /// The plan, which decides rate limit and daily quota: trial (5/s,
+        /// burst 10, 1,000 a day), standard (50/s, burst 100, 100,000 a
+        /// day) or premium (500/s, burst 1,000, 5,000,000 a day).
         #[arg(long, default_value = "standard")]
         plan: String,
     },
@@ -128,7 +135,9 @@ async fn main() -> ExitCode {
                 let listener = tokio::net::TcpListener::bind(args.listen)
                     .await
                     .map_err(|e| format!("binding {}: {e}", args.listen))?;
-                tailor_partner_bff::build_server(downstreams, store)
+                let mut limits = tailor_partner_bff::plans::limits();
+                limits.extend(args.plan_limits.clone());
+                tailor_partner_bff::build_server(downstreams, store, limits)
                     .serve(
                         listener,
                         tailor_runtime::shutdown::on_signal(),

@@ -10,7 +10,8 @@ use tailor_interceptors::access_log::CallStats;
 use tailor_interceptors::auth::AuthLayer;
 use tailor_interceptors::browser::{BrowserAccess, browser_stack};
 use tailor_interceptors::fault::{InjectedLatency, InjectedUnavailable};
-use tailor_interceptors::stack::{GrpcService, server_stack};
+use tailor_interceptors::limits::{LimitLayer, Limiter};
+use tailor_interceptors::stack::{Admission, GrpcService, server_stack};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
@@ -53,7 +54,7 @@ pub struct GrpcServer {
     service_names: Vec<&'static str>,
     health: HealthReporter,
     stats: Arc<CallStats>,
-    auth: Option<AuthLayer>,
+    admission: Admission,
     browser: Option<BrowserAccess>,
 }
 
@@ -82,7 +83,7 @@ impl GrpcServer {
             service_names: Vec::new(),
             health,
             stats: Arc::new(CallStats::default()),
-            auth: None,
+            admission: Admission::default(),
             browser: None,
         }
     }
@@ -106,7 +107,14 @@ impl GrpcServer {
     /// Authenticates calls to the served services (health and reflection
     /// stay open).
     pub fn with_auth(mut self, auth: AuthLayer) -> Self {
-        self.auth = Some(auth);
+        self.admission.auth = Some(auth);
+        self
+    }
+
+    /// Limits calls per credential (after authentication) with `limiter`,
+    /// one for every connection.
+    pub fn with_limits(mut self, limiter: Arc<Limiter>) -> Self {
+        self.admission.limits = Some(LimitLayer::new(limiter));
         self
     }
 
@@ -163,15 +171,15 @@ impl GrpcServer {
                 InjectedLatency::new(routes, delay),
                 self.name,
                 self.stats,
-                self.auth,
+                self.admission.clone(),
             ),
             (None, Some(every)) => server_stack(
                 InjectedUnavailable::new(routes, every),
                 self.name,
                 self.stats,
-                self.auth,
+                self.admission.clone(),
             ),
-            (None, None) => server_stack(routes, self.name, self.stats, self.auth),
+            (None, None) => server_stack(routes, self.name, self.stats, self.admission),
         };
         let service = match &self.browser {
             Some(access) => browser_stack(service, access),

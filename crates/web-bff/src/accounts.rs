@@ -287,6 +287,8 @@ impl SessionStore for Accounts {
                 tenant: None,
                 scopes: Vec::new(),
                 method: AuthMethod::Session,
+                key_id: None,
+                plan: None,
             }))
         })
     }

@@ -104,6 +104,8 @@ impl ApiKeyAuthenticator {
                 tenant: Some(record.tenant),
                 scopes: record.scopes,
                 method: AuthMethod::ApiKey,
+                key_id: Some(record.key_id),
+                plan: Some(record.plan),
             }),
             Some(record) if matches && record.revoked => Err(AuthError::Invalid("API key revoked")),
             _ => Err(AuthError::Invalid("unknown API key")),

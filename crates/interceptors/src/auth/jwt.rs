@@ -78,6 +78,8 @@ impl JwtAuthenticator {
             tenant: None,
             scopes: claims.scope.split_whitespace().map(str::to_owned).collect(),
             method: AuthMethod::Bearer,
+            key_id: None,
+            plan: None,
         })
     }
 }

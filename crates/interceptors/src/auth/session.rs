@@ -168,6 +168,8 @@ mod tests {
             tenant: None,
             scopes: vec![],
             method: AuthMethod::Bearer,
+            key_id: None,
+            plan: None,
         };
         let store = Sessions(HashMap::from([(hash_session_handle(handle), identity)]));
         let origins = AllowedOrigins::new(["http://localhost:8080"]).unwrap();
