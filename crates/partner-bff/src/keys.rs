@@ -72,8 +72,11 @@ const CACHE_TTL: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct KeyStore {
     pool: SqlitePool,
-    cache: Arc<Mutex<HashMap<String, (Option<ApiKeyRecord>, Instant)>>>,
+    cache: Arc<Mutex<HashMap<String, Lookup>>>,
 }
+
+/// A key id's record (or its absence) and when it was read.
+type Lookup = (Option<ApiKeyRecord>, Instant);
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
