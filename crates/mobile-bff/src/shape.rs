@@ -29,6 +29,13 @@ pub fn parse_screen(value: &str) -> Option<Screen> {
     })
 }
 
+/// The screen a call is for: its request field, else its `x-screen`
+/// header, else a common modern phone.
+pub fn screen_for(screen: Option<Screen>, metadata: &tonic::metadata::MetadataMap) -> Screen {
+    let header = metadata.get(SCREEN_HEADER).and_then(|v| v.to_str().ok());
+    screen_or_default(screen, header)
+}
+
 /// The request's screen, else the `x-screen` header's, else a common
 /// modern phone.
 pub fn screen_or_default(screen: Option<Screen>, header: Option<&str>) -> Screen {

@@ -59,13 +59,8 @@ impl ShopService for MobileShop {
             request.get_ref().read_mask.as_ref(),
             request.get_ref().view,
         )?;
-        let header = request
-            .metadata()
-            .get(shape::SCREEN_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let screen = shape::screen_for(request.get_ref().screen, request.metadata());
         let request = request.into_inner();
-        let screen = shape::screen_or_default(request.screen, header.as_deref());
         let query = ListQuery {
             page_size: tailor_screens::page_size(
                 request.page_size,
@@ -123,13 +118,8 @@ impl ShopService for MobileShop {
             request.get_ref().read_mask.as_ref(),
             request.get_ref().view,
         )?;
-        let header = request
-            .metadata()
-            .get(shape::SCREEN_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let screen = shape::screen_for(request.get_ref().screen, request.metadata());
         let request = request.into_inner();
-        let screen = shape::screen_or_default(request.screen, header.as_deref());
         // Sections the mask leaves out are never fetched.
         let parts = PageParts {
             stock: mask.selects("stock"),
