@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Tailor test on a fresh machine: installs the tools the tests
 # use, checks formatting and lints, builds the server binaries the
-# end-to-end tests start as processes, runs all tests, prints a summary.
+# end-to-end tests start as processes, runs all tests (Rust, then the
+# browser app's Node tests, then the Python partner client's), prints a
+# summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,6 +51,17 @@ log=$(mktemp)
 npm test --prefix clients/web 2>&1 | tee "$log" || status=$?
 passed=$(( passed + $(grep -oE '^# pass [0-9]+' "$log" | grep -oE '[0-9]+' || echo 0) ))
 failed=$(( failed + $(grep -oE '^# fail [0-9]+' "$log" | grep -oE '[0-9]+' || echo 0) ))
+rm -f "$log"
+
+step "partner client tests (Python: venv, grpcio-tools stubs, pytest)"
+log=$(mktemp)
+bash clients/partner/run-tests.sh 2>&1 | tee "$log" || status=$?
+# pytest's last line: "3 failed, 20 passed, 1 error in 9.1s".
+last=$(grep -E '[0-9]+ (passed|failed|errors?)' "$log" | tail -1 || true)
+count() { echo "$last" | grep -oE "[0-9]+ $1" | grep -oE '[0-9]+' || echo 0; }
+passed=$(( passed + $(count passed) ))
+failed=$(( failed + $(count failed) + $(count 'errors?') ))
+if [ -z "$last" ]; then failed=$(( failed + 1 )); status=1; fi
 rm -f "$log"
 
 printf '\n== summary (%ss)\n' "$(( $(date +%s) - started ))"
