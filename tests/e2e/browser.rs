@@ -472,6 +472,45 @@ async fn cookie_sessions_sign_in_authorise_and_sign_out() {
 }
 
 #[tokio::test]
+async fn password_guessing_is_slowed_per_user_with_retry_info() {
+    let stack = Stack::start().await;
+    stack
+        .accounts
+        .add_user("ada", "", "lovelace")
+        .await
+        .unwrap();
+    let mut sessions = tailor_proto::web::v1::session_service_client::SessionServiceClient::new(
+        stack.web.channel().await,
+    );
+    let guess = |user: &str, password: &str| SignInRequest {
+        username: user.into(),
+        password: password.into(),
+    };
+    for n in 0..5 {
+        let error = sessions
+            .sign_in(guess("ada", &format!("guess-{n}")))
+            .await
+            .unwrap_err();
+        assert_eq!(error.code(), Code::Unauthenticated);
+    }
+    // The sixth try, even with the right password, waits.
+    let error = sessions
+        .sign_in(guess("ADA", "lovelace"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), Code::ResourceExhausted, "{error:?}");
+    use tonic_types::StatusExt;
+    let retry = error.get_details_retry_info().unwrap().retry_delay.unwrap();
+    assert!(
+        retry > Duration::ZERO && retry <= Duration::from_secs(12),
+        "{retry:?}"
+    );
+    // Other users are not affected.
+    let error = sessions.sign_in(guess("bob", "x")).await.unwrap_err();
+    assert_eq!(error.code(), Code::Unauthenticated);
+}
+
+#[tokio::test]
 async fn malformed_grpc_web_input_gets_a_clear_status_and_the_server_stays_up() {
     let stack = Stack::start().await;
     let web = stack.web.address;

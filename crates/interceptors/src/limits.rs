@@ -61,12 +61,14 @@ pub enum Refusal {
 
 impl Refusal {
     /// The status a client sees, with RetryInfo (and QuotaFailure).
-    pub fn status(&self, key_id: &str) -> tonic::Status {
+    /// `what` names the limited thing for people ("this API key"),
+    /// `subject` for programs (`api-key:<id>`).
+    pub fn status(&self, what: &str, subject: &str) -> tonic::Status {
         match *self {
             Refusal::Rate { retry_after } => tonic::Status::with_error_details(
                 Code::ResourceExhausted,
                 format!(
-                    "rate limit of this API key exceeded; retry in {} ms",
+                    "rate limit of {what} exceeded; retry in {} ms",
                     retry_after.as_millis()
                 ),
                 ErrorDetails::with_retry_info(Some(retry_after)),
@@ -74,7 +76,7 @@ impl Refusal {
             Refusal::Quota { retry_after, limit } => {
                 let mut details = ErrorDetails::with_retry_info(Some(retry_after));
                 details.add_quota_failure_violation(
-                    format!("api-key:{key_id}"),
+                    subject.to_owned(),
                     format!("daily quota of {limit} calls used up; it renews at 00:00 UTC"),
                 );
                 tonic::Status::with_error_details(
@@ -162,6 +164,11 @@ impl Limiter {
         Ok(())
     }
 
+    /// Takes one call for `key` on `plan`, now.
+    pub fn admit_key(&self, key: &str, plan: &Plan) -> Result<(), Refusal> {
+        self.admit_at(key, plan, Instant::now(), unix_now())
+    }
+
     /// Takes one call for the caller, now.
     pub fn admit(&self, identity: &Identity) -> Result<(), Refusal> {
         let (Some(key), Some(plan)) = (&identity.key_id, &identity.plan) else {
@@ -170,7 +177,7 @@ impl Limiter {
         let Some(plan) = self.plans.get(plan) else {
             return Ok(());
         };
-        self.admit_at(key, plan, Instant::now(), unix_now())
+        self.admit_key(key, plan)
     }
 }
 
@@ -222,7 +229,8 @@ where
             && let Err(refusal) = self.limiter.admit(identity)
         {
             let key = identity.key_id.clone().unwrap_or_default();
-            let response = status_response(refusal.status(&key));
+            let response =
+                status_response(refusal.status("this API key", &format!("api-key:{key}")));
             return Box::pin(async move { Ok(response) });
         }
         Box::pin(self.inner.call(request))
@@ -280,7 +288,7 @@ mod tests {
                 limit: 3
             }
         );
-        let status = refusal.status("k");
+        let status = refusal.status("this API key", "api-key:k");
         assert_eq!(status.code(), Code::ResourceExhausted);
         assert_eq!(
             status.get_details_retry_info().unwrap().retry_delay,

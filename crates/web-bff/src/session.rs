@@ -1,7 +1,11 @@
 //! `tailor.web.v1.SessionService`: browser sign-in with an HttpOnly cookie.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use tailor_interceptors::auth::{CookiePolicy, caller, hash_session_handle, session_handle};
 use tailor_interceptors::error::internal;
+use tailor_interceptors::limits::{Limiter, Plan};
 use tailor_proto::web::v1::session_service_server::SessionService;
 use tailor_proto::web::v1::{
     GetSessionRequest, GetSessionResponse, Session, SignInRequest, SignInResponse, SignOutRequest,
@@ -12,17 +16,31 @@ use tonic::{Request, Response, Status};
 
 use crate::accounts::{self, Accounts};
 
+/// Sign-in attempts allowed per user name: 5 at once, then one every 12
+/// seconds, 200 a day. Password guessing against one account is slowed to
+/// a crawl; the user waits at most a few seconds after a typo or two.
+const SIGN_IN_ATTEMPTS: Plan = Plan {
+    per_second: 1.0 / 12.0,
+    burst: 5,
+    daily_quota: 200,
+};
+
 /// Sign-in, sign-out and "who am I" for the browser app.
 #[derive(Debug, Clone)]
 pub struct WebSessions {
     accounts: Accounts,
     cookie: CookiePolicy,
+    attempts: Arc<Limiter>,
 }
 
 impl WebSessions {
     /// Sessions in `accounts`, cookies set as `cookie` says.
     pub fn new(accounts: Accounts, cookie: CookiePolicy) -> Self {
-        Self { accounts, cookie }
+        Self {
+            accounts,
+            cookie,
+            attempts: Arc::new(Limiter::new(HashMap::new())),
+        }
     }
 
     fn with_cookie<T>(&self, message: T, value: &str) -> Result<Response<T>, Status> {
@@ -62,6 +80,16 @@ impl SessionService for WebSessions {
                 "username and password are required",
             ));
         }
+        let account = username.to_lowercase();
+        self.attempts
+            .admit_key(&account, &SIGN_IN_ATTEMPTS)
+            .map_err(|refusal| {
+                tracing::warn!(user = %account, "sign-in attempts limited");
+                refusal.status(
+                    "sign-in attempts for this user",
+                    &format!("sign-in:{account}"),
+                )
+            })?;
         let user = self
             .accounts
             .verify(&username, &password)
