@@ -29,7 +29,9 @@ async fn partner_with(stack: &Stack, limits: HashMap<String, Plan>) -> Server {
         Downstreams::connect(&args, tailor_partner_bff::NAME).unwrap(),
         stack.keys.clone(),
         limits,
-    );
+    )
+    .await
+    .unwrap();
     Server::start(server, ServeOptions::default()).await
 }
 
@@ -243,5 +245,76 @@ async fn one_partner_flooding_does_not_slow_or_fail_another() {
         "steady p50 went from {:?} to {:?}",
         p50(&alone),
         p50(&crowded)
+    );
+}
+
+#[tokio::test]
+async fn the_daily_quota_outlives_a_restart_of_the_bff() {
+    let stack = Stack::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let key = {
+        let output = tokio::process::Command::new(tailor_e2e::bin_dir().join("tailor-partner-bff"))
+            .args([
+                "--data-dir",
+                dir,
+                "keys",
+                "create",
+                "--tenant",
+                "daily",
+                "--plan",
+                "trial",
+            ])
+            .output()
+            .await
+            .unwrap();
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let inventory = stack.inventory.url();
+    let start = || async {
+        tailor_e2e::Process::start(
+            "tailor-partner-bff",
+            &[
+                "--data-dir",
+                dir,
+                "--plan-limits",
+                "trial=100:100:5",
+                "--inventory-addr",
+                &inventory,
+            ],
+        )
+        .await
+    };
+    let first = start().await;
+    let mut client = PartnerServiceClient::new(tailor_e2e::connect(first.address).await);
+    for _ in 0..3 {
+        client
+            .batch_get_availability(availability(&key))
+            .await
+            .unwrap();
+    }
+    // Counts are saved every second; then the process stops.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.terminate();
+    let mut first = first;
+    let _ = first.child.wait().await;
+
+    let second = start().await;
+    let mut client = PartnerServiceClient::new(tailor_e2e::connect(second.address).await);
+    for _ in 0..2 {
+        client
+            .batch_get_availability(availability(&key))
+            .await
+            .unwrap();
+    }
+    let refused = client
+        .batch_get_availability(availability(&key))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(
+        refused.message().contains("daily quota of 5"),
+        "{}",
+        refused.message()
     );
 }

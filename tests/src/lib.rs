@@ -210,7 +210,9 @@ pub async fn start_bffs(
         Downstreams::connect(args, tailor_partner_bff::NAME).unwrap(),
         keys,
         tailor_partner_bff::plans::limits(),
-    );
+    )
+    .await
+    .unwrap();
     (
         Server::start(web, options(None)).await,
         Server::start(mobile, options(None)).await,

@@ -15,6 +15,10 @@
 //!
 //! Calls without a key (bearer tokens, sessions) and keys without a known
 //! plan are not limited here.
+//!
+//! Quota counts survive restarts when the limiter has a [`QuotaLedger`]:
+//! today's counts are loaded when it starts and changed counts are saved
+//! every second, so a crash loses at most a second of counting.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -95,13 +99,29 @@ struct KeyState {
     refilled: Instant,
     day: u64,
     used_today: u64,
+    /// `used_today` as last saved to the ledger.
+    saved: u64,
+}
+
+/// Where quota counts are kept between runs; the partner BFF keeps them in
+/// its own store.
+pub trait QuotaLedger: Send + Sync + 'static {
+    /// The calls each key made on `day` (days since 1970-01-01, UTC).
+    fn load(&self, day: u64) -> crate::auth::BoxFuture<'_, Result<HashMap<String, u64>, String>>;
+    /// Records `(key, day, calls)` counts, replacing earlier ones.
+    fn save(
+        &self,
+        counts: Vec<(String, u64, u64)>,
+    ) -> crate::auth::BoxFuture<'_, Result<(), String>>;
 }
 
 /// The limits of every key a server has seen.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Limiter {
     plans: HashMap<String, Plan>,
     keys: Mutex<HashMap<String, KeyState>>,
+    /// Counts loaded from the ledger: the day and each key's calls.
+    restored: Mutex<(u64, HashMap<String, u64>)>,
 }
 
 const DAY_SECS: u64 = 86_400;
@@ -118,7 +138,62 @@ impl Limiter {
     pub fn new(plans: HashMap<String, Plan>) -> Self {
         Self {
             plans,
-            keys: Mutex::new(HashMap::new()),
+            ..Self::default()
+        }
+    }
+
+    /// A limiter whose quota counts live in `ledger`: today's are loaded
+    /// now, and changes are saved every `every` until the limiter is
+    /// dropped.
+    pub async fn with_ledger(
+        plans: HashMap<String, Plan>,
+        ledger: Arc<dyn QuotaLedger>,
+        every: Duration,
+    ) -> Result<Arc<Self>, String> {
+        let day = unix_now() / DAY_SECS;
+        let counts = ledger.load(day).await?;
+        let limiter = Arc::new(Self {
+            plans,
+            restored: Mutex::new((day, counts)),
+            ..Self::default()
+        });
+        let weak = Arc::downgrade(&limiter);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(limiter) = weak.upgrade() else {
+                    return;
+                };
+                let changed = limiter.changed_counts();
+                drop(limiter);
+                if !changed.is_empty()
+                    && let Err(error) = ledger.save(changed).await
+                {
+                    tracing::error!(%error, "saving quota counts failed; retrying later");
+                }
+            }
+        });
+        Ok(limiter)
+    }
+
+    /// Counts changed since they were last taken, marked as saved.
+    fn changed_counts(&self) -> Vec<(String, u64, u64)> {
+        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        keys.iter_mut()
+            .filter(|(_, state)| state.used_today != state.saved)
+            .map(|(key, state)| {
+                state.saved = state.used_today;
+                (key.clone(), state.day, state.used_today)
+            })
+            .collect()
+    }
+
+    fn restored_count(&self, key: &str, day: u64) -> u64 {
+        let restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());
+        if restored.0 == day {
+            restored.1.get(key).copied().unwrap_or(0)
+        } else {
+            0
         }
     }
 
@@ -133,15 +208,24 @@ impl Limiter {
     ) -> Result<(), Refusal> {
         let day = unix_secs / DAY_SECS;
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        let state = keys.entry(key.to_owned()).or_insert_with(|| KeyState {
-            tokens: f64::from(plan.burst),
-            refilled: now,
-            day,
-            used_today: 0,
-        });
+        if !keys.contains_key(key) {
+            let used = self.restored_count(key, day);
+            keys.insert(
+                key.to_owned(),
+                KeyState {
+                    tokens: f64::from(plan.burst),
+                    refilled: now,
+                    day,
+                    used_today: used,
+                    saved: used,
+                },
+            );
+        }
+        let state = keys.get_mut(key).expect("inserted above");
         if state.day != day {
             state.day = day;
             state.used_today = 0;
+            state.saved = u64::MAX;
         }
         if state.used_today >= plan.daily_quota {
             let midnight = (day + 1) * DAY_SECS;
@@ -264,6 +348,67 @@ mod tests {
         assert!(limiter.admit_at("k", &PLAN, later, 1_000).is_err());
         // Another key has its own bucket.
         limiter.admit_at("other", &PLAN, later, 1_000).unwrap();
+    }
+
+    /// A ledger in memory.
+    #[derive(Default)]
+    struct Ledger {
+        saved: Mutex<HashMap<(String, u64), u64>>,
+    }
+
+    impl QuotaLedger for Ledger {
+        fn load(
+            &self,
+            day: u64,
+        ) -> crate::auth::BoxFuture<'_, Result<HashMap<String, u64>, String>> {
+            let saved = self.saved.lock().unwrap();
+            let counts = saved
+                .iter()
+                .filter(|((_, d), _)| *d == day)
+                .map(|((key, _), used)| (key.clone(), *used))
+                .collect();
+            Box::pin(async move { Ok(counts) })
+        }
+
+        fn save(
+            &self,
+            counts: Vec<(String, u64, u64)>,
+        ) -> crate::auth::BoxFuture<'_, Result<(), String>> {
+            let mut saved = self.saved.lock().unwrap();
+            for (key, day, used) in counts {
+                saved.insert((key, day), used);
+            }
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test]
+    async fn quota_counts_outlive_the_limiter_through_its_ledger() {
+        let ledger = Arc::new(Ledger::default());
+        let plan = Plan {
+            daily_quota: 5,
+            ..PLAN
+        };
+        let every = Duration::from_millis(20);
+        let first = Limiter::with_ledger(HashMap::new(), ledger.clone(), every)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            first.admit_key("k", &plan).unwrap();
+        }
+        tokio::time::sleep(every * 5).await;
+        drop(first);
+        // A restarted server knows the day's three calls.
+        let second = Limiter::with_ledger(HashMap::new(), ledger, every)
+            .await
+            .unwrap();
+        second.admit_key("k", &plan).unwrap();
+        second.admit_key("k", &plan).unwrap();
+        assert!(matches!(
+            second.admit_key("k", &plan),
+            Err(Refusal::Quota { limit: 5, .. })
+        ));
+        second.admit_key("fresh", &plan).unwrap();
     }
 
     #[test]

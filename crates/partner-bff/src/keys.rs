@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tailor_interceptors::auth::{ApiKey, ApiKeyRecord, ApiKeyStore, BoxFuture};
+use tailor_interceptors::limits::QuotaLedger;
 use tailor_storage::rusqlite::{OptionalExtension, params};
 use tailor_storage::{SqlitePool, SqlitePoolOptions, StorageError};
 
@@ -90,6 +91,12 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at  INTEGER
 );
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant);
+CREATE TABLE IF NOT EXISTS quota_usage (
+    key_id TEXT NOT NULL,
+    day    INTEGER NOT NULL,
+    used   INTEGER NOT NULL,
+    PRIMARY KEY (key_id, day)
+);
 ";
 
 fn now() -> i64 {
@@ -269,6 +276,52 @@ impl ApiKeyStore for KeyStore {
             })?;
             self.remember(key_id, record.clone());
             Ok(record)
+        })
+    }
+}
+
+/// Each key's calls per UTC day, so daily quotas outlive restarts.
+impl QuotaLedger for KeyStore {
+    fn load(&self, day: u64) -> BoxFuture<'_, Result<HashMap<String, u64>, String>> {
+        Box::pin(async move {
+            self.pool
+                .read(move |conn| {
+                    let mut statement =
+                        conn.prepare("SELECT key_id, used FROM quota_usage WHERE day = ?1")?;
+                    let rows = statement.query_map(params![day as i64], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+                    })?;
+                    Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
+                })
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn save(&self, counts: Vec<(String, u64, u64)>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.pool
+                .write(move |conn| {
+                    let tx = conn.transaction()?;
+                    for (key_id, day, used) in &counts {
+                        tx.execute(
+                            "INSERT INTO quota_usage (key_id, day, used) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (key_id, day) DO UPDATE SET used = excluded.used",
+                            params![key_id, *day as i64, *used as i64],
+                        )?;
+                    }
+                    // Yesterday and before are of no use to the limiter.
+                    if let Some(today) = counts.iter().map(|(_, day, _)| *day).max() {
+                        tx.execute(
+                            "DELETE FROM quota_usage WHERE day < ?1",
+                            params![today as i64 - 1],
+                        )?;
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| e.to_string())
         })
     }
 }

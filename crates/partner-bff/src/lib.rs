@@ -20,6 +20,7 @@ pub mod plans;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tailor_interceptors::auth::{ApiKeyAuthenticator, AuthLayer, AuthPolicy};
 use tailor_interceptors::limits::{Limiter, Plan};
@@ -48,17 +49,22 @@ pub fn auth_policy() -> AuthPolicy {
         .require_scope(format!("{SERVICE}ListOrders"), scopes::ORDERS_READ)
 }
 
+/// Quota counts reach the key store this often.
+const SAVE_QUOTA_EVERY: Duration = Duration::from_secs(1);
+
 /// The partner BFF's server, ready to serve: API keys, scopes, and each
 /// key's rate limit and daily quota from its plan's `limits`
-/// ([`plans::limits`] unless configured otherwise).
-pub fn build_server(
+/// ([`plans::limits`] unless configured otherwise). Today's quota counts
+/// are read from the key store, and kept there.
+pub async fn build_server(
     downstreams: Downstreams,
     keys: KeyStore,
     limits: HashMap<String, Plan>,
-) -> GrpcServer {
+) -> Result<GrpcServer, String> {
+    let limiter = Limiter::with_ledger(limits, Arc::new(keys.clone()), SAVE_QUOTA_EVERY).await?;
     let authenticator = ApiKeyAuthenticator::new(Arc::new(keys));
-    GrpcServer::new(NAME)
+    Ok(GrpcServer::new(NAME)
         .add_service(PartnerServiceServer::new(Partner::new(downstreams)))
         .with_auth(AuthLayer::new(Arc::new(authenticator), auth_policy()))
-        .with_limits(Arc::new(Limiter::new(limits)))
+        .with_limits(limiter))
 }

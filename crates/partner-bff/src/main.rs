@@ -138,6 +138,7 @@ async fn main() -> ExitCode {
                 let mut limits = tailor_partner_bff::plans::limits();
                 limits.extend(args.plan_limits.clone());
                 tailor_partner_bff::build_server(downstreams, store, limits)
+                    .await?
                     .serve(
                         listener,
                         tailor_runtime::shutdown::on_signal(),
