@@ -4,8 +4,9 @@
 //! The grpc-web protocol has no client streaming: every request body is
 //! exactly one length-prefixed message (base64-encoded in the `-text`
 //! variants). That makes the body small and bounded, so the guard reads it
-//! whole (never more than the limit), checks the framing and passes the
-//! same bytes on to the translation. What it refuses:
+//! whole (never more than the limit), decodes it once, checks the framing
+//! and passes binary frames on to the translation, with `Accept` naming
+//! the format to answer in. What it refuses:
 //!
 //! | input                                   | status             |
 //! |-----------------------------------------|--------------------|
@@ -169,19 +170,21 @@ where
                 Ok(bytes) => bytes,
                 Err(status) => return Ok(refused(&parts, status, wire)),
             };
-            if let Err(status) = check_frames(&bytes, max_message, wire) {
-                return Ok(refused(&parts, status, wire));
-            }
-            // The translation below decodes base64 strictly: hand it the
-            // text without the line breaks clients may add.
-            let bytes = if wire == Wire::Text {
-                Bytes::from(without_whitespace(&bytes))
-            } else {
-                bytes
+            let frames = match decode_body(bytes, wire)
+                .and_then(|frames| check_frames(&frames, max_message).map(|()| frames))
+            {
+                Ok(frames) => frames,
+                Err(status) => return Ok(refused(&parts, status, wire)),
             };
+            // Decoded once, here: the translation below gets binary frames
+            // and is told in `Accept` which format to answer in.
             let mut parts = parts;
             answer_in_kind(&mut parts.headers, wire);
-            let request = HttpRequest::from_parts(parts, tonic::body::Body::new(Full::new(bytes)));
+            parts.headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(Wire::Binary.response_content_type()),
+            );
+            let request = HttpRequest::from_parts(parts, tonic::body::Body::new(Full::new(frames)));
             inner.call(request).await
         })
     }
@@ -257,18 +260,15 @@ async fn read_body(
     Ok(collected.to_bytes())
 }
 
-fn without_whitespace(text: &[u8]) -> Vec<u8> {
-    text.iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect()
-}
-
 /// Decodes a `-text` body: base64 in one piece or in several padded pieces
 /// (clients may encode each frame on its own), whitespace ignored.
 fn decode_text(text: &[u8]) -> Result<Vec<u8>, Status> {
     let invalid = || Status::invalid_argument("grpc-web-text body is not valid base64");
-    let compact = without_whitespace(text);
+    let compact: Vec<u8> = text
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
     if !compact.len().is_multiple_of(4) {
         return Err(invalid());
     }
@@ -282,15 +282,17 @@ fn decode_text(text: &[u8]) -> Result<Vec<u8>, Status> {
     Ok(decoded)
 }
 
-/// Checks that `body` is exactly one well-formed, uncompressed message frame.
-fn check_frames(body: &[u8], max_message: usize, wire: Wire) -> Result<(), Status> {
-    let decoded;
-    let frames = if wire == Wire::Text {
-        decoded = decode_text(body)?;
-        &decoded[..]
-    } else {
-        body
-    };
+/// The frames of a request body: base64-decoded in text mode.
+fn decode_body(body: Bytes, wire: Wire) -> Result<Bytes, Status> {
+    match wire {
+        Wire::Text => decode_text(&body).map(Bytes::from),
+        _ => Ok(body),
+    }
+}
+
+/// Checks that `frames` is exactly one well-formed, uncompressed message
+/// frame.
+fn check_frames(frames: &[u8], max_message: usize) -> Result<(), Status> {
     if frames.is_empty() {
         return Err(Status::invalid_argument("request holds no message"));
     }
@@ -351,10 +353,11 @@ mod tests {
     #[test]
     fn one_frame_passes_in_both_modes() {
         let body = frame(b"\x0a\x03abc");
-        check_frames(&body, 100, Wire::Binary).unwrap();
-        check_frames(&text(&body), 100, Wire::Text).unwrap();
+        check_frames(&body, 100).unwrap();
+        let decoded = decode_body(text(&body).into(), Wire::Text).unwrap();
+        assert_eq!(decoded, body);
         // An empty message is a valid frame (all fields default).
-        check_frames(&frame(b""), 100, Wire::Binary).unwrap();
+        check_frames(&frame(b""), 100).unwrap();
     }
 
     #[test]
@@ -420,7 +423,9 @@ mod tests {
             ),
         ];
         for (body, wire, code, needle) in cases {
-            let status = check_frames(&body, 100, wire).unwrap_err();
+            let status = decode_body(body.clone().into(), wire)
+                .and_then(|frames| check_frames(&frames, 100))
+                .unwrap_err();
             assert_eq!(status.code(), code, "{body:?}");
             assert!(
                 status.message().contains(needle),
