@@ -167,10 +167,11 @@ impl FieldMask {
         true
     }
 
-    /// `message` with every unselected field cleared.
-    pub fn apply<M: prost::Message + Default>(&self, message: &M) -> M {
+    /// `message` with every unselected field cleared; handed back as it is
+    /// when the mask selects everything.
+    pub fn apply<M: prost::Message + Default>(&self, message: M) -> M {
         if self.is_all() {
-            return M::decode(message.encode_to_vec().as_slice()).unwrap_or_default();
+            return message;
         }
         let pruned = prune(&message.encode_to_vec(), &self.root);
         M::decode(pruned.as_slice()).unwrap_or_default()
@@ -326,7 +327,7 @@ mod tests {
     #[test]
     fn scalar_paths_keep_only_those_fields() {
         let mask = FieldMask::parse(&descriptor(PAGE), &["title", "price_minor"]).unwrap();
-        let masked = mask.apply(&page());
+        let masked = mask.apply(page());
         assert_eq!(
             masked,
             GetProductPageResponse {
@@ -344,7 +345,7 @@ mod tests {
             &["id", "top_reviews.rating", "related.id"],
         )
         .unwrap();
-        let masked = mask.apply(&page());
+        let masked = mask.apply(page());
         assert_eq!(masked.id, "prod-000001");
         assert_eq!(
             masked.top_reviews,
@@ -368,10 +369,10 @@ mod tests {
     fn a_whole_field_wins_over_its_parts() {
         let mask =
             FieldMask::parse(&descriptor(PAGE), &["top_reviews.text", "top_reviews"]).unwrap();
-        assert_eq!(mask.apply(&page()).top_reviews, page().top_reviews);
+        assert_eq!(mask.apply(page()).top_reviews, page().top_reviews);
         let mask =
             FieldMask::parse(&descriptor(PAGE), &["top_reviews", "top_reviews.text"]).unwrap();
-        assert_eq!(mask.apply(&page()).top_reviews, page().top_reviews);
+        assert_eq!(mask.apply(page()).top_reviews, page().top_reviews);
     }
 
     #[test]
@@ -379,7 +380,7 @@ mod tests {
         for paths in [vec![], vec!["*"], vec!["", " "]] {
             let mask = FieldMask::parse(&descriptor(PAGE), &paths).unwrap();
             assert!(mask.is_all());
-            assert_eq!(mask.apply(&page()), page());
+            assert_eq!(mask.apply(page()), page());
         }
     }
 
@@ -446,7 +447,7 @@ mod tests {
             &["products.title"],
         )
         .unwrap();
-        let masked = mask.apply(&list);
+        let masked = mask.apply(list);
         assert_eq!(masked.products[0].title, "b");
         assert_eq!(masked.products[0].id, "");
         assert_eq!(masked.next_page_token, "");
@@ -457,7 +458,7 @@ mod tests {
         };
         let mask = FieldMask::parse(&descriptor("google.protobuf.Timestamp"), &["nanos"]).unwrap();
         assert_eq!(
-            mask.apply(&time),
+            mask.apply(time),
             prost_types::Timestamp {
                 seconds: 0,
                 nanos: 9

@@ -83,7 +83,7 @@ impl ShopService for MobileShop {
             .products
             .iter()
             .map(|p| {
-                mask.apply(&shape::card(
+                mask.apply(shape::card(
                     p,
                     ratings.and_then(|r| r.get(&p.id)),
                     stock.and_then(|s| s.get(&p.id)),
@@ -148,7 +148,7 @@ impl ShopService for MobileShop {
         let mut reviews = page.reviews.ready().unwrap_or_default();
         reviews.sort_by_key(|r| std::cmp::Reverse(r.helpful_count));
         reviews.truncate(TOP_REVIEWS);
-        let answer = mask.apply(&GetProductPageResponse {
+        let answer = mask.apply(GetProductPageResponse {
             image_url: shape::image_for(
                 product.images.first(),
                 screen.width_points as f32,
