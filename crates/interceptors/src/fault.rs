@@ -41,8 +41,7 @@ where
     }
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
-        let path = request.uri().path();
-        if path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.") {
+        if crate::is_probe(request.uri().path()) {
             return Box::pin(self.inner.call(request));
         }
         let clone = self.inner.clone();
@@ -90,8 +89,7 @@ where
     }
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
-        let path = request.uri().path();
-        if path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.") {
+        if crate::is_probe(request.uri().path()) {
             return Box::pin(self.inner.call(request));
         }
         let n = self

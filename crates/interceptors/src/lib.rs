@@ -41,6 +41,15 @@ pub fn status_response(status: tonic::Status) -> HttpResponse {
     status.into_http()
 }
 
+/// Whether `path` is a health or reflection call. Probes and tools must
+/// always get through and see the truth: no credentials, no limits, no
+/// injected faults.
+pub fn is_probe(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
+        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
+}
+
 /// The gRPC method of a request, `/package.Service/Method`.
 pub fn grpc_method<B>(request: &http::Request<B>) -> &str {
     request.uri().path()

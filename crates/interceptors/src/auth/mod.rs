@@ -140,12 +140,6 @@ impl AuthPolicy {
         }
     }
 
-    fn is_open(path: &str) -> bool {
-        path.starts_with("/grpc.health.v1.Health/")
-            || path.starts_with("/grpc.reflection.v1.ServerReflection/")
-            || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
-    }
-
     fn is_anonymous(&self, path: &str) -> bool {
         self.anonymous.iter().any(|p| Self::matches(p, path))
     }
@@ -206,7 +200,7 @@ where
 
     fn call(&mut self, mut request: HttpRequest) -> Self::Future {
         let path = request.uri().path().to_owned();
-        if AuthPolicy::is_open(&path) {
+        if crate::is_probe(&path) {
             return Box::pin(self.inner.call(request));
         }
         // Take the service that was polled ready; leave a fresh clone behind.
