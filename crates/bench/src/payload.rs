@@ -65,16 +65,15 @@ pub struct Targets {
     pub mobile_token: String,
 }
 
-/// Calls `path` on `address` with `message` and returns the response body
-/// length, after checking the call succeeded.
+/// Calls `path` on `address` with the encoded `payload` and returns the
+/// response body length, after checking the call succeeded.
 async fn body_bytes(
     address: SocketAddr,
     path: &str,
-    message: &impl Message,
+    payload: Vec<u8>,
     token: &str,
     accept_encoding: Option<&str>,
 ) -> Result<u64, String> {
-    let payload = message.encode_to_vec();
     let mut frame = vec![0];
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(&payload);
@@ -119,167 +118,143 @@ async fn body_bytes(
     Ok(collected.to_bytes().len() as u64)
 }
 
+/// The answer's size for each of `encodings` (`None`: plain), one call
+/// each, `message` giving each call's request.
+async fn sizes(
+    address: SocketAddr,
+    path: &str,
+    token: &str,
+    encodings: &[Option<&str>],
+    mut message: impl FnMut() -> Vec<u8>,
+) -> Result<Vec<u64>, String> {
+    let mut sizes = Vec::with_capacity(encodings.len());
+    for encoding in encodings {
+        sizes.push(body_bytes(address, path, message(), token, *encoding).await?);
+    }
+    Ok(sizes)
+}
+
+const WEB_ENCODINGS: [Option<&str>; 2] = [None, Some("gzip")];
+const MOBILE_ENCODINGS: [Option<&str>; 3] = [None, Some("gzip"), Some("zstd")];
+
+/// Measures one screen: `method` on both BFFs.
+async fn screen(
+    screen: &'static str,
+    targets: &Targets,
+    method: &str,
+    web: impl FnMut() -> Vec<u8>,
+    mobile: impl FnMut() -> Vec<u8>,
+) -> Result<ScreenBytes, String> {
+    let web = sizes(
+        targets.web,
+        &format!("/tailor.web.v1.ShopService/{method}"),
+        &targets.web_token,
+        &WEB_ENCODINGS,
+        web,
+    )
+    .await?;
+    let mobile = sizes(
+        targets.mobile,
+        &format!("/tailor.mobile.v1.ShopService/{method}"),
+        &targets.mobile_token,
+        &MOBILE_ENCODINGS,
+        mobile,
+    )
+    .await?;
+    Ok(ScreenBytes {
+        screen,
+        web_plain: web[0],
+        web_gzip: web[1],
+        mobile_plain: mobile[0],
+        mobile_gzip: mobile[1],
+        mobile_zstd: mobile[2],
+    })
+}
+
 /// Measures the three screens on both BFFs. `run` makes the order
 /// idempotency keys unique across runs against the same stack.
 pub async fn measure(targets: &Targets, run: &str) -> Result<Vec<ScreenBytes>, String> {
-    let web_list = web::v1::ListProductsRequest {
-        page_size: 20,
-        ..Default::default()
-    };
-    let mobile_list = mobile::v1::ListProductsRequest {
-        page_size: 20,
-        ..Default::default()
-    };
-    let web_page = web::v1::GetProductPageRequest {
-        product_id: "prod-000042".into(),
-    };
-    let mobile_page = mobile::v1::GetProductPageRequest {
-        product_id: "prod-000042".into(),
-        ..Default::default()
-    };
-    let line = |product: &str| (product.to_owned(), 1);
-    let web_order = |key: String| web::v1::PlaceOrderRequest {
-        idempotency_key: key,
-        lines: [line("prod-000042"), line("prod-000007")]
-            .into_iter()
-            .map(|(product_id, quantity)| web::v1::OrderLineInput {
-                product_id,
-                quantity,
-            })
-            .collect(),
-    };
-    let mobile_order = |key: String| mobile::v1::PlaceOrderRequest {
-        idempotency_key: key,
-        lines: [line("prod-000042"), line("prod-000007")]
-            .into_iter()
-            .map(|(product_id, quantity)| mobile::v1::OrderLineInput {
-                product_id,
-                quantity,
-            })
-            .collect(),
-    };
-    let web_shop = "/tailor.web.v1.ShopService/";
-    let mobile_shop = "/tailor.mobile.v1.ShopService/";
-    let (w, m) = (targets.web, targets.mobile);
-    let (wt, mt) = (targets.web_token.as_str(), targets.mobile_token.as_str());
-
-    let list = ScreenBytes {
-        screen: "product list (20 cards)",
-        web_plain: body_bytes(w, &format!("{web_shop}ListProducts"), &web_list, wt, None).await?,
-        web_gzip: body_bytes(
-            w,
-            &format!("{web_shop}ListProducts"),
-            &web_list,
-            wt,
-            Some("gzip"),
-        )
-        .await?,
-        mobile_plain: body_bytes(
-            m,
-            &format!("{mobile_shop}ListProducts"),
-            &mobile_list,
-            mt,
-            None,
-        )
-        .await?,
-        mobile_gzip: body_bytes(
-            m,
-            &format!("{mobile_shop}ListProducts"),
-            &mobile_list,
-            mt,
-            Some("gzip"),
-        )
-        .await?,
-        mobile_zstd: body_bytes(
-            m,
-            &format!("{mobile_shop}ListProducts"),
-            &mobile_list,
-            mt,
-            Some("zstd"),
-        )
-        .await?,
-    };
-    let page = ScreenBytes {
-        screen: "product page",
-        web_plain: body_bytes(w, &format!("{web_shop}GetProductPage"), &web_page, wt, None).await?,
-        web_gzip: body_bytes(
-            w,
-            &format!("{web_shop}GetProductPage"),
-            &web_page,
-            wt,
-            Some("gzip"),
-        )
-        .await?,
-        mobile_plain: body_bytes(
-            m,
-            &format!("{mobile_shop}GetProductPage"),
-            &mobile_page,
-            mt,
-            None,
-        )
-        .await?,
-        mobile_gzip: body_bytes(
-            m,
-            &format!("{mobile_shop}GetProductPage"),
-            &mobile_page,
-            mt,
-            Some("gzip"),
-        )
-        .await?,
-        mobile_zstd: body_bytes(
-            m,
-            &format!("{mobile_shop}GetProductPage"),
-            &mobile_page,
-            mt,
-            Some("zstd"),
-        )
-        .await?,
-    };
-    let key = |n: u32| format!("payload-report-{run}-{n}");
-    let place = "PlaceOrder";
-    let order = ScreenBytes {
-        screen: "placing an order (2 lines)",
-        web_plain: body_bytes(
-            w,
-            &format!("{web_shop}{place}"),
-            &web_order(key(1)),
-            wt,
-            None,
-        )
-        .await?,
-        web_gzip: body_bytes(
-            w,
-            &format!("{web_shop}{place}"),
-            &web_order(key(2)),
-            wt,
-            Some("gzip"),
-        )
-        .await?,
-        mobile_plain: body_bytes(
-            m,
-            &format!("{mobile_shop}{place}"),
-            &mobile_order(key(3)),
-            mt,
-            None,
-        )
-        .await?,
-        mobile_gzip: body_bytes(
-            m,
-            &format!("{mobile_shop}{place}"),
-            &mobile_order(key(4)),
-            mt,
-            Some("gzip"),
-        )
-        .await?,
-        mobile_zstd: body_bytes(
-            m,
-            &format!("{mobile_shop}{place}"),
-            &mobile_order(key(5)),
-            mt,
-            Some("zstd"),
-        )
-        .await?,
-    };
+    const PRODUCT: &str = "prod-000042";
+    const ORDER: [(&str, i32); 2] = [(PRODUCT, 1), ("prod-000007", 1)];
+    let list = screen(
+        "product list (20 cards)",
+        targets,
+        "ListProducts",
+        || {
+            web::v1::ListProductsRequest {
+                page_size: 20,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        },
+        || {
+            mobile::v1::ListProductsRequest {
+                page_size: 20,
+                ..Default::default()
+            }
+            .encode_to_vec()
+        },
+    )
+    .await?;
+    let page = screen(
+        "product page",
+        targets,
+        "GetProductPage",
+        || {
+            web::v1::GetProductPageRequest {
+                product_id: PRODUCT.into(),
+            }
+            .encode_to_vec()
+        },
+        || {
+            mobile::v1::GetProductPageRequest {
+                product_id: PRODUCT.into(),
+                ..Default::default()
+            }
+            .encode_to_vec()
+        },
+    )
+    .await?;
+    // Every call places its own order: a key per call.
+    let (mut web_calls, mut mobile_calls) = (0, 0);
+    let order = screen(
+        "placing an order (2 lines)",
+        targets,
+        "PlaceOrder",
+        || {
+            web::v1::PlaceOrderRequest {
+                idempotency_key: {
+                    web_calls += 1;
+                    format!("payload-report-{run}-web-{web_calls}")
+                },
+                lines: ORDER
+                    .iter()
+                    .map(|(id, quantity)| web::v1::OrderLineInput {
+                        product_id: (*id).into(),
+                        quantity: *quantity,
+                    })
+                    .collect(),
+            }
+            .encode_to_vec()
+        },
+        || {
+            mobile::v1::PlaceOrderRequest {
+                idempotency_key: {
+                    mobile_calls += 1;
+                    format!("payload-report-{run}-mobile-{mobile_calls}")
+                },
+                lines: ORDER
+                    .iter()
+                    .map(|(id, quantity)| mobile::v1::OrderLineInput {
+                        product_id: (*id).into(),
+                        quantity: *quantity,
+                    })
+                    .collect(),
+            }
+            .encode_to_vec()
+        },
+    )
+    .await?;
     Ok(vec![list, page, order])
 }
 
