@@ -42,14 +42,7 @@ async fn a_stalled_feed_reader_does_not_make_the_bff_buffer_the_catalogue() {
         "--orders-addr",
         "http://127.0.0.1:9",
     ];
-    let key = {
-        let output = tokio::process::Command::new(tailor_e2e::bin_dir().join("tailor-partner-bff"))
-            .args(["--data-dir", dir, "keys", "create", "--tenant", "bulk"])
-            .output()
-            .await
-            .unwrap();
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    };
+    let key = tailor_e2e::create_key_with_cli(dir, "bulk", "standard").await;
     let partner = Process::start("tailor-partner-bff", &args).await;
     let pid = partner.child.id().unwrap();
     let mut client = PartnerServiceClient::new(tailor_e2e::connect(partner.address).await);

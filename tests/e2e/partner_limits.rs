@@ -253,23 +253,7 @@ async fn the_daily_quota_outlives_a_restart_of_the_bff() {
     let stack = Stack::start().await;
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap();
-    let key = {
-        let output = tokio::process::Command::new(tailor_e2e::bin_dir().join("tailor-partner-bff"))
-            .args([
-                "--data-dir",
-                dir,
-                "keys",
-                "create",
-                "--tenant",
-                "daily",
-                "--plan",
-                "trial",
-            ])
-            .output()
-            .await
-            .unwrap();
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    };
+    let key = tailor_e2e::create_key_with_cli(dir, "daily", "trial").await;
     let inventory = stack.inventory.url();
     let start = || async {
         tailor_e2e::Process::start(

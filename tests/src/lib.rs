@@ -376,6 +376,24 @@ pub fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
+/// Creates an API key for `tenant` on `plan` in the partner store under
+/// `data_dir` with the `keys create` command, as an operator would, and
+/// returns it.
+pub async fn create_key_with_cli(data_dir: &str, tenant: &str, plan: &str) -> String {
+    let output = tokio::process::Command::new(bin_dir().join("tailor-partner-bff"))
+        .args(["--data-dir", data_dir, "keys", "create", "--tenant", tenant])
+        .args(["--plan", plan])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
 /// A server binary running as its own process.
 pub struct Process {
     /// Where it listens.
