@@ -226,6 +226,41 @@ async fn compression_is_negotiated_both_ways_and_small_answers_stay_plain() {
     let mut plain = ShopServiceClient::new(channel.clone());
     let answer = plain.get_product_page(request()).await.unwrap();
     assert!(answer.metadata().get("grpc-encoding").is_none());
+
+    // Order status updates are a few bytes each: the stream stays plain
+    // even for a client that would take compression.
+    let token = mobile_token("watcher");
+    let mut client = ShopServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
+    let order = client
+        .place_order(bearer(
+            &token,
+            PlaceOrderRequest {
+                idempotency_key: "watch-plain".into(),
+                lines: vec![OrderLineInput {
+                    product_id: "prod-000011".into(),
+                    quantity: 1,
+                }],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    let watch = client
+        .watch_order(bearer(
+            &token,
+            tailor_proto::mobile::v1::WatchOrderRequest { order_id: order.id },
+        ))
+        .await
+        .unwrap();
+    assert!(
+        watch.metadata().get("grpc-encoding").is_none(),
+        "{:?}",
+        watch.metadata()
+    );
+    let mut updates = watch.into_inner();
+    assert!(updates.message().await.unwrap().is_some());
 }
 
 #[tokio::test]
