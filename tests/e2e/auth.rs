@@ -1,5 +1,5 @@
+use tailor_auth::mint_hs256;
 use tailor_e2e::{SECRET, Stack, bearer, claims, web_token};
-use tailor_interceptors::auth::mint_hs256;
 use tailor_proto::web::v1::shop_service_client::ShopServiceClient;
 use tailor_proto::web::v1::{ListProductsRequest, PlaceOrderRequest};
 use tonic::Code;

@@ -17,10 +17,11 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tailor_auth::{Claims, JwtAuthenticator, JwtKey, mint_hs256};
+use tailor_channel::DownstreamArgs;
 use tailor_interceptors::access_log::CallStats;
-use tailor_interceptors::auth::{Claims, JwtAuthenticator, JwtKey, mint_hs256};
 use tailor_runtime::{CancellationToken, GrpcServer, ServeOptions};
-use tailor_screens::{DownstreamArgs, Downstreams};
+use tailor_screens::Downstreams;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::transport::Channel;
 
@@ -177,13 +178,13 @@ pub fn verifier(audience: &str) -> JwtAuthenticator {
 /// How the test web BFF meets browsers: [`WEB_ORIGIN`] allowed, Secure
 /// cookies, 64 KiB request messages.
 pub fn web_options() -> tailor_web_bff::WebOptions {
-    use tailor_interceptors::browser::{AllowedOrigins, BrowserAccess};
+    use tailor_browser::{AllowedOrigins, BrowserAccess};
     tailor_web_bff::WebOptions {
         browser: BrowserAccess {
             origins: AllowedOrigins::new([WEB_ORIGIN]).unwrap(),
             max_request_bytes: 64 * 1024,
         },
-        cookie: tailor_interceptors::auth::CookiePolicy {
+        cookie: tailor_auth::CookiePolicy {
             secure: true,
             max_age_secs: 3600,
         },

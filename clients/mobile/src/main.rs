@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use tailor_interceptors::auth::{Claims, mint_hs256};
+use tailor_auth::{Claims, mint_hs256};
 use tailor_proto::mobile::v1::shop_service_client::ShopServiceClient;
 use tailor_proto::mobile::v1::{
     GetProductPageRequest, ListProductsRequest, OrderLineInput, OrderStatus, PlaceOrderRequest,
@@ -41,7 +41,7 @@ struct Args {
     /// HS256 secret to mint the user's token with (the BFFs' development
     /// secret unless set); a real app gets its token from the identity
     /// provider.
-    #[arg(long, env = "TAILOR_JWT_HS256_SECRET", default_value = tailor_runtime::cli::DEVELOPMENT_JWT_SECRET, hide_default_value = true)]
+    #[arg(long, env = "TAILOR_JWT_HS256_SECRET", default_value = tailor_auth::DEVELOPMENT_JWT_SECRET, hide_default_value = true)]
     secret: String,
 }
 

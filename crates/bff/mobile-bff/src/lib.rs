@@ -1,0 +1,61 @@
+//! The mobile BFF: the shop as a phone app on a slow, flaky network needs
+//! it. Cards carry one thumbnail chosen for the device's screen, prices in
+//! minor units, a rounded rating and a coarse stock state; the product
+//! screen carries a short description and a few trimmed reviews. Placing an
+//! order requires an idempotency key so that retries after a lost response
+//! are safe. Reads take a read mask (or a view) that also decides which
+//! downstream calls are made, answers carry a version so an unchanged one
+//! costs a few bytes, and large answers are compressed (gzip or zstd).
+//!
+//! **Architecture invariant**: this crate holds only the mobile API and the
+//! mapping of screens into it. It knows nothing about grpc-web, cookies or
+//! API keys; cross-cutting concerns come from `tailor-interceptors`, screen
+//! assembly from `tailor-screens`.
+
+#![forbid(unsafe_code)]
+
+mod mask;
+mod shape;
+mod shop;
+mod version;
+
+use std::sync::Arc;
+
+use tailor_auth::{AuthLayer, AuthPolicy, JwtAuthenticator};
+use tailor_interceptors::compression::PlainStreams;
+use tailor_proto::mobile::v1::shop_service_server::ShopServiceServer;
+use tailor_runtime::GrpcServer;
+use tailor_screens::Downstreams;
+use tonic::codec::CompressionEncoding;
+
+pub use shop::MobileShop;
+
+/// The name this BFF goes by in logs and downstream metadata.
+pub const NAME: &str = "mobile-bff";
+
+/// The `aud` claim mobile tokens must carry.
+pub const DEFAULT_AUDIENCE: &str = "tailor-mobile";
+
+const SERVICE: &str = "/tailor.mobile.v1.ShopService/";
+const WATCH_ORDER: &str = "/tailor.mobile.v1.ShopService/WatchOrder";
+
+/// Who may call what: browsing is open, orders need a signed-in user.
+pub fn auth_policy() -> AuthPolicy {
+    AuthPolicy::new()
+        .allow_anonymous(format!("{SERVICE}ListProducts"))
+        .allow_anonymous(format!("{SERVICE}GetProductPage"))
+}
+
+/// The mobile BFF's server, ready to serve.
+pub fn build_server(downstreams: Downstreams, tokens: JwtAuthenticator) -> GrpcServer {
+    GrpcServer::new(NAME)
+        .add_service(PlainStreams::new(
+            ShopServiceServer::new(MobileShop::new(downstreams))
+                .send_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Gzip),
+            &[WATCH_ORDER],
+        ))
+        .with_auth(AuthLayer::new(Arc::new(tokens), auth_policy()))
+}

@@ -1,0 +1,42 @@
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tailor_auth::JwtArgs;
+use tailor_channel::DownstreamArgs;
+use tailor_runtime::cli::ServerArgs;
+use tailor_screens::Downstreams;
+
+/// The mobile BFF: the shop API for phone apps.
+#[derive(Debug, Parser)]
+#[command(name = "tailor-mobile-bff", version)]
+struct Args {
+    /// Address to listen on (gRPC over HTTP/2 and HTTP/1.1).
+    #[arg(long, env = "TAILOR_MOBILE_LISTEN", default_value = "127.0.0.1:8082")]
+    listen: SocketAddr,
+
+    /// The `aud` claim bearer tokens must carry.
+    #[arg(long, env = "TAILOR_MOBILE_JWT_AUDIENCE", default_value = tailor_mobile_bff::DEFAULT_AUDIENCE)]
+    jwt_audience: String,
+
+    #[command(flatten)]
+    jwt: JwtArgs,
+
+    #[command(flatten)]
+    downstreams: DownstreamArgs,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let build = async {
+        let tokens = args.jwt.authenticator(&args.jwt_audience)?;
+        let downstreams = Downstreams::connect(&args.downstreams, tailor_mobile_bff::NAME)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(tailor_mobile_bff::build_server(downstreams, tokens))
+    };
+    tailor_runtime::serve_main("tailor-mobile-bff", args.listen, &args.server, build).await
+}

@@ -1,0 +1,378 @@
+//! The partner BFF's own store of API keys. A key's secret is never stored:
+//! only its SHA-256, next to the key id, tenant, scopes and plan.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tailor_auth::{ApiKey, ApiKeyRecord, ApiKeyStore, BoxFuture};
+use tailor_interceptors::limits::QuotaLedger;
+use tailor_storage::rusqlite::{OptionalExtension, params};
+use tailor_storage::{SqlitePool, SqlitePoolOptions, StorageError};
+
+/// The scopes a key can carry.
+pub mod scopes {
+    /// Read the catalogue feed.
+    pub const CATALOG_READ: &str = "catalog.read";
+    /// Read availability.
+    pub const AVAILABILITY_READ: &str = "availability.read";
+    /// Place orders.
+    pub const ORDERS_WRITE: &str = "orders.write";
+    /// Read the tenant's orders.
+    pub const ORDERS_READ: &str = "orders.read";
+    /// Every scope.
+    pub const ALL: [&str; 4] = [CATALOG_READ, AVAILABILITY_READ, ORDERS_WRITE, ORDERS_READ];
+}
+
+/// What can go wrong managing keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    /// The store failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A scope that does not exist.
+    #[error("unknown scope {0:?} (known: {known})", known = scopes::ALL.join(", "))]
+    UnknownScope(String),
+    /// A plan that does not exist.
+    #[error("unknown plan {0:?} (known: {known})", known = crate::plans::ALL.join(", "))]
+    UnknownPlan(String),
+    /// A tenant name that is empty or has odd characters.
+    #[error("tenant must be 1 to 64 characters of a-z, 0-9, '-' or '_'")]
+    InvalidTenant,
+    /// No key with that id.
+    #[error("no key with id {0}")]
+    NoSuchKey(String),
+}
+
+/// One key as listed (never with its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Public id.
+    pub key_id: String,
+    /// Owner.
+    pub tenant: String,
+    /// Human label.
+    pub name: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// Plan.
+    pub plan: String,
+    /// Whether revoked.
+    pub revoked: bool,
+}
+
+/// How long a looked-up key is trusted without reading the store again.
+/// A key revoked through this store is dropped at once; one revoked by
+/// another process (the `keys revoke` command) stops working within this.
+const CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// The key store over SQLite, with a short-lived cache of lookups so a
+/// partner's every call (and every refused call of a flood) does not cost
+/// a database read.
+#[derive(Debug, Clone)]
+pub struct KeyStore {
+    pool: SqlitePool,
+    cache: Arc<Mutex<HashMap<String, Lookup>>>,
+}
+
+/// A key id's record (or its absence) and when it was read.
+type Lookup = (Option<ApiKeyRecord>, Instant);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id      TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    secret_hash BLOB NOT NULL,
+    scopes      TEXT NOT NULL,
+    plan        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    revoked_at  INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys (tenant);
+CREATE TABLE IF NOT EXISTS quota_usage (
+    key_id TEXT NOT NULL,
+    day    INTEGER NOT NULL,
+    used   INTEGER NOT NULL,
+    PRIMARY KEY (key_id, day)
+);
+";
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl KeyStore {
+    /// Opens (creating) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self, KeyStoreError> {
+        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), |conn| {
+            conn.execute_batch(SCHEMA)?;
+            Ok(())
+        })?;
+        Ok(Self {
+            pool,
+            cache: Arc::default(),
+        })
+    }
+
+    fn cached(&self, key_id: &str) -> Option<Option<ApiKeyRecord>> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(key_id)
+            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
+            .map(|(record, _)| record.clone())
+    }
+
+    fn remember(&self, key_id: &str, record: Option<ApiKeyRecord>) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 10_000 {
+            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+        }
+        cache.insert(key_id.to_owned(), (record, Instant::now()));
+    }
+
+    /// Creates a key; the returned token is the only time the secret exists
+    /// outside the partner's hands.
+    pub async fn create(
+        &self,
+        tenant: &str,
+        name: &str,
+        scopes: &[String],
+        plan: &str,
+    ) -> Result<(ApiKey, KeyInfo), KeyStoreError> {
+        let tenant_ok = (1..=64).contains(&tenant.len())
+            && tenant
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !tenant_ok {
+            return Err(KeyStoreError::InvalidTenant);
+        }
+        if let Some(unknown) = scopes.iter().find(|s| !scopes::ALL.contains(&s.as_str())) {
+            return Err(KeyStoreError::UnknownScope(unknown.clone()));
+        }
+        if !crate::plans::ALL.contains(&plan) {
+            return Err(KeyStoreError::UnknownPlan(plan.to_owned()));
+        }
+        let key = ApiKey::generate();
+        let info = KeyInfo {
+            key_id: key.key_id.clone(),
+            tenant: tenant.to_owned(),
+            name: name.to_owned(),
+            scopes: scopes.to_vec(),
+            plan: plan.to_owned(),
+            revoked: false,
+        };
+        let row = info.clone();
+        let hash = key.secret_hash;
+        self.pool
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO api_keys (key_id, tenant, name, secret_hash, scopes, plan, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    params![
+                        row.key_id,
+                        row.tenant,
+                        row.name,
+                        hash.to_vec(),
+                        row.scopes.join(" "),
+                        row.plan,
+                        now()
+                    ],
+                )?;
+                Ok(())
+            })
+            .await?;
+        Ok((key, info))
+    }
+
+    /// Every key, optionally of one tenant.
+    pub async fn list(&self, tenant: Option<String>) -> Result<Vec<KeyInfo>, KeyStoreError> {
+        Ok(self
+            .pool
+            .read(move |conn| {
+                let mut statement = conn.prepare(
+                    "SELECT key_id, tenant, name, scopes, plan, revoked_at IS NOT NULL
+                     FROM api_keys WHERE ?1 IS NULL OR tenant = ?1 ORDER BY tenant, created_at",
+                )?;
+                let rows = statement.query_map(params![tenant], |row| {
+                    Ok(KeyInfo {
+                        key_id: row.get(0)?,
+                        tenant: row.get(1)?,
+                        name: row.get(2)?,
+                        scopes: split_scopes(&row.get::<_, String>(3)?),
+                        plan: row.get(4)?,
+                        revoked: row.get(5)?,
+                    })
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?)
+    }
+
+    /// Revokes a key; calls with it fail from now on.
+    pub async fn revoke(&self, key_id: &str) -> Result<(), KeyStoreError> {
+        let id = key_id.to_owned();
+        let changed = self
+            .pool
+            .write(move |conn| {
+                Ok(conn.execute(
+                    "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
+                    params![id, now()],
+                )?)
+            })
+            .await?;
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key_id);
+        if changed == 0 && !self.list(None).await?.iter().any(|k| k.key_id == key_id) {
+            return Err(KeyStoreError::NoSuchKey(key_id.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn record(&self, key_id: String) -> Result<Option<ApiKeyRecord>, StorageError> {
+        self.pool
+            .read(move |conn| {
+                Ok(conn
+                    .query_row(
+                        "SELECT key_id, tenant, secret_hash, scopes, plan, revoked_at IS NOT NULL
+                         FROM api_keys WHERE key_id = ?1",
+                        params![key_id],
+                        |row| {
+                            let hash: Vec<u8> = row.get(2)?;
+                            Ok(ApiKeyRecord {
+                                key_id: row.get(0)?,
+                                tenant: row.get(1)?,
+                                secret_hash: hash.try_into().unwrap_or([0; 32]),
+                                scopes: split_scopes(&row.get::<_, String>(3)?),
+                                plan: row.get(4)?,
+                                revoked: row.get(5)?,
+                            })
+                        },
+                    )
+                    .optional()?)
+            })
+            .await
+    }
+}
+
+fn split_scopes(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+impl ApiKeyStore for KeyStore {
+    fn find<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, String>> {
+        Box::pin(async move {
+            if let Some(record) = self.cached(key_id) {
+                return Ok(record);
+            }
+            let record = self.record(key_id.to_owned()).await.map_err(|e| {
+                tracing::error!(error = %e, "reading the key store failed");
+                "key store unavailable".to_owned()
+            })?;
+            self.remember(key_id, record.clone());
+            Ok(record)
+        })
+    }
+}
+
+/// Each key's calls per UTC day, so daily quotas outlive restarts.
+impl QuotaLedger for KeyStore {
+    fn load(&self, day: u64) -> BoxFuture<'_, Result<HashMap<String, u64>, String>> {
+        Box::pin(async move {
+            self.pool
+                .read(move |conn| {
+                    let mut statement =
+                        conn.prepare("SELECT key_id, used FROM quota_usage WHERE day = ?1")?;
+                    let rows = statement.query_map(params![day as i64], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+                    })?;
+                    Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
+                })
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn save(&self, counts: Vec<(String, u64, u64)>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            self.pool
+                .write(move |conn| {
+                    let tx = conn.transaction()?;
+                    for (key_id, day, used) in &counts {
+                        tx.execute(
+                            "INSERT INTO quota_usage (key_id, day, used) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (key_id, day) DO UPDATE SET used = excluded.used",
+                            params![key_id, *day as i64, *used as i64],
+                        )?;
+                    }
+                    // Yesterday and before are of no use to the limiter.
+                    if let Some(today) = counts.iter().map(|(_, day, _)| *day).max() {
+                        tx.execute(
+                            "DELETE FROM quota_usage WHERE day < ?1",
+                            params![today as i64 - 1],
+                        )?;
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tailor_auth::{ApiKeyAuthenticator, AuthError};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_are_stored_hashed_verified_and_revocable() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("partner.db");
+        let store = KeyStore::open(&path).unwrap();
+        let all: Vec<String> = scopes::ALL.iter().map(|s| s.to_string()).collect();
+        let (key, info) = store
+            .create("acme", "test", &all, "standard")
+            .await
+            .unwrap();
+        assert_eq!(info.tenant, "acme");
+
+        let raw = std::fs::read(&path).unwrap();
+        let secret = key.token.rsplit('_').next().unwrap();
+        assert!(
+            !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret must never reach the database file"
+        );
+
+        let auth = ApiKeyAuthenticator::new(std::sync::Arc::new(store.clone()));
+        let identity = auth.verify(&key.token).await.unwrap();
+        assert_eq!(identity.subject, "partner:acme");
+        assert!(identity.has_scope("orders.write"));
+
+        store.revoke(&info.key_id).await.unwrap();
+        assert_eq!(
+            auth.verify(&key.token).await,
+            Err(AuthError::Invalid("API key revoked"))
+        );
+        assert!(store.list(Some("acme".into())).await.unwrap()[0].revoked);
+        assert!(matches!(
+            store.revoke("nope").await,
+            Err(KeyStoreError::NoSuchKey(_))
+        ));
+        assert!(matches!(
+            store.create("Bad Tenant", "x", &[], "p").await,
+            Err(KeyStoreError::InvalidTenant)
+        ));
+        assert!(matches!(
+            store.create("t", "x", &["admin".into()], "p").await,
+            Err(KeyStoreError::UnknownScope(_))
+        ));
+    }
+}

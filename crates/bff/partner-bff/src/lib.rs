@@ -1,0 +1,70 @@
+//! The partner BFF: the API third-party integrators build against once and
+//! expect to stay put (`tailor.partner.v1` is frozen). Every call carries an
+//! API key; keys belong to a tenant, carry scopes and a plan, and are kept
+//! hashed in this BFF's own store ([`keys`]). A partner only ever sees its
+//! own orders. Each key's plan sets its rate limit and daily quota. The
+//! catalogue comes as a resumable server stream.
+//!
+//! **Architecture invariant**: this crate holds the partner API, its key
+//! store and the mapping of screens into it. Key *verification* (hashing,
+//! constant-time comparison) is the shared `tailor-interceptors` auth layer;
+//! this crate only implements its [`tailor_auth::ApiKeyStore`]
+//! seam. It knows nothing about JWTs, cookies or mobile shapes.
+
+#![forbid(unsafe_code)]
+
+mod feed;
+pub mod keys;
+mod partner;
+pub mod plans;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tailor_auth::{ApiKeyAuthenticator, AuthLayer, AuthPolicy};
+use tailor_interceptors::limits::{Limiter, Plan};
+use tailor_proto::partner::v1::partner_service_server::PartnerServiceServer;
+use tailor_runtime::GrpcServer;
+use tailor_screens::Downstreams;
+
+pub use keys::{KeyStore, KeyStoreError, scopes};
+pub use partner::Partner;
+
+/// The name this BFF goes by in logs and downstream metadata.
+pub const NAME: &str = "partner-bff";
+
+const SERVICE: &str = "/tailor.partner.v1.PartnerService/";
+
+/// Which scope each method needs.
+pub fn auth_policy() -> AuthPolicy {
+    AuthPolicy::new()
+        .require_scope(format!("{SERVICE}StreamCatalogFeed"), scopes::CATALOG_READ)
+        .require_scope(
+            format!("{SERVICE}BatchGetAvailability"),
+            scopes::AVAILABILITY_READ,
+        )
+        .require_scope(format!("{SERVICE}PlaceOrder"), scopes::ORDERS_WRITE)
+        .require_scope(format!("{SERVICE}GetOrder"), scopes::ORDERS_READ)
+        .require_scope(format!("{SERVICE}ListOrders"), scopes::ORDERS_READ)
+}
+
+/// Quota counts reach the key store this often.
+const SAVE_QUOTA_EVERY: Duration = Duration::from_secs(1);
+
+/// The partner BFF's server, ready to serve: API keys, scopes, and each
+/// key's rate limit and daily quota from its plan's `limits`
+/// ([`plans::limits`] unless configured otherwise). Today's quota counts
+/// are read from the key store, and kept there.
+pub async fn build_server(
+    downstreams: Downstreams,
+    keys: KeyStore,
+    limits: HashMap<String, Plan>,
+) -> Result<GrpcServer, String> {
+    let limiter = Limiter::with_ledger(limits, Arc::new(keys.clone()), SAVE_QUOTA_EVERY).await?;
+    let authenticator = ApiKeyAuthenticator::new(Arc::new(keys));
+    Ok(GrpcServer::new(NAME)
+        .add_service(PartnerServiceServer::new(Partner::new(downstreams)))
+        .with_auth(AuthLayer::new(Arc::new(authenticator), auth_policy()))
+        .with_limits(limiter))
+}

@@ -1,0 +1,72 @@
+//! The downstream services a BFF calls, as typed clients. In a running BFF
+//! each client sits on a [`ServiceChannel`] (context propagation, retries,
+//! errors named by service); the screens are generic over the transport so
+//! their rules (what degrades, what fails the screen) can be tested
+//! against in-process fakes, without sockets.
+
+use std::convert::Infallible;
+
+use tailor_channel::{DownstreamArgs, InvalidAddress, ServiceChannel, channel};
+use tailor_interceptors::{HttpRequest, HttpResponse};
+use tailor_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
+use tailor_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use tailor_proto::orders::v1::orders_service_client::OrdersServiceClient;
+use tailor_proto::reviews::v1::reviews_service_client::ReviewsServiceClient;
+
+/// What the clients of the screens can run on: a cloneable service that
+/// answers every call with a response, failures included as statuses.
+pub trait Transport:
+    tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Transport for T where
+    T: tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// Clients of every downstream service. Cloning is cheap (channels are
+/// shared), so handlers clone a client per call.
+#[derive(Debug, Clone)]
+pub struct Downstreams<C = ServiceChannel> {
+    /// Products, categories.
+    pub catalog: CatalogServiceClient<C>,
+    /// Stock and reservations.
+    pub inventory: InventoryServiceClient<C>,
+    /// Ratings and reviews.
+    pub reviews: ReviewsServiceClient<C>,
+    /// Orders.
+    pub orders: OrdersServiceClient<C>,
+}
+
+impl Downstreams {
+    /// Lazily connecting clients; `bff` names the calling BFF downstream.
+    pub fn connect(args: &DownstreamArgs, bff: &'static str) -> Result<Self, InvalidAddress> {
+        Ok(Self::over(
+            channel("catalog", &args.catalog_addr, bff)?,
+            channel("inventory", &args.inventory_addr, bff)?,
+            channel("reviews", &args.reviews_addr, bff)?,
+            channel("orders", &args.orders_addr, bff)?,
+        ))
+    }
+}
+
+impl<C: Transport> Downstreams<C> {
+    /// Clients over the given transports, one per service.
+    pub fn over(catalog: C, inventory: C, reviews: C, orders: C) -> Self {
+        Self {
+            catalog: CatalogServiceClient::new(catalog),
+            inventory: InventoryServiceClient::new(inventory),
+            reviews: ReviewsServiceClient::new(reviews),
+            orders: OrdersServiceClient::new(orders),
+        }
+    }
+}

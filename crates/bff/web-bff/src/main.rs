@@ -1,0 +1,159 @@
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tailor_auth::CookiePolicy;
+use tailor_auth::JwtArgs;
+use tailor_browser::{AllowedOrigins, BrowserAccess, DEFAULT_MAX_REQUEST_BYTES};
+use tailor_channel::DownstreamArgs;
+use tailor_runtime::cli::ServerArgs;
+use tailor_screens::Downstreams;
+use tailor_web_bff::{Accounts, WebOptions};
+
+/// The web BFF: the shop API for browsers (gRPC and grpc-web on one port).
+#[derive(Debug, Parser)]
+#[command(name = "tailor-web-bff", version)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Address to listen on (gRPC and grpc-web, HTTP/2 and HTTP/1.1).
+    #[arg(long, env = "TAILOR_WEB_LISTEN", default_value = "127.0.0.1:8081")]
+    listen: SocketAddr,
+
+    /// The `aud` claim bearer tokens must carry.
+    #[arg(long, env = "TAILOR_WEB_JWT_AUDIENCE", default_value = tailor_web_bff::DEFAULT_AUDIENCE)]
+    jwt_audience: String,
+
+    /// Origins of web apps that may call with the user's cookie
+    /// (comma-separated, exact `scheme://host:port`; `*` is refused).
+    #[arg(
+        long = "cors-origin",
+        env = "TAILOR_WEB_CORS_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:8080,http://127.0.0.1:8080"
+    )]
+    cors_origins: Vec<String>,
+
+    /// Set the session cookie without `Secure`, for a web app served over
+    /// plain HTTP during local development.
+    #[arg(long, env = "TAILOR_WEB_INSECURE_COOKIES")]
+    insecure_cookies: bool,
+
+    /// Seconds a browser session lasts.
+    #[arg(long, env = "TAILOR_WEB_SESSION_TTL_SECS", default_value_t = 12 * 3600)]
+    session_ttl_secs: u64,
+
+    /// Largest grpc-web request message accepted, in bytes.
+    #[arg(long, env = "TAILOR_WEB_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+    max_request_bytes: usize,
+
+    #[command(flatten)]
+    jwt: JwtArgs,
+
+    #[command(flatten)]
+    downstreams: DownstreamArgs,
+
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the web API (the default).
+    Serve,
+    /// Manage the users who may sign in from the browser.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Add a user; the password is read from standard input.
+    Add {
+        /// The name to sign in with (a-z, 0-9, '.', '-', '_').
+        username: String,
+        /// The name to greet the user with (defaults to the user name).
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+}
+
+fn read_password() -> Result<String, String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .map_err(|e| format!("reading the password from stdin: {e}"))?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn users(accounts: Accounts, command: UsersCommand) -> Result<(), String> {
+    match command {
+        UsersCommand::Add {
+            username,
+            display_name,
+        } => {
+            let password = read_password()?;
+            let user = accounts
+                .add_user(&username, &display_name, &password)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!("added {username} ({})", user.user_id);
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let open_accounts = || {
+        Accounts::open(
+            &args.server.data_dir.join("web.db"),
+            Duration::from_secs(args.session_ttl_secs),
+        )
+        .map_err(|e| e.to_string())
+    };
+    if let Some(Command::Users(command)) = args.command {
+        args.server.init_logging();
+        let done = match open_accounts() {
+            Ok(accounts) => users(accounts, command).await,
+            Err(error) => Err(error),
+        };
+        return match done {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("tailor-web-bff: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let build = async {
+        let tokens = args.jwt.authenticator(&args.jwt_audience)?;
+        let downstreams = Downstreams::connect(&args.downstreams, tailor_web_bff::NAME)
+            .map_err(|e| e.to_string())?;
+        let origins = AllowedOrigins::new(&args.cors_origins).map_err(|e| e.to_string())?;
+        if args.insecure_cookies {
+            tracing::warn!("session cookies are set without Secure (plain-HTTP development)");
+        }
+        let options = WebOptions {
+            browser: BrowserAccess {
+                origins,
+                max_request_bytes: args.max_request_bytes,
+            },
+            cookie: CookiePolicy {
+                secure: !args.insecure_cookies,
+                max_age_secs: args.session_ttl_secs,
+            },
+        };
+        Ok::<_, String>(tailor_web_bff::build_server(
+            downstreams,
+            tokens,
+            open_accounts()?,
+            options,
+        ))
+    };
+    tailor_runtime::serve_main("tailor-web-bff", args.listen, &args.server, build).await
+}

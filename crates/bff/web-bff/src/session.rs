@@ -1,0 +1,136 @@
+//! `tailor.web.v1.SessionService`: browser sign-in with an HttpOnly cookie.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tailor_auth::{CookiePolicy, caller, hash_session_handle, session_handle};
+use tailor_interceptors::error::internal;
+use tailor_interceptors::limits::{Limiter, Plan};
+use tailor_proto::web::v1::session_service_server::SessionService;
+use tailor_proto::web::v1::{
+    GetSessionRequest, GetSessionResponse, Session, SignInRequest, SignInResponse, SignOutRequest,
+    SignOutResponse,
+};
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Request, Response, Status};
+
+use crate::accounts::{self, Accounts};
+
+/// Sign-in attempts allowed per user name: 5 at once, then one every 12
+/// seconds, 200 a day. Password guessing against one account is slowed to
+/// a crawl; the user waits at most a few seconds after a typo or two.
+const SIGN_IN_ATTEMPTS: Plan = Plan {
+    per_second: 1.0 / 12.0,
+    burst: 5,
+    daily_quota: 200,
+};
+
+/// Sign-in, sign-out and "who am I" for the browser app.
+#[derive(Debug, Clone)]
+pub struct WebSessions {
+    accounts: Accounts,
+    cookie: CookiePolicy,
+    attempts: Arc<Limiter>,
+}
+
+impl WebSessions {
+    /// Sessions in `accounts`, cookies set as `cookie` says.
+    pub fn new(accounts: Accounts, cookie: CookiePolicy) -> Self {
+        Self {
+            accounts,
+            cookie,
+            attempts: Arc::new(Limiter::new(HashMap::new())),
+        }
+    }
+
+    fn with_cookie<T>(&self, message: T, value: &str) -> Result<Response<T>, Status> {
+        let mut response = Response::new(message);
+        let value = MetadataValue::try_from(value).map_err(internal)?;
+        response.metadata_mut().insert("set-cookie", value);
+        Ok(response)
+    }
+}
+
+fn shape(session: accounts::Session) -> Session {
+    Session {
+        user_id: session.user.user_id,
+        display_name: session.user.display_name,
+        expire_time: Some(prost_types::Timestamp {
+            seconds: session.expires_at,
+            nanos: 0,
+        }),
+    }
+}
+
+/// The hash of the session handle in the call's cookie.
+fn presented_handle(metadata: &MetadataMap) -> Option<[u8; 32]> {
+    let headers = metadata.clone().into_headers();
+    session_handle(&headers).map(hash_session_handle)
+}
+
+#[tonic::async_trait]
+impl SessionService for WebSessions {
+    async fn sign_in(
+        &self,
+        request: Request<SignInRequest>,
+    ) -> Result<Response<SignInResponse>, Status> {
+        let SignInRequest { username, password } = request.into_inner();
+        if username.is_empty() || password.is_empty() {
+            return Err(Status::invalid_argument(
+                "username and password are required",
+            ));
+        }
+        let account = username.to_lowercase();
+        self.attempts
+            .admit_key(&account, &SIGN_IN_ATTEMPTS)
+            .map_err(|refusal| {
+                tracing::warn!(user = %account, "sign-in attempts limited");
+                refusal.status(
+                    "sign-in attempts for this user",
+                    &format!("sign-in:{account}"),
+                )
+            })?;
+        let user = self
+            .accounts
+            .verify(&username, &password)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| Status::unauthenticated("wrong user name or password"))?;
+        let (handle, session) = self.accounts.start_session(user).await.map_err(internal)?;
+        tracing::info!(user = %session.user.user_id, "signed in");
+        self.with_cookie(
+            SignInResponse {
+                session: Some(shape(session)),
+            },
+            &self.cookie.set(&handle),
+        )
+    }
+
+    async fn sign_out(
+        &self,
+        request: Request<SignOutRequest>,
+    ) -> Result<Response<SignOutResponse>, Status> {
+        if let Some(hash) = presented_handle(request.metadata()) {
+            self.accounts.end_session(hash).await.map_err(internal)?;
+        }
+        self.with_cookie(SignOutResponse {}, &self.cookie.clear())
+    }
+
+    async fn get_session(
+        &self,
+        request: Request<GetSessionRequest>,
+    ) -> Result<Response<GetSessionResponse>, Status> {
+        caller(&request)?;
+        let no_session = || Status::unauthenticated("no browser session: sign in first");
+        let hash = presented_handle(request.metadata()).ok_or_else(no_session)?;
+        let session = self
+            .accounts
+            .session(hash)
+            .await
+            .map_err(internal)?
+            .ok_or_else(no_session)?;
+        Ok(Response::new(GetSessionResponse {
+            session: Some(shape(session)),
+        }))
+    }
+}

@@ -1,0 +1,117 @@
+//! Calling downstream services. A BFF gets one [`ServiceChannel`] per
+//! service it calls; every call made through it, from any handler:
+//!
+//! - carries the caller's request id, identity, the calling BFF and what is
+//!   left of the deadline ([`Outbound`]);
+//! - is retried on transient failures when the contracts mark the method
+//!   safe to repeat ([`RetryIdempotent`]);
+//! - fails with a status a client may read: about the request (not found,
+//!   invalid, ...) as the service said it, about the service's health as
+//!   UNAVAILABLE naming the service, never its address ([`NamedChannel`]).
+//!
+//! Handlers therefore never map downstream errors, copy metadata or retry
+//! by hand. What is *not* here: which services a BFF calls and what it
+//! does with their answers (`tailor-screens`).
+
+#![forbid(unsafe_code)]
+
+mod named;
+mod outbound;
+pub mod retry;
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+
+pub use named::{NamedChannel, name_failure};
+pub use outbound::Outbound;
+pub use retry::{RetryIdempotent, RetryPolicy, idempotent_methods};
+
+/// What generated clients are built on: one downstream service's channel,
+/// as the module docs describe.
+pub type ServiceChannel = NamedChannel<RetryIdempotent<Outbound<Channel>>>;
+
+/// The methods of every Tailor contract marked safe to repeat.
+static IDEMPOTENT: LazyLock<Arc<HashSet<String>>> =
+    LazyLock::new(|| Arc::new(idempotent_methods(tailor_proto::FILE_DESCRIPTOR_SET)));
+
+/// Error for a downstream address that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid address {address:?} for {service}: {reason}")]
+pub struct InvalidAddress {
+    service: &'static str,
+    address: String,
+    reason: String,
+}
+
+/// A lazily connecting channel to the downstream `service` (`catalog`) at
+/// `address` (`http://127.0.0.1:50051` or `127.0.0.1:50051`), used by the
+/// server named `client` (`web-bff`). Connection attempts fail fast so a
+/// dead downstream answers UNAVAILABLE promptly instead of hanging, and
+/// HTTP/2 keepalive notices a peer that vanished.
+pub fn channel(
+    service: &'static str,
+    address: &str,
+    client: &'static str,
+) -> Result<ServiceChannel, InvalidAddress> {
+    let uri = if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("http://{address}")
+    };
+    let endpoint = Endpoint::from_shared(uri).map_err(|e| InvalidAddress {
+        service,
+        address: address.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let channel = endpoint
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect_lazy();
+    Ok(NamedChannel::new(
+        service,
+        RetryIdempotent::new(
+            Outbound::new(channel, client),
+            IDEMPOTENT.clone(),
+            RetryPolicy::default(),
+        ),
+    ))
+}
+
+/// Where the downstream services listen; shared by every BFF binary.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DownstreamArgs {
+    /// Catalog service address.
+    #[arg(
+        long,
+        env = "TAILOR_CATALOG_ADDR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub catalog_addr: String,
+    /// Inventory service address.
+    #[arg(
+        long,
+        env = "TAILOR_INVENTORY_ADDR",
+        default_value = "http://127.0.0.1:50052"
+    )]
+    pub inventory_addr: String,
+    /// Reviews service address.
+    #[arg(
+        long,
+        env = "TAILOR_REVIEWS_ADDR",
+        default_value = "http://127.0.0.1:50053"
+    )]
+    pub reviews_addr: String,
+    /// Orders service address.
+    #[arg(
+        long,
+        env = "TAILOR_ORDERS_ADDR",
+        default_value = "http://127.0.0.1:50054"
+    )]
+    pub orders_addr: String,
+}

@@ -1,0 +1,105 @@
+//! Context propagation, the way out: [`Outbound`] writes the current
+//! call's request id, identity, calling BFF and remaining deadline into
+//! every downstream request, and ends the call with DEADLINE_EXCEEDED when
+//! the caller's deadline passes.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::HeaderValue;
+use tailor_interceptors::context::CallContext;
+use tailor_interceptors::deadline::{GRPC_TIMEOUT_HEADER, format_grpc_timeout, parse_grpc_timeout};
+use tailor_interceptors::propagate::{CLIENT_HEADER, SUBJECT_HEADER, TENANT_HEADER};
+use tailor_interceptors::request_id::REQUEST_ID_HEADER;
+use tailor_interceptors::{HttpRequest, HttpResponse, status_response};
+use tonic::Status;
+use tower::Service;
+
+/// Wraps a downstream channel so every call made through it carries the
+/// current [`CallContext`] and ends with DEADLINE_EXCEEDED when the
+/// caller's deadline passes (dropping the downstream call, which cancels
+/// it on the downstream server too).
+#[derive(Debug, Clone)]
+pub struct Outbound<S> {
+    inner: S,
+    client: &'static str,
+}
+
+impl<S> Outbound<S> {
+    /// Wraps `inner`; `client` names the calling server (`web-bff`).
+    pub fn new(inner: S, client: &'static str) -> Self {
+        Self { inner, client }
+    }
+}
+
+fn set(request: &mut HttpRequest, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        request.headers_mut().insert(name, value);
+    }
+}
+
+impl<S> Service<HttpRequest> for Outbound<S>
+where
+    S: Service<HttpRequest, Response = HttpResponse> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: HttpRequest) -> Self::Future {
+        let context = CallContext::current().unwrap_or_default();
+        set(&mut request, CLIENT_HEADER, self.client);
+        if let Some(id) = &context.request_id {
+            set(&mut request, REQUEST_ID_HEADER, id);
+        }
+        if let Some(identity) = &context.identity {
+            set(&mut request, SUBJECT_HEADER, &identity.subject);
+            if let Some(tenant) = &identity.tenant {
+                set(&mut request, TENANT_HEADER, tenant);
+            }
+        }
+        let Some(deadline) = context.deadline else {
+            return Box::pin(self.inner.call(request));
+        };
+        let remaining = deadline.remaining();
+        if remaining.is_zero() {
+            return Box::pin(async { Ok(status_response(expired_downstream())) });
+        }
+        // A per-call timeout set by the handler may be shorter still.
+        let own = request
+            .headers()
+            .get(GRPC_TIMEOUT_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let budget = own.map_or(remaining, |own| own.min(remaining));
+        set(
+            &mut request,
+            GRPC_TIMEOUT_HEADER,
+            &format_grpc_timeout(budget),
+        );
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::from_std(deadline.0);
+            match tokio::time::timeout_at(deadline, response).await {
+                // The channel's own timer (it honours `grpc-timeout` too) may
+                // fire first and call the expiry CANCELLED; it is the deadline.
+                Ok(Err(_)) if tokio::time::Instant::now() >= deadline => {
+                    Ok(status_response(expired_downstream()))
+                }
+                Ok(result) => result,
+                Err(_elapsed) => Ok(status_response(expired_downstream())),
+            }
+        })
+    }
+}
+
+fn expired_downstream() -> Status {
+    Status::deadline_exceeded("deadline exceeded")
+}

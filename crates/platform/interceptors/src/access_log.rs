@@ -1,0 +1,292 @@
+//! One structured access-log line per call, through `tracing` (target
+//! `access`): method, gRPC status, latency, request id, the server's client
+//! type and the caller. The line is written when the call really ends: after
+//! the last message of a stream, or when the client goes away (status
+//! `cancelled`). [`CallStats`] counts the same outcomes for health checks
+//! and tests.
+//!
+//! The layer stands outermost but for the request id, so refusals by every
+//! layer inside it (CORS, content type, grpc-web framing, routing, auth,
+//! limits) are logged and counted like any other answer. Where an inner
+//! layer hides the status from it (grpc-web carries trailers inside the
+//! body), the error-mapping layer notes the final status in the call's
+//! [`FinalStatus`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use tonic::{Code, Status};
+use tower::{Layer, Service};
+
+use crate::context::{Identity, RequestId};
+use crate::propagate::{CLIENT_HEADER, SUBJECT_HEADER};
+use crate::{HttpRequest, HttpResponse};
+
+/// Counts of calls by outcome, shared by every connection of a server.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    started: AtomicU64,
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+/// A snapshot of [`CallStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CallCounts {
+    /// Calls received.
+    pub started: u64,
+    /// Calls that ended with OK.
+    pub succeeded: u64,
+    /// Calls that ended with another status.
+    pub failed: u64,
+    /// Calls the client abandoned before they ended.
+    pub cancelled: u64,
+}
+
+impl CallStats {
+    /// The counts now.
+    pub fn snapshot(&self) -> CallCounts {
+        CallCounts {
+            started: self.started.load(Ordering::Relaxed),
+            succeeded: self.succeeded.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            cancelled: self.cancelled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The status a call ended with, as a layer below the access log saw it;
+/// a request extension the access log puts there and reads back.
+#[derive(Debug, Clone, Default)]
+pub struct FinalStatus(Arc<std::sync::OnceLock<Code>>);
+
+impl FinalStatus {
+    /// Notes `code` as the call's status (the first note counts).
+    pub fn record(&self, code: Code) {
+        let _ = self.0.set(code);
+    }
+
+    fn get(&self) -> Option<Code> {
+        self.0.get().copied()
+    }
+}
+
+/// Adds [`AccessLogService`] to a stack.
+#[derive(Debug, Clone)]
+pub struct AccessLogLayer {
+    server: &'static str,
+    stats: Arc<CallStats>,
+}
+
+impl AccessLogLayer {
+    /// Logs as `server` (for example `web-bff` or `catalog`), counting into `stats`.
+    pub fn new(server: &'static str, stats: Arc<CallStats>) -> Self {
+        Self { server, stats }
+    }
+}
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLogService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessLogService {
+            inner,
+            server: self.server,
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+/// See the module docs.
+#[derive(Debug, Clone)]
+pub struct AccessLogService<S> {
+    inner: S,
+    server: &'static str,
+    stats: Arc<CallStats>,
+}
+
+/// What is known about a call while it runs; logged once when it ends.
+struct CallRecord {
+    server: &'static str,
+    method: String,
+    request_id: String,
+    caller: String,
+    via: String,
+    started: Instant,
+    stats: Arc<CallStats>,
+    logged: bool,
+}
+
+impl CallRecord {
+    fn finish(&mut self, code: Option<Code>) {
+        if std::mem::replace(&mut self.logged, true) {
+            return;
+        }
+        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let status = match code {
+            Some(Code::Ok) => {
+                self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
+                "OK".to_owned()
+            }
+            Some(code) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+                format!("{code:?}")
+            }
+            None => {
+                self.stats.cancelled.fetch_add(1, Ordering::Relaxed);
+                "cancelled by client".to_owned()
+            }
+        };
+        let quiet = self.method.starts_with("/grpc.health.v1.");
+        macro_rules! line {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "access",
+                    server = self.server,
+                    method = %self.method,
+                    status = %status,
+                    latency_ms = format_args!("{latency_ms:.2}"),
+                    request_id = %self.request_id,
+                    caller = %self.caller,
+                    via = %self.via,
+                    "call"
+                )
+            };
+        }
+        if quiet {
+            line!(debug);
+        } else {
+            line!(info);
+        }
+    }
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        self.finish(None);
+    }
+}
+
+fn status_of(headers: &HeaderMap) -> Option<Code> {
+    Status::from_header_map(headers).map(|s| s.code())
+}
+
+impl<S> Service<HttpRequest> for AccessLogService<S>
+where
+    S: Service<HttpRequest, Response = HttpResponse, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: HttpRequest) -> Self::Future {
+        self.stats.started.fetch_add(1, Ordering::Relaxed);
+        let final_status = FinalStatus::default();
+        request.extensions_mut().insert(final_status.clone());
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let caller = request
+            .extensions()
+            .get::<Identity>()
+            .map(|i| i.subject.clone())
+            .unwrap_or_else(|| header(SUBJECT_HEADER));
+        let mut record = CallRecord {
+            server: self.server,
+            method: request.uri().path().to_owned(),
+            request_id: request
+                .extensions()
+                .get::<RequestId>()
+                .map(|id| id.0.clone())
+                .unwrap_or_default(),
+            caller,
+            via: header(CLIENT_HEADER),
+            started: Instant::now(),
+            stats: self.stats.clone(),
+            logged: false,
+        };
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await?;
+            if let Some(code) = status_of(response.headers()) {
+                record.finish(Some(code));
+                return Ok(response);
+            }
+            Ok(response.map(|inner| {
+                tonic::body::Body::new(LoggedBody {
+                    inner,
+                    record: Some(record),
+                    final_status,
+                })
+            }))
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct LoggedBody {
+        #[pin]
+        inner: tonic::body::Body,
+        record: Option<CallRecord>,
+        final_status: FinalStatus,
+    }
+}
+
+impl Body for LoggedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref()
+                    && let Some(mut record) = this.record.take()
+                {
+                    record.finish(Some(status_of(trailers).unwrap_or(Code::Ok)));
+                }
+            }
+            Some(Err(status)) => {
+                if let Some(mut record) = this.record.take() {
+                    record.finish(Some(status.code()));
+                }
+            }
+            None => {
+                if let Some(mut record) = this.record.take() {
+                    record.finish(Some(this.final_status.get().unwrap_or(Code::Ok)));
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

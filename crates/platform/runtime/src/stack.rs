@@ -1,0 +1,122 @@
+//! The one place the layers of a server are put in order. Every Tailor
+//! server, BFF or downstream, is served through [`server_stack`]; requests
+//! pass the layers top to bottom, answers bottom to top (the onion):
+//!
+//! | # | layer | where | why here |
+//! |---|---|---|---|
+//! | 1 | request id | every server | outermost, so every answer, refusals included, carries `x-request-id` and every log line below can name it |
+//! | 2 | access log and call stats | every server | sees every call's final status and full latency, refusals by any layer below included: one line and one count per call |
+//! | 3 | CORS | browser BFFs | answers preflights and refuses foreign origins before anything reads the body |
+//! | 4 | content type | every server | HTTP 415 for what is not gRPC (nor grpc-web where browsers are admitted), before any decoder sees it |
+//! | 5 | grpc-web guard and translation | browser BFFs | malformed grpc-web gets a clear status; below here every call is native gRPC |
+//! | 6 | error mapping | every server | scrubs internals from every status produced below it, and notes the final status for the access log |
+//! | 7 | deadline | every server | an expired call is answered even while auth or the handler is still busy |
+//! | 8 | routing | every server | an unknown method is UNIMPLEMENTED for everyone, before credentials are asked for |
+//! | 9 | auth | BFFs | refuses before any limit is spent or handler runs |
+//! | 10 | limits | partner BFF, sign-in | per credential, so after auth has said whose call it is |
+//! | 11 | context | every server | innermost of the policies: hands request id, deadline and identity to the handler's task and its downstream calls |
+//! | 12 | fault injection (latency, failures) | when configured | chaos hits the handler, never the layers that report it, nor health and reflection |
+//!
+//! Health and reflection pass every layer: they get ids and log lines, and
+//! the auth, limits and fault layers let them through untouched.
+
+use std::collections::HashSet;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tailor_auth::AuthLayer;
+use tailor_browser::{BrowserAccess, CorsLayer, GrpcWebGuardLayer};
+use tailor_interceptors::access_log::{AccessLogLayer, CallStats};
+use tailor_interceptors::deadline::DeadlineLayer;
+use tailor_interceptors::error::ErrorMappingLayer;
+use tailor_interceptors::fault::{InjectLatencyLayer, InjectUnavailableLayer};
+use tailor_interceptors::limits::LimitLayer;
+use tailor_interceptors::propagate::ContextLayer;
+use tailor_interceptors::protocol::ContentTypeLayer;
+use tailor_interceptors::request_id::RequestIdLayer;
+use tailor_interceptors::routing::RoutingLayer;
+use tailor_interceptors::{HttpRequest, HttpResponse};
+use tower::ServiceBuilder;
+use tower::util::BoxCloneService;
+
+/// A server's whole request path behind one type.
+pub type GrpcService = BoxCloneService<HttpRequest, HttpResponse, Infallible>;
+
+/// Who may call, and how much: authentication and per-credential limits.
+/// Downstream services have neither; they trust the BFFs in front.
+#[derive(Clone, Default)]
+pub struct Admission {
+    /// Authentication and scopes.
+    pub auth: Option<AuthLayer>,
+    /// Rate limits and quotas.
+    pub limits: Option<LimitLayer>,
+}
+
+/// Chaos knobs; both off by default, and both may be on at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Faults {
+    /// Delay added before every call to the served services.
+    pub latency: Option<Duration>,
+    /// Every n-th call to the served services answers UNAVAILABLE.
+    pub unavailable_every: Option<u64>,
+}
+
+/// Everything that decides a server's layers besides its routes.
+pub struct StackConfig {
+    /// The server's name in logs (`web-bff`, `catalog`).
+    pub server: &'static str,
+    /// Where the access log counts calls.
+    pub stats: Arc<CallStats>,
+    /// Browsers admitted (CORS, grpc-web), on BFFs that serve them.
+    pub browser: Option<BrowserAccess>,
+    /// The methods routed to handlers (full paths); health and reflection
+    /// are always routed.
+    pub methods: HashSet<String>,
+    /// Authentication and limits.
+    pub admission: Admission,
+    /// Fault injection.
+    pub faults: Faults,
+}
+
+/// Wraps a server's routes in the whole chain, in the order of the module
+/// docs' table.
+pub fn server_stack<S>(routes: S, config: StackConfig) -> GrpcService
+where
+    S: tower::Service<HttpRequest, Response = HttpResponse, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let browser = config.browser.as_ref();
+    // The admission and handler half, boxed so the browser layers above can
+    // wrap one named type.
+    let inner: GrpcService = BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(ErrorMappingLayer)
+            .layer(DeadlineLayer)
+            .layer(RoutingLayer::new(config.methods))
+            .option_layer(config.admission.auth)
+            .option_layer(config.admission.limits)
+            .layer(ContextLayer)
+            .option_layer(config.faults.latency.map(InjectLatencyLayer))
+            .option_layer(
+                config
+                    .faults
+                    .unavailable_every
+                    .map(InjectUnavailableLayer::new),
+            )
+            .service(routes),
+    );
+    BoxCloneService::new(
+        ServiceBuilder::new()
+            .layer(RequestIdLayer)
+            .layer(AccessLogLayer::new(config.server, config.stats))
+            .option_layer(browser.map(|b| CorsLayer::new(b.origins.clone())))
+            .layer(ContentTypeLayer::new(browser.is_some()))
+            .option_layer(browser.map(|b| GrpcWebGuardLayer::new(b.max_request_bytes)))
+            .option_layer(browser.map(|_| tonic_web::GrpcWebLayer::new()))
+            .service(inner),
+    )
+}

@@ -1,0 +1,54 @@
+//! The storage foundation of the downstream services.
+//!
+//! Each service owns its store and describes it as a trait of its own
+//! (`CatalogStore`, `OrderStore`, ...); this crate supplies what those
+//! traits' SQLite implementations share: a small connection pool that runs
+//! blocking SQLite work on tokio's blocking threads, one writer connection
+//! (SQLite admits one writer at a time; serialising writes here turns
+//! "database is locked" into a queue), schema creation on first open, and
+//! opaque page tokens (AIP-158).
+//!
+//! It knows nothing about products or orders and nothing about gRPC: errors
+//! are [`StorageError`], which each service maps to a status in one place.
+
+#![forbid(unsafe_code)]
+
+mod page_token;
+mod pool;
+
+pub use page_token::{PageSize, PageToken};
+pub use pool::{SqlitePool, SqlitePoolOptions};
+pub use rusqlite;
+
+/// What can go wrong below a service's store trait.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// SQLite reported an error; its text stays in logs, never in a status.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory or database file could not be prepared.
+    #[error("storage io: {0}")]
+    Io(#[from] std::io::Error),
+    /// The blocking task running the query panicked or was cancelled.
+    #[error("storage task failed: {0}")]
+    Task(String),
+    /// A page token did not decode or belongs to another query.
+    #[error("invalid page_token")]
+    InvalidPageToken,
+    /// A negative page size.
+    #[error("page_size must not be negative")]
+    NegativePageSize,
+}
+
+impl StorageError {
+    /// The message for the caller when the error is about its request (a
+    /// bad page token or size); `None` when it is the store's own failure,
+    /// whose text belongs in the log only.
+    pub fn client_message(&self) -> Option<&'static str> {
+        match self {
+            StorageError::InvalidPageToken => Some("invalid page_token"),
+            StorageError::NegativePageSize => Some("page_size must not be negative"),
+            _ => None,
+        }
+    }
+}
