@@ -253,6 +253,10 @@ async fn a_dead_orders_service_ends_the_browser_stream_with_a_status() {
         (Code::Unavailable as i32).to_string(),
         "trailers: {trailers:?}"
     );
+    // The status travelled inside the grpc-web body, past the access log:
+    // it is still counted as the failure it was (place order: one success).
+    let counts = web.stats.settled().await;
+    assert_eq!((counts.succeeded, counts.failed), (1, 1), "{counts:?}");
 }
 
 #[tokio::test]

@@ -8,6 +8,7 @@ mod deadlines;
 mod feed_memory;
 mod health;
 mod launcher;
+mod layers;
 mod mobile;
 mod mobile_payload;
 mod orders;

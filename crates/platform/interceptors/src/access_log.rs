@@ -53,6 +53,21 @@ pub struct CallCounts {
 }
 
 impl CallStats {
+    /// The counts once every call received has ended (each logged), or as
+    /// they are after five seconds: the last log line of a call may be
+    /// written just after its client read the end.
+    pub async fn settled(&self) -> CallCounts {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let counts = self.snapshot();
+            let ended = counts.succeeded + counts.failed + counts.cancelled;
+            if ended >= counts.started || tokio::time::Instant::now() >= deadline {
+                return counts;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// The counts now.
     pub fn snapshot(&self) -> CallCounts {
         CallCounts {
@@ -258,26 +273,25 @@ impl Body for LoggedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        let this = self.project();
-        let frame = std::task::ready!(this.inner.poll_frame(cx));
-        match &frame {
-            Some(Ok(frame)) => {
-                if let Some(trailers) = frame.trailers_ref()
-                    && let Some(mut record) = this.record.take()
-                {
-                    record.finish(Some(status_of(trailers).unwrap_or(Code::Ok)));
+        let mut this = self.project();
+        let frame = std::task::ready!(this.inner.as_mut().poll_frame(cx));
+        let code = match &frame {
+            Some(Ok(frame)) => match frame.trailers_ref() {
+                Some(trailers) => Some(status_of(trailers).unwrap_or(Code::Ok)),
+                // The server may stop polling once the body says it ended
+                // (grpc-web's trailers are its last data frame).
+                None if this.inner.is_end_stream() => {
+                    Some(this.final_status.get().unwrap_or(Code::Ok))
                 }
-            }
-            Some(Err(status)) => {
-                if let Some(mut record) = this.record.take() {
-                    record.finish(Some(status.code()));
-                }
-            }
-            None => {
-                if let Some(mut record) = this.record.take() {
-                    record.finish(Some(this.final_status.get().unwrap_or(Code::Ok)));
-                }
-            }
+                None => None,
+            },
+            Some(Err(status)) => Some(status.code()),
+            None => Some(this.final_status.get().unwrap_or(Code::Ok)),
+        };
+        if let Some(code) = code
+            && let Some(mut record) = this.record.take()
+        {
+            record.finish(Some(code));
         }
         Poll::Ready(frame)
     }
