@@ -30,7 +30,7 @@ step "lints (cargo clippy -D warnings)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "build the server binaries"
-cargo build --workspace --bins --quiet
+cargo build --quiet
 
 step "tests"
 log=$(mktemp)
@@ -44,6 +44,18 @@ else
     passed=$(grep -oE 'test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
     failed=$(grep -oE '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 fi
+rm -f "$log"
+
+step "the README's run command on a fresh clone (cold release build, Ctrl-C, SIGTERM)"
+log=$(mktemp)
+# Alone, so the cold build does not compete with other tests for the cores.
+readme_test=the_readme_run_command_works_on_a_fresh_clone_and_stops_on_ctrl_c_and_sigterm
+cargo test --quiet -p tailor-e2e --test e2e -- --ignored --exact --nocapture \
+    "readme::$readme_test" 2>&1 | tee "$log" || status=$?
+result=$(grep -E '^test result:' "$log" | tail -1 || true)
+passed=$(( passed + $(echo "$result" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0) ))
+failed=$(( failed + $(echo "$result" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0) ))
+if ! echo "$result" | grep -q '1 passed'; then failed=$(( failed + 1 )); status=1; fi
 rm -f "$log"
 
 step "browser and grpc-web client tests (Node, Chromium)"

@@ -1,7 +1,6 @@
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use tailor_e2e::{api_key, bin_dir, connect};
+use tailor_e2e::{UpTable, api_key, bin_dir, connect};
 use tailor_proto::partner::v1::BatchGetAvailabilityRequest;
 use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
 use tailor_proto::web::v1::ListProductsRequest;
@@ -22,34 +21,17 @@ async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanl
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(launcher.stdout.take().unwrap()).lines();
-    let mut servers: Vec<(String, SocketAddr)> = Vec::new();
-    let mut partner_key = String::new();
-    let mut printed = String::new();
-    tokio::time::timeout(Duration::from_secs(90), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            printed.push_str(&line);
-            printed.push('\n');
-            let words: Vec<&str> = line.split_whitespace().collect();
-            if let [name, address, _role] = words.as_slice()
-                && let Ok(address) = address.parse()
-            {
-                servers.push((name.to_string(), address));
-            }
-            if let Some(rest) = line.split("x-api-key: ").nth(1) {
-                partner_key = rest.split('\'').next().unwrap().to_owned();
-            }
-            if line.starts_with("Logs:") {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("the launcher printed its table");
+    let table = tokio::time::timeout(Duration::from_secs(90), UpTable::read(&mut lines))
+        .await
+        .expect("the launcher printed its table in time")
+        .expect("the launcher printed its table");
+    let printed = &table.printed;
     assert!(printed.contains("all 7 servers SERVING"), "{printed}");
     assert!(printed.contains("grpcurl -plaintext"), "{printed}");
     assert!(printed.contains("buf curl"), "{printed}");
-    assert_eq!(servers.len(), 7, "{printed}");
-    let at = |name: &str| servers.iter().find(|(n, _)| n == name).unwrap().1;
+    assert_eq!(table.servers.len(), 7, "{printed}");
+    let at = |name: &str| table.at(name);
+    let partner_key = &table.partner_key;
 
     let list = ShopServiceClient::new(connect(at("web-bff")).await)
         .list_products(ListProductsRequest {
@@ -63,7 +45,7 @@ async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanl
     assert!(partner_key.starts_with("tk_"), "{printed}");
     let availability = PartnerServiceClient::new(connect(at("partner-bff")).await)
         .batch_get_availability(api_key(
-            &partner_key,
+            partner_key,
             BatchGetAvailabilityRequest {
                 product_ids: vec!["prod-000001".into()],
             },
@@ -105,7 +87,7 @@ async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanl
         .expect("the launcher stopped")
         .unwrap();
     assert!(status.success(), "{status:?}");
-    for (name, address) in servers {
+    for (name, address) in table.servers {
         assert!(
             tokio::net::TcpStream::connect(address).await.is_err(),
             "{name} still listens after the launcher stopped"

@@ -14,6 +14,7 @@ mod mobile_payload;
 mod orders;
 mod partner;
 mod partner_limits;
+mod readme;
 mod reflection;
 mod resilience;
 mod web;

@@ -454,3 +454,50 @@ impl Process {
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     }
 }
+
+/// What `tailor up` printed once its stack was up.
+#[derive(Debug, Default)]
+pub struct UpTable {
+    /// Every server of the table with its address.
+    pub servers: Vec<(String, SocketAddr)>,
+    /// The development partner key of the ready-to-paste lines.
+    pub partner_key: String,
+    /// Everything printed up to the end of the table.
+    pub printed: String,
+}
+
+impl UpTable {
+    /// Reads the launcher's stdout up to the end of its table (the `Logs:`
+    /// line); `None` when the output ends first.
+    pub async fn read<R: tokio::io::AsyncBufRead + Unpin>(
+        lines: &mut tokio::io::Lines<R>,
+    ) -> Option<UpTable> {
+        let mut table = UpTable::default();
+        while let Ok(Some(line)) = lines.next_line().await {
+            table.printed.push_str(&line);
+            table.printed.push('\n');
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if let [name, address, _role] = words.as_slice()
+                && let Ok(address) = address.parse()
+            {
+                table.servers.push((name.to_string(), address));
+            }
+            if let Some(rest) = line.split("x-api-key: ").nth(1) {
+                table.partner_key = rest.split('\'').next().unwrap_or_default().to_owned();
+            }
+            if line.starts_with("Logs:") {
+                return Some(table);
+            }
+        }
+        None
+    }
+
+    /// The address of the server named `name`.
+    pub fn at(&self, name: &str) -> SocketAddr {
+        self.servers
+            .iter()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("{name} is not in the table:\n{}", self.printed))
+            .1
+    }
+}

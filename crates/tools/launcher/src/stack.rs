@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -32,7 +33,7 @@ pub struct UpArgs {
     fulfilment_step_ms: u64,
 
     /// Let every server pick a free port instead of the defaults.
-    #[arg(long)]
+    #[arg(long, env = "TAILOR_ANY_PORTS")]
     any_ports: bool,
 
     /// Directory holding the server binaries.
@@ -47,10 +48,16 @@ pub struct UpArgs {
     #[arg(long)]
     json_logs: bool,
 
-    /// The built browser app to serve (`npm run build` in clients/web).
-    #[arg(long, default_value = "clients/web/dist")]
+    /// The built browser app to serve. When it is the default and not
+    /// built yet, `tailor up` builds it (`npm ci` and `npm run build` in
+    /// `clients/web`).
+    #[arg(long, default_value = DEFAULT_WEB_DIR)]
     web_dir: PathBuf,
 }
+
+/// The browser app's sources and where its build lands.
+const WEB_SOURCES: &str = "clients/web";
+const DEFAULT_WEB_DIR: &str = "clients/web/dist";
 
 /// Where the browser app is served unless `--any-ports`.
 const WEB_APP_PORT: u16 = 8080;
@@ -80,7 +87,7 @@ async fn start(
     let binary = args.bin_dir.join(spec.binary);
     if !binary.exists() {
         return Err(format!(
-            "{} not found; build the workspace first (cargo build --release --bins)",
+            "{} not found; build the workspace first (cargo build --release)",
             binary.display()
         ));
     }
@@ -101,6 +108,9 @@ async fn start(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
+        // Its own process group: a terminal's Ctrl-C reaches the launcher
+        // alone, which then stops the servers in order (BFFs first).
+        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("starting {}: {e}", binary.display()))?;
@@ -241,6 +251,7 @@ fn bff_specs(downstreams: &HashMap<&str, SocketAddr>, web_app: SocketAddr) -> Ve
 /// The development user `demo` (password `demo`) of the web app.
 async fn web_dev_user(args: &UpArgs) -> Result<(), String> {
     let mut child = Command::new(args.bin_dir.join("tailor-web-bff"))
+        .process_group(0)
         .arg("--data-dir")
         .arg(&args.data_dir)
         .args(["users", "add", "demo", "--display-name", "Demo Shopper"])
@@ -278,6 +289,7 @@ async fn partner_dev_key(args: &UpArgs) -> Result<String, String> {
         return Ok(key.trim().to_owned());
     }
     let output = Command::new(args.bin_dir.join("tailor-partner-bff"))
+        .process_group(0)
         .arg("--data-dir")
         .arg(&args.data_dir)
         .args([
@@ -404,14 +416,52 @@ async fn await_exits(
     pending
 }
 
+/// Builds the browser app when it is missing from its default place and its
+/// sources are here: a fresh clone then needs no extra command.
+async fn build_web_app(args: &UpArgs) -> Result<(), String> {
+    let sources = Path::new(WEB_SOURCES);
+    if webapp::is_built(&args.web_dir)
+        || args.web_dir != Path::new(DEFAULT_WEB_DIR)
+        || !sources.join("package.json").is_file()
+    {
+        return Ok(());
+    }
+    eprintln!("tailor: building the browser app (npm ci and npm run build in {WEB_SOURCES})");
+    for step in [&["ci", "--no-audit", "--no-fund"][..], &["run", "build"]] {
+        let status = Command::new("npm")
+            .arg("--prefix")
+            .arg(sources)
+            .args(step)
+            .stdin(Stdio::null())
+            // The server table is the launcher's stdout; npm talks on stderr.
+            .stdout(Stdio::from(
+                std::io::stderr()
+                    .as_fd()
+                    .try_clone_to_owned()
+                    .map_err(|e| e.to_string())?,
+            ))
+            .status()
+            .await
+            .map_err(|e| format!("running npm (is Node.js installed?): {e}"))?;
+        if !status.success() {
+            return Err(format!(
+                "npm {} in {WEB_SOURCES} failed ({status})",
+                step.join(" ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `tailor up`.
 pub async fn up(args: UpArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("creating {}: {e}", args.data_dir.display()))?;
+    let shutdown = tailor_runtime::shutdown::on_signal();
+    build_web_app(&args).await?;
     let began = Instant::now();
     let ready_by = began + Duration::from_secs(args.ready_timeout_secs);
     let (exit_tx, mut exit_rx) = mpsc::unbounded_channel();
-    let shutdown = tailor_runtime::shutdown::on_signal();
 
     let mut running: Vec<Running> = Vec::new();
     let mut result = start_group(
@@ -474,8 +524,10 @@ pub async fn up(args: UpArgs) -> Result<(), String> {
     if result.is_ok() {
         loop {
             tokio::select! {
+                biased;
                 () = shutdown.cancelled() => break,
                 Some((name, status)) = exit_rx.recv() => {
+                    // Nobody asked it to stop: it crashed or was killed.
                     let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
                     eprintln!("tailor: {name} exited ({status}); the other servers keep running");
                     running.retain(|r| r.name != name);
@@ -488,30 +540,35 @@ pub async fn up(args: UpArgs) -> Result<(), String> {
     }
 
     // BFFs first, so no new calls reach the downstream services while
-    // they drain; then the downstream services.
+    // they drain; then the downstream services. Each server bounds its own
+    // drain (`--drain-timeout-ms`, 10 s); one that outlives it by far is
+    // killed.
     eprintln!("tailor: stopping");
+    let began_stopping = Instant::now();
     for tier in [true, false] {
-        let group: Vec<Running> = running
-            .iter()
-            .filter(|r| r.name.ends_with("-bff") == tier)
-            .map(|r| Running {
-                name: r.name,
-                pid: r.pid,
-                address: r.address,
-            })
-            .collect();
+        let (group, rest): (Vec<Running>, Vec<Running>) = running
+            .into_iter()
+            .partition(|r| r.name.ends_with("-bff") == tier);
+        running = rest;
         signal_all(&group, Signal::SIGTERM);
         let names = group.iter().map(|r| r.name).collect();
-        let stuck = await_exits(&mut exit_rx, names, Duration::from_secs(15)).await;
+        let stuck = await_exits(&mut exit_rx, names, STOP_GRACE).await;
         let stuck: Vec<Running> = group
             .into_iter()
             .filter(|r| stuck.contains(&r.name))
             .collect();
         signal_all(&stuck, Signal::SIGKILL);
     }
-    eprintln!("tailor: stopped");
+    eprintln!(
+        "tailor: stopped in {:.1}s",
+        began_stopping.elapsed().as_secs_f64()
+    );
     result
 }
+
+/// How long a server may take to exit after SIGTERM: its drain timeout
+/// (10 s by default) and a little more.
+const STOP_GRACE: Duration = Duration::from_secs(12);
 
 /// Starts a group of servers at once (catalogue seeding runs in parallel)
 /// and waits until all are SERVING.
