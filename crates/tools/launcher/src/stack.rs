@@ -33,7 +33,7 @@ pub struct UpArgs {
     fulfilment_step_ms: u64,
 
     /// Let every server pick a free port instead of the defaults.
-    #[arg(long, env = "TAILOR_ANY_PORTS")]
+    #[arg(long, env = "TAILOR_ANY_PORTS", value_parser = clap::builder::BoolishValueParser::new())]
     any_ports: bool,
 
     /// Directory holding the server binaries.
