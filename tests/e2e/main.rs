@@ -1,6 +1,7 @@
 //! End-to-end tests: every BFF RPC, health, reflection, auth, deadlines,
 //! idempotency and failure behaviour, through real loopback sockets.
 
+mod architecture;
 mod auth;
 mod browser;
 mod contracts;
