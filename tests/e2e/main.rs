@@ -6,6 +6,7 @@ mod auth;
 mod browser;
 mod contracts;
 mod deadlines;
+mod drain;
 mod feed_memory;
 mod health;
 mod launcher;

@@ -115,25 +115,3 @@ async fn a_crashed_bff_does_not_touch_the_other_bffs() {
     assert_eq!(page.id, "prod-000042");
     assert!(page.degraded_sections.is_empty());
 }
-
-#[tokio::test]
-async fn sigterm_drains_an_in_flight_stream_before_exiting() {
-    let mut stack = start().await;
-    let mut web = WebClient::new(tailor_e2e::connect(stack.web.address).await);
-    let call = tokio::spawn(async move {
-        web.list_products(web::v1::ListProductsRequest {
-            page_size: 100,
-            ..Default::default()
-        })
-        .await
-    });
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    stack.web.terminate();
-    let answer = call.await.unwrap();
-    assert!(answer.is_ok(), "the in-flight call finished: {answer:?}");
-    let exit = tokio::time::timeout(Duration::from_secs(10), stack.web.child.wait())
-        .await
-        .expect("exited after draining")
-        .unwrap();
-    assert!(exit.success(), "{exit:?}");
-}

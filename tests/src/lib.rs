@@ -407,18 +407,34 @@ impl Process {
     /// Starts `binary` with `args` on a free port and waits for its
     /// "listening on" line.
     pub async fn start(binary: &str, args: &[&str]) -> Process {
+        Self::start_with(binary, args, &[], None).await
+    }
+
+    /// Starts `binary` as a user would: `args` on the command line, `env`
+    /// in its environment, its log (stderr) written to `log` when given.
+    pub async fn start_with(
+        binary: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Process {
         let path = bin_dir().join(binary);
         assert!(
             path.exists(),
-            "{} is missing: build the binaries first (cargo build --bins)",
+            "{} is missing: build the binaries first (cargo build)",
             path.display()
         );
+        let stderr = match log {
+            Some(log) => Stdio::from(std::fs::File::create(log).unwrap()),
+            None => Stdio::null(),
+        };
         let mut child = tokio::process::Command::new(path)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -437,6 +453,24 @@ impl Process {
         Process { address, child }
     }
 
+    /// Sends SIGINT, as Ctrl-C in a terminal does.
+    pub fn interrupt(&self) {
+        self.signal(nix::sys::signal::Signal::SIGINT);
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
+    /// Waits up to `limit` for the process to exit and returns its status.
+    pub async fn exited(&mut self, limit: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(limit, self.child.wait())
+            .await
+            .expect("the process exited in time")
+            .unwrap()
+    }
+
     /// `http://address`.
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
@@ -448,10 +482,9 @@ impl Process {
         let _ = self.child.wait().await;
     }
 
-    /// Sends SIGTERM.
+    /// Sends SIGTERM, as a supervisor stopping it does.
     pub fn terminate(&self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.signal(nix::sys::signal::Signal::SIGTERM);
     }
 }
 

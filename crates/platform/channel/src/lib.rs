@@ -4,7 +4,7 @@
 //! - carries the caller's request id, identity, the calling BFF and what is
 //!   left of the deadline ([`Outbound`]);
 //! - is retried on transient failures when the contracts mark the method
-//!   safe to repeat ([`RetryIdempotent`]);
+//!   a read (`NO_SIDE_EFFECTS`, [`RetryReads`]);
 //! - fails with a status a client may read: about the request (not found,
 //!   invalid, ...) as the service said it, about the service's health as
 //!   UNAVAILABLE naming the service, never its address ([`NamedChannel`]).
@@ -27,15 +27,15 @@ use tonic::transport::{Channel, Endpoint};
 
 pub use named::{NamedChannel, name_failure};
 pub use outbound::Outbound;
-pub use retry::{RetryIdempotent, RetryPolicy, idempotent_methods};
+pub use retry::{RetryPolicy, RetryReads, read_methods};
 
 /// What generated clients are built on: one downstream service's channel,
 /// as the module docs describe.
-pub type ServiceChannel = NamedChannel<RetryIdempotent<Outbound<Channel>>>;
+pub type ServiceChannel = NamedChannel<RetryReads<Outbound<Channel>>>;
 
-/// The methods of every Tailor contract marked safe to repeat.
-static IDEMPOTENT: LazyLock<Arc<HashSet<String>>> =
-    LazyLock::new(|| Arc::new(idempotent_methods(tailor_proto::FILE_DESCRIPTOR_SET)));
+/// The methods every Tailor contract marks as reads.
+static READS: LazyLock<Arc<HashSet<String>>> =
+    LazyLock::new(|| Arc::new(read_methods(tailor_proto::FILE_DESCRIPTOR_SET)));
 
 /// Error for a downstream address that does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -75,9 +75,9 @@ pub fn channel(
         .connect_lazy();
     Ok(NamedChannel::new(
         service,
-        RetryIdempotent::new(
+        RetryReads::new(
             Outbound::new(channel, client),
-            IDEMPOTENT.clone(),
+            READS.clone(),
             RetryPolicy::default(),
         ),
     ))

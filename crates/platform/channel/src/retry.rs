@@ -3,8 +3,10 @@
 //!
 //! Which calls may be retried is read from the contracts, not listed by
 //! hand: a method whose descriptor says `idempotency_level =
-//! NO_SIDE_EFFECTS` or `IDEMPOTENT` is retried when the call fails to
-//! connect or answers UNAVAILABLE. Every other method, and every write in
+//! NO_SIDE_EFFECTS` (a read) is retried when the call fails to connect or
+//! answers UNAVAILABLE. `IDEMPOTENT` is not enough: such a method changes
+//! state, and whether repeating it is safe is its caller's decision, made
+//! with an idempotency key. Every other method, and every write in
 //! particular, is sent exactly once: making a write safe to repeat is the
 //! job of its idempotency key, decided by the caller, never by a retry
 //! policy underneath it.
@@ -47,8 +49,8 @@ impl Default for RetryPolicy {
 }
 
 /// The full paths (`/pkg.Service/Method`) of the methods an encoded
-/// `FileDescriptorSet` marks as safe to repeat.
-pub fn idempotent_methods(encoded_set: &[u8]) -> HashSet<String> {
+/// `FileDescriptorSet` marks as reads (`NO_SIDE_EFFECTS`).
+pub fn read_methods(encoded_set: &[u8]) -> HashSet<String> {
     use prost_types::method_options::IdempotencyLevel;
     let Ok(set) = prost_types::FileDescriptorSet::decode(encoded_set) else {
         return HashSet::new();
@@ -63,10 +65,7 @@ pub fn idempotent_methods(encoded_set: &[u8]) -> HashSet<String> {
                     .map_or(IdempotencyLevel::IdempotencyUnknown, |o| {
                         o.idempotency_level()
                     });
-                if matches!(
-                    level,
-                    IdempotencyLevel::NoSideEffects | IdempotencyLevel::Idempotent
-                ) {
+                if level == IdempotencyLevel::NoSideEffects {
                     methods.insert(format!(
                         "/{}.{}/{}",
                         file.package(),
@@ -82,13 +81,13 @@ pub fn idempotent_methods(encoded_set: &[u8]) -> HashSet<String> {
 
 /// Wraps a downstream channel with retries of idempotent calls.
 #[derive(Debug, Clone)]
-pub struct RetryIdempotent<S> {
+pub struct RetryReads<S> {
     inner: S,
     methods: Arc<HashSet<String>>,
     policy: RetryPolicy,
 }
 
-impl<S> RetryIdempotent<S> {
+impl<S> RetryReads<S> {
     /// Retries the calls of `inner` to `methods` as `policy` says.
     pub fn new(inner: S, methods: Arc<HashSet<String>>, policy: RetryPolicy) -> Self {
         Self {
@@ -107,7 +106,7 @@ fn unavailable(response: &HttpResponse) -> bool {
         .is_some_and(|s| s.as_bytes() == b"14")
 }
 
-impl<S> Service<HttpRequest> for RetryIdempotent<S>
+impl<S> Service<HttpRequest> for RetryReads<S>
 where
     S: Service<HttpRequest, Response = HttpResponse> + Clone + Send + 'static,
     S::Future: Send + 'static,
@@ -177,7 +176,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_marked_in_the_contract_are_idempotent_and_nothing_else() {
+    fn only_methods_the_contract_marks_as_reads_are_retried() {
         use prost_types::method_options::IdempotencyLevel;
         use prost_types::{
             FileDescriptorProto, FileDescriptorSet, MethodDescriptorProto, MethodOptions,
@@ -207,9 +206,9 @@ mod tests {
                 ..Default::default()
             }],
         };
-        let methods = idempotent_methods(&set.encode_to_vec());
+        let methods = read_methods(&set.encode_to_vec());
         let mut listed: Vec<_> = methods.into_iter().collect();
         listed.sort();
-        assert_eq!(listed, ["/shop.v1.Shop/Get", "/shop.v1.Shop/Put"]);
+        assert_eq!(listed, ["/shop.v1.Shop/Get"], "only reads are retried");
     }
 }
