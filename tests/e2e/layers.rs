@@ -140,7 +140,7 @@ async fn latency_and_failures_can_be_injected_together() {
     })
     .await
     .unwrap();
-    let delay = Duration::from_millis(150);
+    let delay = Duration::from_millis(400);
     let server = Server::start(
         catalog,
         ServeOptions {
@@ -166,14 +166,33 @@ async fn latency_and_failures_can_be_injected_together() {
         codes,
         [Code::Ok, Code::Unavailable, Code::Ok, Code::Unavailable]
     );
-    // Health is neither delayed nor failed.
+    // Health and reflection are neither delayed nor failed: probes and
+    // tools see the truth whatever the chaos.
     let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel().await);
+    let mut reflection =
+        tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient::new(
+            server.channel().await,
+        );
     for _ in 0..3 {
         let started = Instant::now();
         health
             .check(tonic_health::pb::HealthCheckRequest::default())
             .await
             .unwrap();
-        assert!(started.elapsed() < delay);
+        let list = tonic_reflection::pb::v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                tonic_reflection::pb::v1::server_reflection_request::MessageRequest::ListServices(
+                    String::new(),
+                ),
+            ),
+        };
+        let mut answers = reflection
+            .server_reflection_info(tokio_stream::iter([list]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(answers.message().await.unwrap().is_some());
+        assert!(started.elapsed() < delay, "took {:?}", started.elapsed());
     }
 }

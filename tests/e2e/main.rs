@@ -7,6 +7,7 @@ mod browser;
 mod contracts;
 mod deadlines;
 mod drain;
+mod errors;
 mod feed_memory;
 mod health;
 mod launcher;
