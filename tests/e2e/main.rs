@@ -17,6 +17,7 @@ mod mobile_payload;
 mod orders;
 mod partner;
 mod partner_limits;
+mod partner_process;
 mod readme;
 mod reflection;
 mod resilience;
