@@ -2,11 +2,19 @@
 //! downstream calls), compression negotiated both ways, "unchanged"
 //! answers, retry-safe orders, and the payload targets against the web BFF.
 
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tailor_e2e::grpc_web::{self, Http};
 use tailor_e2e::{Stack, bearer, mobile_token, web_token};
 use tailor_proto::mobile::v1::shop_service_client::ShopServiceClient;
 use tailor_proto::mobile::v1::{
-    GetProductPageRequest, ListProductsRequest, OrderLineInput, PlaceOrderRequest, ProductView,
+    GetProductPageRequest, GetProductPageResponse, ListProductsRequest, OrderLineInput,
+    PlaceOrderRequest, PlaceOrderResponse, ProductView,
 };
+use tailor_proto::orders::v1::ListOrdersRequest;
+use tailor_proto::orders::v1::orders_service_client::OrdersServiceClient;
 use tonic::Code;
 use tonic::codec::CompressionEncoding;
 
@@ -194,6 +202,77 @@ async fn the_mask_decides_which_downstream_services_are_called() {
     );
 }
 
+const PAGE_PATH: &str = "/tailor.mobile.v1.ShopService/GetProductPage";
+/// What a client taking both compressions says in `grpc-accept-encoding`.
+const ACCEPTS: &str = "gzip,zstd";
+
+/// A native gRPC answer as it came over the wire.
+struct RawAnswer {
+    headers: http::HeaderMap,
+    trailers: http::HeaderMap,
+    /// Each message: its compressed flag and its bytes.
+    messages: Vec<(u8, Bytes)>,
+}
+
+impl RawAnswer {
+    fn status(&self) -> &str {
+        self.trailers
+            .get("grpc-status")
+            .or(self.headers.get("grpc-status"))
+            .map_or("none", |v| v.to_str().unwrap())
+    }
+
+    fn flags(&self) -> Vec<u8> {
+        self.messages.iter().map(|(flag, _)| *flag).collect()
+    }
+
+    /// The one message, which must be plain.
+    fn decode<M: prost::Message + Default>(&self) -> M {
+        let [(0, bytes)] = self.messages.as_slice() else {
+            panic!("not one plain message: {:?}", self.flags());
+        };
+        M::decode(bytes.clone()).unwrap()
+    }
+}
+
+/// Calls `path` with `message` over a raw HTTP/2 connection as a client
+/// accepting gzip and zstd answers does, bearing `token` when given.
+async fn raw_call(
+    address: std::net::SocketAddr,
+    path: &str,
+    message: &impl prost::Message,
+    token: Option<&str>,
+) -> RawAnswer {
+    let mut request = http::Request::post(format!("http://{address}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-accept-encoding", ACCEPTS);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request
+        .body(Full::new(Bytes::from(grpc_web::frame(message))))
+        .unwrap();
+    let response = grpc_web::open(address, Http::Two, request).await;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap();
+    let trailers = body.trailers().cloned().unwrap_or_default();
+    let mut bytes = body.to_bytes();
+    let mut messages = Vec::new();
+    while bytes.len() >= 5 {
+        let flag = bytes[0];
+        let length = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]) as usize;
+        let frame = bytes.split_to(5 + length);
+        messages.push((flag, frame.slice(5..)));
+    }
+    assert!(bytes.is_empty(), "{} stray bytes", bytes.len());
+    RawAnswer {
+        headers: parts.headers,
+        trailers,
+        messages,
+    }
+}
+
 #[tokio::test]
 async fn compression_is_negotiated_both_ways_and_small_answers_stay_plain() {
     let stack = Stack::start().await;
@@ -227,26 +306,75 @@ async fn compression_is_negotiated_both_ways_and_small_answers_stay_plain() {
     let answer = plain.get_product_page(request()).await.unwrap();
     assert!(answer.metadata().get("grpc-encoding").is_none());
 
-    // Order status updates are a few bytes each: the stream stays plain
-    // even for a client that would take compression.
-    let token = mobile_token("watcher");
-    let mut client = ShopServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
-    let order = client
-        .place_order(bearer(
-            &token,
-            PlaceOrderRequest {
-                idempotency_key: "watch-plain".into(),
-                lines: vec![OrderLineInput {
-                    product_id: "prod-000011".into(),
-                    quantity: 1,
-                }],
-            },
-        ))
+    // Small answers stay plain for a client that would take either
+    // compression: each message's compressed flag, read off the wire, is
+    // 0 for them and 1 for a large answer on the same terms. (The
+    // `grpc-encoding` header names the encoding agreed for the call, small
+    // answers included; the flag says whether a message uses it.)
+    let address = stack.mobile.address;
+    let large = raw_call(address, PAGE_PATH, &request(), None).await;
+    assert_eq!(large.status(), "0", "{:?}", large.trailers);
+    let encoding = large
+        .headers
+        .get("grpc-encoding")
+        .map(|v| v.to_str().unwrap());
+    assert!(
+        matches!(encoding, Some("gzip" | "zstd")),
+        "{:?}",
+        large.headers
+    );
+    assert_eq!(
+        large.flags(),
+        [1],
+        "a large answer to a client taking {ACCEPTS} is compressed"
+    );
+    let version = plain
+        .get_product_page(request())
         .await
         .unwrap()
         .into_inner()
+        .version;
+    // An unchanged answer is its version and a flag.
+    let unchanged = raw_call(
+        address,
+        PAGE_PATH,
+        &GetProductPageRequest {
+            if_version: version,
+            ..request()
+        },
+        None,
+    )
+    .await;
+    assert_eq!(unchanged.status(), "0", "{:?}", unchanged.trailers);
+    assert_eq!(unchanged.flags(), [0], "an unchanged answer is plain");
+    let answer: GetProductPageResponse = unchanged.decode();
+    assert!(answer.unchanged && answer.title.is_empty());
+    // A placed order is a few dozen bytes.
+    let token = mobile_token("watcher");
+    let placed = raw_call(
+        address,
+        "/tailor.mobile.v1.ShopService/PlaceOrder",
+        &PlaceOrderRequest {
+            idempotency_key: "watch-plain".into(),
+            lines: vec![OrderLineInput {
+                product_id: "prod-000011".into(),
+                quantity: 1,
+            }],
+        },
+        Some(&token),
+    )
+    .await;
+    assert_eq!(placed.status(), "0", "{:?}", placed.trailers);
+    assert_eq!(placed.flags(), [0], "a placed order is plain");
+    let order = placed
+        .decode::<PlaceOrderResponse>()
         .order
-        .unwrap();
+        .expect("the placed order");
+    assert_eq!(order.item_count, 1);
+    let mut client = ShopServiceClient::new(channel).accept_compressed(CompressionEncoding::Gzip);
+
+    // Order status updates are a few bytes each: the stream stays plain
+    // even for a client that would take compression.
     let watch = client
         .watch_order(bearer(
             &token,
@@ -345,14 +473,38 @@ async fn concurrent_retries_of_one_order_get_the_same_order() {
         let request = bearer(&token, place());
         tokio::spawn(async move { client.place_order(request).await })
     });
-    let mut ids = std::collections::BTreeSet::new();
+    let mut ids = BTreeSet::new();
     for attempt in tries {
         let order = attempt.await.unwrap().unwrap().into_inner().order.unwrap();
         ids.insert(order.id);
     }
     assert_eq!(ids.len(), 1, "every retry returns the one order: {ids:?}");
+    // The orders service holds that one order for the customer, no other.
+    let orders = OrdersServiceClient::new(stack.orders.channel().await);
+    let stored = || {
+        let request = ListOrdersRequest {
+            customer_id: "flaky-phone".into(),
+            page_size: 100,
+            page_token: String::new(),
+        };
+        let mut orders = orders.clone();
+        async move {
+            let answer = orders.list_orders(request).await.unwrap().into_inner();
+            answer
+                .orders
+                .into_iter()
+                .map(|o| o.id)
+                .collect::<BTreeSet<_>>()
+        }
+    };
+    assert_eq!(stored().await, ids);
 
-    // Without a key, no order is placed at all.
+    // Without a key, no order is placed at all: neither stock is reserved
+    // nor an order created.
+    let before = (
+        stack.inventory.stats.settled().await,
+        stack.orders.stats.settled().await,
+    );
     let mut client = ShopServiceClient::new(channel);
     let error = client
         .place_order(bearer(
@@ -365,6 +517,13 @@ async fn concurrent_retries_of_one_order_get_the_same_order() {
         .await
         .unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
+    assert!(error.message().contains("idempotency_key"), "{error:?}");
+    let after = (
+        stack.inventory.stats.settled().await,
+        stack.orders.stats.settled().await,
+    );
+    assert_eq!(after, before, "no downstream call");
+    assert_eq!(stored().await, ids, "still the one order");
 }
 
 #[tokio::test]

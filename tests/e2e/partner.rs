@@ -1,13 +1,36 @@
 use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tailor_e2e::{Stack, all_scopes, api_key};
+use tailor_e2e::{Stack, all_scopes, api_key, bin_dir};
 use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
 use tailor_proto::partner::v1::{
     BatchGetAvailabilityRequest, GetOrderRequest, ListOrdersRequest, OrderLine, PlaceOrderRequest,
     StreamCatalogFeedRequest,
 };
 use tonic::Code;
+
+/// How long the partner BFF trusts a looked-up key (the README: "a key
+/// revoked with the `keys revoke` command stops working within that").
+const KEY_CACHE: Duration = Duration::from_secs(2);
+/// Room for a loaded machine on top of a promised time.
+const MARGIN: Duration = Duration::from_secs(2);
+
+/// Revokes `key_id` in the partner store under `data_dir` with the
+/// `keys revoke` command, as an operator would.
+async fn revoke_with_cli(data_dir: &Path, key_id: &str) {
+    let output = tokio::process::Command::new(bin_dir().join("tailor-partner-bff"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["keys", "revoke", key_id])
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{said}");
+    assert!(said.contains(&format!("revoked {key_id}")), "{said}");
+}
 
 #[tokio::test]
 async fn the_feed_streams_the_whole_catalogue_and_resumes_from_a_cursor() {
@@ -200,7 +223,7 @@ async fn keys_are_checked_for_existence_revocation_and_scope() {
         .unwrap_err();
     assert_eq!(unknown.code(), Code::Unauthenticated);
 
-    let (reader, info) = stack
+    let (reader, _) = stack
         .keys
         .create(
             "initech",
@@ -217,12 +240,59 @@ async fn keys_are_checked_for_existence_revocation_and_scope() {
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert!(denied.message().contains("availability.read"));
 
-    stack.keys.revoke(&info.key_id).await.unwrap();
-    let revoked = partner
-        .stream_catalog_feed(api_key(&reader.token, StreamCatalogFeedRequest::default()))
+    // Revocation as an operator does it: the `keys revoke` command, a
+    // process of its own on the BFF's store. The BFF trusts a looked-up key
+    // for 2 s, so it may still accept the key right after, must refuse it
+    // within those 2 s, and refuses it from then on.
+    let (revoked_key, revoked_info) = stack
+        .keys
+        .create("umbrella", "to be revoked", &all_scopes(), "standard")
         .await
-        .unwrap_err();
-    assert_eq!(revoked.code(), Code::Unauthenticated);
+        .unwrap();
+    let call = || {
+        let mut partner = partner.clone();
+        let request = api_key(&revoked_key.token, request());
+        async move { partner.batch_get_availability(request).await }
+    };
+    call().await.expect("the key works before it is revoked");
+    revoke_with_cli(stack.dir.path(), &revoked_info.key_id).await;
+    let revoked_at = Instant::now();
+    let right_after = match call().await {
+        Ok(_) => "still accepted from the cache",
+        Err(status) if status.code() == Code::Unauthenticated => "already refused",
+        Err(status) => panic!("right after revocation: {status:?}"),
+    };
+    let revoked = loop {
+        match call().await {
+            Ok(_) => {
+                assert!(
+                    revoked_at.elapsed() < KEY_CACHE + MARGIN,
+                    "the revoked key is still accepted {:?} after `keys revoke`",
+                    revoked_at.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+                break status;
+            }
+        }
+    };
+    let refused_after = revoked_at.elapsed();
+    // From then on, through a whole cache lifetime and the next read of
+    // the store, every call is refused.
+    let refused_since = Instant::now();
+    let mut refusals = 0;
+    while refused_since.elapsed() < KEY_CACHE + Duration::from_millis(300) {
+        let status = call().await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        refusals += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "revocation by command: right after, {right_after}; refused after {refused_after:?}, \
+         then {refusals} calls refused"
+    );
     let seen: HashSet<_> = [missing.message(), unknown.message(), revoked.message()]
         .into_iter()
         .collect();

@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tailor_e2e::{Server, Stack, all_scopes, api_key, downstream_args};
-use tailor_interceptors::limits::Plan;
+use tailor_interceptors::limits::{Plan, QuotaLedger};
+use tailor_partner_bff::KeyStore;
 use tailor_proto::partner::v1::BatchGetAvailabilityRequest;
 use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
 use tailor_runtime::ServeOptions;
@@ -43,6 +44,25 @@ async fn key(stack: &Stack, tenant: &str, plan: &str) -> String {
         .unwrap()
         .0
         .token
+}
+
+/// The calls of `key_id` saved in the partner store today, once they
+/// reach `expected` (or as they are after ten seconds).
+async fn saved_calls(ledger: &KeyStore, key_id: &str, expected: u64) -> u64 {
+    let waited = Instant::now();
+    loop {
+        let today = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 86_400;
+        let saved = ledger.load(today).await.unwrap();
+        let calls = saved.get(key_id).copied().unwrap_or(0);
+        if calls >= expected || waited.elapsed() > Duration::from_secs(10) {
+            return calls;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn availability(key: &str) -> tonic::Request<BatchGetAvailabilityRequest> {
@@ -136,12 +156,19 @@ async fn the_daily_quota_is_refused_with_retry_info_and_quota_failure() {
     let partner = partner_with(&stack, limits).await;
     let trial = key(&stack, "small", "trial").await;
     let mut client = PartnerServiceClient::new(partner.channel().await);
+    let before = stack.inventory.stats.snapshot();
     for _ in 0..5 {
         client
             .batch_get_availability(availability(&trial))
             .await
             .unwrap();
     }
+    let admitted = stack.inventory.stats.settled().await;
+    assert_eq!(
+        admitted.started - before.started,
+        5,
+        "each admitted call asked inventory once"
+    );
     let refused = client
         .batch_get_availability(availability(&trial))
         .await
@@ -163,42 +190,77 @@ async fn the_daily_quota_is_refused_with_retry_info_and_quota_failure() {
     );
     let quota = refused.get_details_quota_failure().unwrap();
     assert!(quota.violations[0].subject.starts_with("api-key:"));
-    // Refusals are not counted as calls of the service.
-    let served = partner.stats.snapshot();
-    assert_eq!(served.succeeded, 5);
+    // A request the handler would turn down (too many ids) is refused by
+    // the quota all the same: the handler never saw it.
+    let too_many = api_key(
+        &trial,
+        BatchGetAvailabilityRequest {
+            product_ids: (0..501).map(|i| format!("prod-{i:06}")).collect(),
+        },
+    );
+    let refused = client.batch_get_availability(too_many).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    for _ in 0..8 {
+        let refused = client
+            .batch_get_availability(availability(&trial))
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::ResourceExhausted);
+    }
+    // Ten refusals, and inventory was not called once more.
+    assert_eq!(stack.inventory.stats.snapshot(), admitted);
+    // The BFF answered every call: five served, ten refused.
+    let served = partner.stats.settled().await;
+    assert_eq!((served.succeeded, served.failed), (5, 10), "{served:?}");
+}
+
+/// Calls the steady partner makes in one run.
+const STEADY_CALLS: u64 = 40;
+
+/// What a steady partner saw over its calls.
+#[derive(Debug, Default)]
+struct SteadyRun {
+    latencies: Vec<Duration>,
+    refused: usize,
+    failed: Vec<tonic::Status>,
+}
+
+/// The steady partner: 40 calls, one every 25 ms (well under its limit),
+/// each with a 5 s deadline.
+async fn steady_run(partner: &Server, key: &str) -> SteadyRun {
+    let mut client = PartnerServiceClient::new(partner.channel().await);
+    let mut run = SteadyRun::default();
+    for _ in 0..STEADY_CALLS {
+        let mut request = availability(key);
+        request.set_timeout(Duration::from_secs(5));
+        let started = Instant::now();
+        match client.batch_get_availability(request).await {
+            Ok(_) => {}
+            Err(status) if status.code() == Code::ResourceExhausted => run.refused += 1,
+            Err(status) => run.failed.push(status),
+        }
+        run.latencies.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    run.latencies.sort();
+    run
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_partner_flooding_does_not_slow_or_fail_another() {
     let stack = Stack::start().await;
-    let partner = partner_with(&stack, tailor_partner_bff::plans::limits()).await;
+    let plans = tailor_partner_bff::plans::limits();
+    let trial = plans["trial"];
+    let partner = partner_with(&stack, plans).await;
     let flooder = key(&stack, "flooder", "trial").await;
     let steady = key(&stack, "steady", "standard").await;
 
-    // The steady partner: 40 calls, one every 25 ms (well under its limit).
-    async fn steady_run(partner: &Server, key: &str) -> (Vec<Duration>, usize) {
-        let mut client = PartnerServiceClient::new(partner.channel().await);
-        let mut latencies = Vec::new();
-        let mut errors = 0;
-        for _ in 0..40 {
-            let started = Instant::now();
-            if client
-                .batch_get_availability(availability(key))
-                .await
-                .is_err()
-            {
-                errors += 1;
-            }
-            latencies.push(started.elapsed());
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        latencies.sort();
-        (latencies, errors)
-    }
-    let (alone, alone_errors) = steady_run(&partner, &steady).await;
+    let alone = steady_run(&partner, &steady).await;
+    let before = stack.inventory.stats.settled().await;
 
     // Now the same while the flooder sends from 4 connections, each a call
     // every 5 ms: up to 800 calls a second against a plan of 5.
+    let flood_started = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let mut floods = Vec::new();
     for _ in 0..4 {
@@ -206,7 +268,7 @@ async fn one_partner_flooding_does_not_slow_or_fail_another() {
         let flooder = flooder.clone();
         let stop = stop.clone();
         floods.push(tokio::spawn(async move {
-            let (mut ok, mut refused) = (0u32, 0u32);
+            let (mut ok, mut refused) = (0u64, 0u64);
             while !stop.load(Ordering::Relaxed) {
                 match client.batch_get_availability(availability(&flooder)).await {
                     Ok(_) => ok += 1,
@@ -218,7 +280,7 @@ async fn one_partner_flooding_does_not_slow_or_fail_another() {
             (ok, refused)
         }));
     }
-    let (crowded, crowded_errors) = steady_run(&partner, &steady).await;
+    let crowded = steady_run(&partner, &steady).await;
     stop.store(true, Ordering::Relaxed);
     let (mut flood_ok, mut flood_refused) = (0, 0);
     for flood in floods {
@@ -226,25 +288,48 @@ async fn one_partner_flooding_does_not_slow_or_fail_another() {
         flood_ok += ok;
         flood_refused += refused;
     }
+    let flood_time = flood_started.elapsed();
+    let after = stack.inventory.stats.settled().await;
+
     let p50 = |l: &[Duration]| l[l.len() / 2];
     let p90 = |l: &[Duration]| l[l.len() * 9 / 10];
     println!(
-        "fairness: steady partner alone p50 {:?} p90 {:?} errors {alone_errors}; \
-         while flooded p50 {:?} p90 {:?} errors {crowded_errors}; \
-         flooder admitted {flood_ok}, refused {flood_refused}",
-        p50(&alone),
-        p90(&alone),
-        p50(&crowded),
-        p90(&crowded)
+        "fairness: steady partner alone p50 {:?} p90 {:?} max {:?}; while flooded p50 {:?} \
+         p90 {:?} max {:?}; flooder admitted {flood_ok}, refused {flood_refused} in {flood_time:?}",
+        p50(&alone.latencies),
+        p90(&alone.latencies),
+        alone.latencies.last().unwrap(),
+        p50(&crowded.latencies),
+        p90(&crowded.latencies),
+        crowded.latencies.last().unwrap(),
     );
-    assert_eq!((alone_errors, crowded_errors), (0, 0));
+    // The steady partner is served every time, flood or not, each call
+    // within its deadline.
+    for run in [&alone, &crowded] {
+        assert!(run.failed.is_empty(), "{:?}", run.failed);
+        assert_eq!(run.refused, 0, "the steady partner was refused");
+        assert_eq!(run.latencies.len() as u64, STEADY_CALLS);
+    }
+    // The flood is refused, and what it gets through stays within its
+    // bucket: the burst plus the refill over the flood's time.
     assert!(flood_refused > flood_ok, "the flood was mostly refused");
-    // A small margin: the flood is turned away before any handler runs.
+    let bucket = f64::from(trial.burst) + trial.per_second * flood_time.as_secs_f64();
     assert!(
-        p50(&crowded) <= p50(&alone) * 2 + Duration::from_millis(2),
-        "steady p50 went from {:?} to {:?}",
-        p50(&alone),
-        p50(&crowded)
+        (u64::from(trial.burst)..=bucket as u64).contains(&flood_ok),
+        "the flooder got {flood_ok} calls through a bucket of {bucket:.1} in {flood_time:?}"
+    );
+    // Refusals never reach the downstream service: inventory saw exactly
+    // the admitted calls, the steady partner's and the flooder's.
+    assert_eq!(
+        after.started - before.started,
+        STEADY_CALLS + flood_ok,
+        "inventory calls while flooded ({flood_refused} refusals)"
+    );
+    let served = partner.stats.settled().await;
+    assert_eq!(
+        (served.succeeded, served.failed),
+        (2 * STEADY_CALLS + flood_ok, flood_refused),
+        "{served:?}"
     );
 }
 
@@ -254,6 +339,10 @@ async fn the_daily_quota_outlives_a_restart_of_the_bff() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap();
     let key = tailor_e2e::create_key_with_cli(dir, "daily", "trial").await;
+    let ledger = KeyStore::open(&data.path().join("partner.db")).unwrap();
+    let key_id = ledger.list(Some("daily".into())).await.unwrap()[0]
+        .key_id
+        .clone();
     let inventory = stack.inventory.url();
     let start = || async {
         tailor_e2e::Process::start(
@@ -277,8 +366,9 @@ async fn the_daily_quota_outlives_a_restart_of_the_bff() {
             .await
             .unwrap();
     }
-    // Counts are saved every second; then the process stops.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The counts reach the store (every second); then the process stops.
+    let saved = saved_calls(&ledger, &key_id, 3).await;
+    assert_eq!(saved, 3);
     first.terminate();
     let mut first = first;
     let _ = first.child.wait().await;
