@@ -10,13 +10,17 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 started=$(date +%s)
 
-step "test tools: buf (npm @bufbuild/buf), Chromium (Debian package)"
+step "test tools: buf (npm @bufbuild/buf), Chromium and openssl (Debian packages)"
 npm ci --prefix tests --no-audit --no-fund --loglevel=error
-if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+missing=()
+[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
+# The RS256 tests make their key pairs and tokens with openssl.
+command -v openssl >/dev/null || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 step "the browser app (clients/web: npm ci, generate stubs, typecheck, bundle)"

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use http::HeaderValue;
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use tailor_e2e::grpc_web::{self, Http, Mode};
-use tailor_e2e::{Process, Stack, WEB_ORIGIN, bearer, downstream_args, web_token};
+use tailor_e2e::{Process, Server, Stack, WEB_ORIGIN, bearer, downstream_args, web_token};
+use tailor_orders::SqliteOrderStore;
+use tailor_proto::orders::v1::orders_service_server::OrdersServiceServer;
 use tailor_proto::web::v1::shop_service_client::ShopServiceClient;
 use tailor_proto::web::v1::{
     GetProductPageRequest, GetProductPageResponse, GetSessionRequest, GetSessionResponse,
@@ -15,6 +18,7 @@ use tailor_proto::web::v1::{
     PlaceOrderResponse, SignInRequest, SignInResponse, SignOutRequest, WatchOrderRequest,
     WatchOrderResponse,
 };
+use tailor_runtime::{GrpcServer, ServeOptions};
 use tonic::Code;
 
 const LIST: &str = "/tailor.web.v1.ShopService/ListProducts";
@@ -112,21 +116,138 @@ async fn errors_arrive_as_grpc_status_in_both_formats() {
     }
 }
 
+/// One grpc-web answer read frame by frame, as a browser's fetch reader sees
+/// it arrive: each message is available as soon as its bytes are.
+struct LiveReply {
+    mode: Mode,
+    body: hyper::body::Incoming,
+    /// Received text-format bytes not yet making a whole base64 quad.
+    text: Vec<u8>,
+    /// Decoded bytes not yet making a whole frame.
+    frames: Vec<u8>,
+}
+
+/// What a grpc-web answer delivers next.
+#[derive(Debug)]
+enum Next {
+    Message(WatchOrderResponse),
+    Trailers(http::HeaderMap),
+    End,
+}
+
+impl LiveReply {
+    fn new(mode: Mode, response: http::Response<hyper::body::Incoming>) -> Self {
+        assert_eq!(response.status(), 200);
+        LiveReply {
+            mode,
+            body: response.into_body(),
+            text: Vec::new(),
+            frames: Vec::new(),
+        }
+    }
+
+    /// The next message or trailers frame, or the end of the body; fails
+    /// the test if nothing comes within `limit`.
+    async fn next(&mut self, limit: Duration, what: &str) -> Next {
+        tokio::time::timeout(limit, self.read())
+            .await
+            .unwrap_or_else(|_| panic!("nothing arrived within {limit:?}: {what}"))
+    }
+
+    async fn read(&mut self) -> Next {
+        loop {
+            if let Some(next) = self.take_frame() {
+                return next;
+            }
+            let Some(frame) = self.body.frame().await else {
+                assert!(
+                    self.frames.is_empty() && self.text.is_empty(),
+                    "the body ended inside a frame"
+                );
+                return Next::End;
+            };
+            let Ok(data) = frame.unwrap().into_data() else {
+                continue;
+            };
+            match self.mode {
+                Mode::Binary => self.frames.extend_from_slice(&data),
+                Mode::Text => {
+                    self.text.extend_from_slice(&data);
+                    let whole = self.text.len() / 4 * 4;
+                    let quads: Vec<u8> = self.text.drain(..whole).collect();
+                    self.frames.extend(grpc_web::decode_text(&quads));
+                }
+            }
+        }
+    }
+
+    fn take_frame(&mut self) -> Option<Next> {
+        let header = self.frames.get(..5)?;
+        let length = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+        if self.frames.len() < 5 + length {
+            return None;
+        }
+        let frame: Vec<u8> = self.frames.drain(..5 + length).collect();
+        let (messages, trailers) = grpc_web::parse_frames(&frame);
+        Some(match &messages[..] {
+            [message] => Next::Message(prost::Message::decode(message.clone()).unwrap()),
+            [] => Next::Trailers(trailers),
+            _ => unreachable!("one frame holds one message"),
+        })
+    }
+}
+
+/// Moves every due order one status on, as the fulfilment simulator would
+/// on its next tick; returns once an order has moved.
+async fn fulfil_one_step(store: &SqliteOrderStore) {
+    loop {
+        match store.advance_due().await.unwrap() {
+            0 => tokio::time::sleep(Duration::from_millis(1)).await,
+            1 => return,
+            n => panic!("{n} orders moved; only the watched one is under way"),
+        }
+    }
+}
+
 #[tokio::test]
 async fn order_status_streams_live_over_grpc_web() {
-    let stack = Stack::start_with(tailor_e2e::StackOptions {
-        fulfilment_step: Duration::from_millis(150),
-        ..Default::default()
-    })
-    .await;
+    // Orders whose fulfilment only this test moves: an order changes status
+    // when `fulfil_one_step` says so and never on its own. Each status must
+    // reach the browser while the order stays where it is, so a web BFF that
+    // answered only once the stream was complete would never answer at all.
+    let stack = Stack::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let store =
+        SqliteOrderStore::open(&data.path().join("orders.db"), Duration::from_millis(1)).unwrap();
+    let orders = GrpcServer::new("orders").add_service(OrdersServiceServer::new(
+        tailor_orders::Orders::new(store.clone()),
+    ));
+    let orders = Server::start(orders, ServeOptions::default()).await;
+    let args = downstream_args(
+        &stack.catalog.url(),
+        &stack.inventory.url(),
+        &stack.reviews.url(),
+        &orders.url(),
+    );
+    let (web, _mobile, _partner) =
+        tailor_e2e::start_bffs(&args, stack.keys.clone(), stack.accounts.clone()).await;
+    // Generous: the answer to a call on loopback, never a step of the order.
+    let limit = Duration::from_secs(20);
     let token = web_token("dora");
     let auth = format!("Bearer {token}");
+    let lifecycle = [
+        OrderStatus::Placed,
+        OrderStatus::Confirmed,
+        OrderStatus::Packed,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+    ];
     for (n, (http, mode)) in [(Http::One, Mode::Text), (Http::Two, Mode::Binary)]
         .into_iter()
         .enumerate()
     {
         let reply = grpc_web::call(
-            stack.web.address,
+            web.address,
             http,
             mode,
             PLACE,
@@ -134,6 +255,7 @@ async fn order_status_streams_live_over_grpc_web() {
             &[("authorization", &auth)],
         )
         .await;
+        assert_eq!(reply.code(), Some(Code::Ok), "{reply:?}");
         let placed = reply.decode::<PlaceOrderResponse>()[0]
             .order
             .clone()
@@ -141,8 +263,10 @@ async fn order_status_streams_live_over_grpc_web() {
         let watch = WatchOrderRequest {
             order_id: placed.id.clone(),
         };
+        // Every call before the watch has ended (and been counted).
+        web.stats.settled().await;
         let mut request = grpc_web::request(
-            stack.web.address,
+            web.address,
             WATCH,
             mode,
             grpc_web::body(mode, &grpc_web::frame(&watch)),
@@ -150,47 +274,44 @@ async fn order_status_streams_live_over_grpc_web() {
         request
             .headers_mut()
             .insert("authorization", HeaderValue::from_str(&auth).unwrap());
-        let response = grpc_web::open(stack.web.address, http, request).await;
-        // Messages arrive as they happen, not at the end: the first one is
-        // readable while the order is still being fulfilled.
-        let (parts, mut body) = response.into_parts();
-        let first = tokio::time::timeout(Duration::from_secs(5), body.frame())
+        let response = tokio::time::timeout(limit, grpc_web::open(web.address, http, request))
             .await
-            .expect("the first update arrives before the stream ends")
-            .unwrap()
-            .unwrap();
-        assert!(first.is_data());
-        let mut raw = first.into_data().unwrap().to_vec();
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame.unwrap().into_data() {
-                raw.extend_from_slice(&data);
+            .expect("the watch answers while the order is still placed");
+        let mut reply = LiveReply::new(mode, response);
+
+        for status in lifecycle {
+            let what = format!("{http:?} {mode:?}: {status:?} while the order stays there");
+            let Next::Message(update) = reply.next(limit, &what).await else {
+                panic!("{what}: expected the update, the stream ended");
+            };
+            let update = update.order.unwrap();
+            assert_eq!(update.id, placed.id);
+            assert_eq!(update.status(), status, "{what}");
+            assert!(!update.status_label.is_empty());
+            if status != OrderStatus::Delivered {
+                // The stream is open: the order cannot move on (nor the
+                // stream end) until the test moves it.
+                assert!(!reply.body.is_end_stream(), "{what}");
+                let counts = web.stats.snapshot();
+                let ended = counts.succeeded + counts.failed + counts.cancelled;
+                assert_eq!(
+                    counts.started - ended,
+                    1,
+                    "{what}: the watch is still running on the BFF: {counts:?}"
+                );
+                fulfil_one_step(&store).await;
             }
         }
-        let decoded = match mode {
-            Mode::Binary => raw,
-            Mode::Text => grpc_web::decode_text(&raw),
+        // Delivered is final: the stream ends with OK right after it.
+        let what = format!("{http:?} {mode:?}: the trailers after delivery");
+        let Next::Trailers(trailers) = reply.next(limit, &what).await else {
+            panic!("{what}: expected trailers");
         };
-        let (messages, trailers) = grpc_web::parse_frames(&decoded);
-        assert_eq!(parts.status, 200);
         assert_eq!(trailers["grpc-status"], "0", "{trailers:?}");
-        let statuses: Vec<i32> = messages
-            .iter()
-            .map(|m| {
-                <WatchOrderResponse as prost::Message>::decode(m.clone())
-                    .unwrap()
-                    .order
-                    .unwrap()
-                    .status
-            })
-            .collect();
-        assert!(statuses.len() >= 2, "{statuses:?}");
-        assert!(statuses.is_sorted(), "statuses only advance: {statuses:?}");
-        assert_eq!(
-            *statuses.last().unwrap(),
-            OrderStatus::Delivered as i32,
-            "{statuses:?}"
-        );
+        assert!(matches!(reply.next(limit, &what).await, Next::End));
     }
+    let counts = web.stats.settled().await;
+    assert_eq!((counts.succeeded, counts.failed), (4, 0), "{counts:?}");
 }
 
 #[tokio::test]

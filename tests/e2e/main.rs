@@ -22,3 +22,4 @@ mod readme;
 mod reflection;
 mod resilience;
 mod web;
+mod web_process;

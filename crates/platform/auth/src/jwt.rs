@@ -60,6 +60,9 @@ impl JwtAuthenticator {
         validation.set_required_spec_claims(&["exp", "sub", "aud"]);
         validation.leeway = 5;
         if let Some(issuer) = issuer {
+            // Checked only when present unless required: a token that
+            // leaves `iss` out must not pass an issuer check.
+            validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
             validation.set_issuer(&[issuer]);
         }
         Ok(Self { key, validation })
