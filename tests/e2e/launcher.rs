@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 #[tokio::test]
 async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let mut launcher = tokio::process::Command::new(bin_dir().join("tailor"))
+    let mut launcher = tailor_e2e::command("tailor")
         .args(["up", "--any-ports", "--products", "300"])
         .args(["--fulfilment-step-ms", "200", "--bin-dir"])
         .arg(bin_dir())
@@ -56,7 +56,7 @@ async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanl
     assert!(availability.availabilities[0].known);
 
     // The example phone app walks its screens against the launched stack.
-    let example = tokio::process::Command::new(bin_dir().join("tailor-mobile-example"))
+    let example = tailor_e2e::command("tailor-mobile-example")
         .arg("--mobile")
         .arg(format!("http://{}", at("mobile-bff")))
         .output()

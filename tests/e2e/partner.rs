@@ -3,7 +3,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tailor_e2e::{Stack, all_scopes, api_key, bin_dir};
+use tailor_e2e::{Stack, all_scopes, api_key};
 use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
 use tailor_proto::partner::v1::{
     BatchGetAvailabilityRequest, GetOrderRequest, ListOrdersRequest, OrderLine, PlaceOrderRequest,
@@ -20,7 +20,7 @@ const MARGIN: Duration = Duration::from_secs(2);
 /// Revokes `key_id` in the partner store under `data_dir` with the
 /// `keys revoke` command, as an operator would.
 async fn revoke_with_cli(data_dir: &Path, key_id: &str) {
-    let output = tokio::process::Command::new(bin_dir().join("tailor-partner-bff"))
+    let output = tailor_e2e::command("tailor-partner-bff")
         .arg("--data-dir")
         .arg(data_dir)
         .args(["keys", "revoke", key_id])

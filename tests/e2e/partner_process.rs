@@ -106,7 +106,7 @@ async fn plan_limits_from_the_environment_set_the_rate() {
 
 #[tokio::test]
 async fn a_malformed_plan_limit_stops_the_start_with_a_clear_message() {
-    let output = tokio::process::Command::new(tailor_e2e::bin_dir().join("tailor-partner-bff"))
+    let output = tailor_e2e::command("tailor-partner-bff")
         .args(["--listen", "127.0.0.1:0", "--plan-limits", "trial=fast"])
         .output()
         .await

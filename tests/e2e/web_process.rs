@@ -8,12 +8,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::HeaderValue;
 use tailor_e2e::grpc_web::{self, Http, Mode};
-use tailor_e2e::{Stack, bin_dir};
+use tailor_e2e::{Process, Stack};
 use tailor_proto::web::v1::{
     GetSessionRequest, GetSessionResponse, ListProductsRequest, OrderLineInput, PlaceOrderRequest,
     SignInRequest, SignInResponse,
 };
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tonic::Code;
 
 const BINARY: &str = "tailor-web-bff";
@@ -23,22 +23,10 @@ const PLACE: &str = "/tailor.web.v1.ShopService/PlaceOrder";
 const SIGN_IN: &str = "/tailor.web.v1.SessionService/SignIn";
 const WHO: &str = "/tailor.web.v1.SessionService/GetSession";
 
-/// `tailor-web-bff` with no `TAILOR_*` variable of the test's own
-/// environment, so only what a test sets reaches it.
+/// `tailor-web-bff` on the data directory `data`.
 fn command(data: &Path) -> tokio::process::Command {
-    let path = bin_dir().join(BINARY);
-    assert!(
-        path.exists(),
-        "{} is missing: build the binaries first (cargo build --bins)",
-        path.display()
-    );
-    let mut command = tokio::process::Command::new(path);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("TAILOR_") {
-            command.env_remove(name);
-        }
-    }
-    command.arg("--data-dir").arg(data).kill_on_drop(true);
+    let mut command = tailor_e2e::command(BINARY);
+    command.arg("--data-dir").arg(data);
     command
 }
 
@@ -47,7 +35,7 @@ struct WebBff {
     address: std::net::SocketAddr,
     data: tempfile::TempDir,
     log: PathBuf,
-    _child: tokio::process::Child,
+    _process: Process,
 }
 
 impl WebBff {
@@ -86,38 +74,33 @@ impl WebBff {
         env: &[(&str, &str)],
     ) -> WebBff {
         let log = data.path().join("stderr.log");
-        let mut child = command(data.path())
-            .args(["--listen", "127.0.0.1:0"])
-            .args(["--catalog-addr", &stack.catalog.url()])
-            .args(["--inventory-addr", &stack.inventory.url()])
-            .args(["--reviews-addr", &stack.reviews.url()])
-            .args(["--orders-addr", &stack.orders.url()])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let address = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some((_, address)) = line.split_once(" listening on ") {
-                    return address.trim().parse().unwrap();
-                }
-            }
-            panic!(
-                "{BINARY} exited before listening: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        })
-        .await
-        .expect("the web BFF started in time");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (c, i, r, o) = (
+            stack.catalog.url(),
+            stack.inventory.url(),
+            stack.reviews.url(),
+            stack.orders.url(),
+        );
+        let directory = data.path().to_str().unwrap().to_owned();
+        let mut all = vec![
+            "--data-dir",
+            &directory,
+            "--catalog-addr",
+            &c,
+            "--inventory-addr",
+            &i,
+            "--reviews-addr",
+            &r,
+            "--orders-addr",
+            &o,
+        ];
+        all.extend_from_slice(args);
+        let process = Process::start_with(BINARY, &all, env, Some(&log)).await;
+        let address = process.address;
         WebBff {
             address,
             data,
             log,
-            _child: child,
+            _process: process,
         }
     }
 

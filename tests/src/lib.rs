@@ -377,11 +377,31 @@ pub fn bin_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).unwrap().to_path_buf()
 }
 
+/// A command running one of the workspace's binaries, killed when dropped,
+/// with no `TAILOR_*` variable of the test's own environment: only what a
+/// test sets reaches it.
+pub fn command(binary: &str) -> tokio::process::Command {
+    let path = bin_dir().join(binary);
+    assert!(
+        path.exists(),
+        "{} is missing: build the binaries first (cargo build)",
+        path.display()
+    );
+    let mut command = tokio::process::Command::new(path);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TAILOR_") {
+            command.env_remove(name);
+        }
+    }
+    command.kill_on_drop(true);
+    command
+}
+
 /// Creates an API key for `tenant` on `plan` in the partner store under
 /// `data_dir` with the `keys create` command, as an operator would, and
 /// returns it.
 pub async fn create_key_with_cli(data_dir: &str, tenant: &str, plan: &str) -> String {
-    let output = tokio::process::Command::new(bin_dir().join("tailor-partner-bff"))
+    let output = command("tailor-partner-bff")
         .args(["--data-dir", data_dir, "keys", "create", "--tenant", tenant])
         .args(["--plan", plan])
         .output()
@@ -418,24 +438,17 @@ impl Process {
         env: &[(&str, &str)],
         log: Option<&Path>,
     ) -> Process {
-        let path = bin_dir().join(binary);
-        assert!(
-            path.exists(),
-            "{} is missing: build the binaries first (cargo build)",
-            path.display()
-        );
         let stderr = match log {
             Some(log) => Stdio::from(std::fs::File::create(log).unwrap()),
             None => Stdio::null(),
         };
-        let mut child = tokio::process::Command::new(path)
+        let mut child = command(binary)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
-            .kill_on_drop(true)
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -445,7 +458,11 @@ impl Process {
                     return address.trim().parse().unwrap();
                 }
             }
-            panic!("{binary} exited before listening");
+            let said = log.map(std::fs::read_to_string).and_then(Result::ok);
+            panic!(
+                "{binary} exited before listening: {}",
+                said.unwrap_or_default()
+            );
         })
         .await
         .expect("server did not start in time");
