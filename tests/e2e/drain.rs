@@ -19,28 +19,18 @@ async fn web_bff(stack: &Stack, extra: &[&str], env: &[(&str, &str)]) -> Process
     let data = stack.dir.path().join("web-process");
     std::fs::create_dir_all(&data).unwrap();
     let secret = std::str::from_utf8(SECRET).unwrap();
-    let (c, i, r, o) = (
-        stack.catalog.url(),
-        stack.inventory.url(),
-        stack.reviews.url(),
-        stack.orders.url(),
-    );
-    let mut args = vec![
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--jwt-hs256-secret",
-        secret,
-        "--catalog-addr",
-        &c,
-        "--inventory-addr",
-        &i,
-        "--reviews-addr",
-        &r,
-        "--orders-addr",
-        &o,
-    ];
+    let mut args = vec!["--jwt-hs256-secret", secret];
     args.extend_from_slice(extra);
-    Process::start_with("tailor-web-bff", &args, env, None).await
+    let data = data.to_str().unwrap();
+    Process::start_bff(
+        "tailor-web-bff",
+        data,
+        &stack.downstream_urls(),
+        &args,
+        env,
+        None,
+    )
+    .await
 }
 
 /// Polls `done` every few milliseconds until it holds, for up to 10 s.

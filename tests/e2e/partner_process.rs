@@ -11,26 +11,15 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 async fn partner_bff(stack: &Stack, data: &str, extra: &[&str], env: &[(&str, &str)]) -> Process {
-    let (c, i, r, o) = (
-        stack.catalog.url(),
-        stack.inventory.url(),
-        stack.reviews.url(),
-        stack.orders.url(),
-    );
-    let mut args = vec![
-        "--data-dir",
+    Process::start_bff(
+        "tailor-partner-bff",
         data,
-        "--catalog-addr",
-        &c,
-        "--inventory-addr",
-        &i,
-        "--reviews-addr",
-        &r,
-        "--orders-addr",
-        &o,
-    ];
-    args.extend_from_slice(extra);
-    Process::start_with("tailor-partner-bff", &args, env, None).await
+        &stack.downstream_urls(),
+        extra,
+        env,
+        None,
+    )
+    .await
 }
 
 /// Codes of `calls` availability calls with `key`, one after another.

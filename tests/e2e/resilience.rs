@@ -24,21 +24,10 @@ async fn start() -> Processes {
     let inventory = Process::start("tailor-inventory", &seeded).await;
     let reviews = Process::start("tailor-reviews", &seeded).await;
     let orders = Process::start("tailor-orders", &["--data-dir", &data]).await;
-    let (c, i, r, o) = (catalog.url(), inventory.url(), reviews.url(), orders.url());
-    let bff_args = [
-        "--data-dir",
-        &data,
-        "--catalog-addr",
-        &c,
-        "--inventory-addr",
-        &i,
-        "--reviews-addr",
-        &r,
-        "--orders-addr",
-        &o,
-    ];
-    let web = Process::start("tailor-web-bff", &bff_args).await;
-    let mobile = Process::start("tailor-mobile-bff", &bff_args).await;
+    let downstreams = [catalog.url(), inventory.url(), reviews.url(), orders.url()];
+    let bff = |binary| Process::start_bff(binary, &data, &downstreams, &[], &[], None);
+    let web = bff("tailor-web-bff").await;
+    let mobile = bff("tailor-mobile-bff").await;
     Processes {
         catalog,
         reviews,

@@ -74,27 +74,10 @@ impl WebBff {
         env: &[(&str, &str)],
     ) -> WebBff {
         let log = data.path().join("stderr.log");
-        let (c, i, r, o) = (
-            stack.catalog.url(),
-            stack.inventory.url(),
-            stack.reviews.url(),
-            stack.orders.url(),
-        );
         let directory = data.path().to_str().unwrap().to_owned();
-        let mut all = vec![
-            "--data-dir",
-            &directory,
-            "--catalog-addr",
-            &c,
-            "--inventory-addr",
-            &i,
-            "--reviews-addr",
-            &r,
-            "--orders-addr",
-            &o,
-        ];
-        all.extend_from_slice(args);
-        let process = Process::start_with(BINARY, &all, env, Some(&log)).await;
+        let downstreams = stack.downstream_urls();
+        let process =
+            Process::start_bff(BINARY, &directory, &downstreams, args, env, Some(&log)).await;
         let address = process.address;
         WebBff {
             address,

@@ -306,6 +306,16 @@ impl Stack {
         }
     }
 
+    /// The downstream services' URLs: catalog, inventory, reviews, orders.
+    pub fn downstream_urls(&self) -> [String; 4] {
+        [
+            self.catalog.url(),
+            self.inventory.url(),
+            self.reviews.url(),
+            self.orders.url(),
+        ]
+    }
+
     /// Every server with its name.
     pub fn servers(&self) -> [(&'static str, &Server); 7] {
         [
@@ -468,6 +478,35 @@ impl Process {
         .expect("server did not start in time");
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Process { address, child }
+    }
+
+    /// Starts the BFF `binary` over the downstream services at `downstreams`
+    /// (catalog, inventory, reviews, orders), keeping its files in `data`,
+    /// with `extra` flags, `env` and `log` as [`Process::start_with`] takes
+    /// them.
+    pub async fn start_bff(
+        binary: &str,
+        data: &str,
+        downstreams: &[String; 4],
+        extra: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Process {
+        let [catalog, inventory, reviews, orders] = downstreams;
+        let mut args = vec![
+            "--data-dir",
+            data,
+            "--catalog-addr",
+            catalog,
+            "--inventory-addr",
+            inventory,
+            "--reviews-addr",
+            reviews,
+            "--orders-addr",
+            orders,
+        ];
+        args.extend_from_slice(extra);
+        Self::start_with(binary, &args, env, log).await
     }
 
     /// Sends SIGINT, as Ctrl-C in a terminal does.
