@@ -188,6 +188,7 @@ pub fn web_options() -> tailor_web_bff::WebOptions {
             secure: true,
             max_age_secs: 3600,
         },
+        sign_in_attempts: tailor_web_bff::DEFAULT_SIGN_IN_ATTEMPTS,
     }
 }
 

@@ -51,18 +51,7 @@ pub fn parse_override(text: &str) -> Result<(String, Plan), String> {
     if !ALL.contains(&name) {
         return Err(format!("unknown plan {name:?} (known: {})", ALL.join(", ")));
     }
-    let parts: Vec<&str> = numbers.split(':').collect();
-    let [per_second, burst, daily_quota] = parts.as_slice() else {
-        return Err(bad());
-    };
-    let plan = Plan {
-        per_second: per_second.parse().map_err(|_| bad())?,
-        burst: burst.parse().map_err(|_| bad())?,
-        daily_quota: daily_quota.parse().map_err(|_| bad())?,
-    };
-    if plan.per_second <= 0.0 || plan.burst == 0 {
-        return Err(bad());
-    }
+    let plan: Plan = numbers.parse().map_err(|_| bad())?;
     Ok((name.to_owned(), plan))
 }
 

@@ -31,7 +31,7 @@ use tailor_screens::Downstreams;
 use tonic::codec::CompressionEncoding;
 
 pub use accounts::Accounts;
-pub use session::WebSessions;
+pub use session::{DEFAULT_SIGN_IN_ATTEMPTS, WebSessions};
 pub use shop::WebShop;
 
 /// The name this BFF goes by in logs and downstream metadata.
@@ -60,6 +60,8 @@ pub struct WebOptions {
     pub browser: BrowserAccess,
     /// How the session cookie is set.
     pub cookie: CookiePolicy,
+    /// Sign-in attempts allowed per user name.
+    pub sign_in_attempts: tailor_interceptors::limits::Plan,
 }
 
 /// The web BFF's server, ready to serve: native gRPC and grpc-web on one
@@ -84,6 +86,7 @@ pub fn build_server(
         .add_service(SessionServiceServer::new(WebSessions::new(
             accounts,
             options.cookie,
+            options.sign_in_attempts,
         )))
         .with_auth(AuthLayer::new(Arc::new(authenticator), auth_policy()))
         .with_browser(options.browser)

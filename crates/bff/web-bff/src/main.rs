@@ -50,6 +50,11 @@ struct Args {
     #[arg(long, env = "TAILOR_WEB_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
 
+    /// Sign-in attempts allowed per user name, as `<per second>:<burst>:<per
+    /// day>` (default 0.0833:5:200: 5 at once, one every 12 s, 200 a day).
+    #[arg(long, env = "TAILOR_WEB_SIGN_IN_LIMITS")]
+    sign_in_limits: Option<tailor_interceptors::limits::Plan>,
+
     #[command(flatten)]
     jwt: JwtArgs,
 
@@ -147,6 +152,9 @@ async fn main() -> ExitCode {
                 secure: !args.insecure_cookies,
                 max_age_secs: args.session_ttl_secs,
             },
+            sign_in_attempts: args
+                .sign_in_limits
+                .unwrap_or(tailor_web_bff::DEFAULT_SIGN_IN_ATTEMPTS),
         };
         Ok::<_, String>(tailor_web_bff::build_server(
             downstreams,

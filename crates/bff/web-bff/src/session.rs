@@ -16,10 +16,11 @@ use tonic::{Request, Response, Status};
 
 use crate::accounts::{self, Accounts};
 
-/// Sign-in attempts allowed per user name: 5 at once, then one every 12
-/// seconds, 200 a day. Password guessing against one account is slowed to
-/// a crawl; the user waits at most a few seconds after a typo or two.
-const SIGN_IN_ATTEMPTS: Plan = Plan {
+/// Sign-in attempts allowed per user name unless configured: 5 at once,
+/// then one every 12 seconds, 200 a day. Password guessing against one
+/// account is slowed to a crawl; the user waits at most a few seconds after
+/// a typo or two.
+pub const DEFAULT_SIGN_IN_ATTEMPTS: Plan = Plan {
     per_second: 1.0 / 12.0,
     burst: 5,
     daily_quota: 200,
@@ -31,15 +32,18 @@ pub struct WebSessions {
     accounts: Accounts,
     cookie: CookiePolicy,
     attempts: Arc<Limiter>,
+    allowed: Plan,
 }
 
 impl WebSessions {
-    /// Sessions in `accounts`, cookies set as `cookie` says.
-    pub fn new(accounts: Accounts, cookie: CookiePolicy) -> Self {
+    /// Sessions in `accounts`, cookies set as `cookie` says, sign-in
+    /// attempts per user name limited to `allowed`.
+    pub fn new(accounts: Accounts, cookie: CookiePolicy, allowed: Plan) -> Self {
         Self {
             accounts,
             cookie,
             attempts: Arc::new(Limiter::new(HashMap::new())),
+            allowed,
         }
     }
 
@@ -82,7 +86,7 @@ impl SessionService for WebSessions {
         }
         let account = username.to_lowercase();
         self.attempts
-            .admit_key(&account, &SIGN_IN_ATTEMPTS)
+            .admit_key(&account, &self.allowed)
             .map_err(|refusal| {
                 tracing::warn!(user = %account, "sign-in attempts limited");
                 refusal.status(

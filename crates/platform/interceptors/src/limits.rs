@@ -46,6 +46,29 @@ pub struct Plan {
     pub daily_quota: u64,
 }
 
+impl std::str::FromStr for Plan {
+    type Err = String;
+
+    /// `<calls per second>:<burst>:<calls per day>`, as operators write
+    /// limits on the command line (`5:10:1000`).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?}: expected <per second>:<burst>:<per day>");
+        let parts: Vec<&str> = text.split(':').collect();
+        let [per_second, burst, daily_quota] = parts.as_slice() else {
+            return Err(bad());
+        };
+        let plan = Plan {
+            per_second: per_second.parse().map_err(|_| bad())?,
+            burst: burst.parse().map_err(|_| bad())?,
+            daily_quota: daily_quota.parse().map_err(|_| bad())?,
+        };
+        if !(plan.per_second > 0.0 && plan.per_second.is_finite()) || plan.burst == 0 {
+            return Err(bad());
+        }
+        Ok(plan)
+    }
+}
+
 /// Why a call was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
