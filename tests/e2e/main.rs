@@ -3,6 +3,7 @@
 
 mod architecture;
 mod auth;
+mod bounds;
 mod browser;
 mod contracts;
 mod deadlines;

@@ -29,6 +29,27 @@ impl<S> Catalog<S> {
     }
 }
 
+/// Words a search may hold, and characters: a shopper types a few words;
+/// every word is one more condition over the whole catalogue.
+const MAX_SEARCH_WORDS: usize = 8;
+const MAX_SEARCH_CHARS: usize = 200;
+
+/// The lower-case words of a search, or INVALID_ARGUMENT naming `query`.
+fn search_words(query: &str) -> Result<Vec<String>, CatalogError> {
+    let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
+    if words.len() > MAX_SEARCH_WORDS {
+        return Err(CatalogError::InvalidArgument(format!(
+            "query must hold at most {MAX_SEARCH_WORDS} words"
+        )));
+    }
+    if query.chars().count() > MAX_SEARCH_CHARS {
+        return Err(CatalogError::InvalidArgument(format!(
+            "query must be at most {MAX_SEARCH_CHARS} characters"
+        )));
+    }
+    Ok(words)
+}
+
 #[tonic::async_trait]
 impl<S: CatalogStore> CatalogService for Catalog<S> {
     async fn get_product(
@@ -92,11 +113,7 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
             page_size: PRODUCTS.of(request.page_size).map_err(CatalogError::from)?,
             page_token: request.page_token,
             category_id: request.category_id,
-            words: request
-                .query
-                .split_whitespace()
-                .map(str::to_lowercase)
-                .collect(),
+            words: search_words(&request.query)?,
             updated_since: request.updated_since.map(|t| t.seconds),
         };
         let page = self.store.list(filter).await.map_err(CatalogError::from)?;

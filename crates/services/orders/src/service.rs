@@ -77,7 +77,13 @@ fn new_order(request: &CreateOrderRequest) -> Result<(Order, String), OrdersErro
         if *currency.get_or_insert(price.currency_code.as_str()) != price.currency_code {
             return Err(invalid("all lines must be in one currency"));
         }
-        total += price.amount_minor * i64::from(line.quantity);
+        // Prices come from a caller: a sum that does not fit is refused,
+        // never wrapped into a negative total.
+        total = price
+            .amount_minor
+            .checked_mul(i64::from(line.quantity))
+            .and_then(|line_total| total.checked_add(line_total))
+            .ok_or_else(|| invalid("the order total is larger than a price can be"))?;
         hasher.update(format!("{}\u{0}{}\u{0}", line.product_id, line.quantity));
     }
     let order = Order {
