@@ -329,3 +329,49 @@ async fn with_an_issuer_configured_a_token_without_iss_is_unauthenticated() {
         assert_eq!(status.code(), Code::Unauthenticated, "{binary}: {status:?}");
     }
 }
+
+#[tokio::test]
+async fn a_bff_without_a_configured_key_refuses_to_start_unless_told_it_is_development() {
+    for binary in ["tailor-web-bff", "tailor-mobile-bff"] {
+        let data = tempfile::tempdir().unwrap();
+        let data = data.path().to_str().unwrap();
+        let start = |extra: &[&str]| {
+            let mut command = tailor_e2e::command(binary);
+            command
+                .args(["--listen", "127.0.0.1:0", "--data-dir", data])
+                .args(extra)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped());
+            command
+        };
+        // No key at all, or the public development secret given as if it
+        // were a real one: no start, and the message names the flags.
+        for extra in [
+            &[][..],
+            &["--jwt-hs256-secret", tailor_auth::DEVELOPMENT_JWT_SECRET],
+        ] {
+            let output = start(extra).output().await.unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert!(!output.status.success(), "{binary} {extra:?} started");
+            assert!(stderr.contains("--jwt-hs256-secret"), "{binary}: {stderr}");
+            assert!(stderr.contains("--dev-secrets"), "{binary}: {stderr}");
+        }
+        // With the development switch it starts, and says what it does.
+        let log = tempfile::NamedTempFile::new().unwrap();
+        let process = tailor_e2e::Process::start_with(
+            binary,
+            &["--data-dir", data],
+            &[("TAILOR_DEV_SECRETS", "1")],
+            Some(log.path()),
+        )
+        .await;
+        let health = tonic_health::pb::health_client::HealthClient::new(
+            tailor_e2e::connect(process.address).await,
+        )
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await;
+        assert!(health.is_ok(), "{binary}: {health:?}");
+        let said = std::fs::read_to_string(log.path()).unwrap();
+        assert!(said.contains("development secret"), "{binary}: {said}");
+    }
+}

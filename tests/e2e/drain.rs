@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use tailor_e2e::{Process, SECRET, Stack, StackOptions, bearer, web_token};
+use tailor_e2e::{Process, Stack, StackOptions, bearer, web_token};
 use tailor_proto::web::v1::shop_service_client::ShopServiceClient;
 use tailor_proto::web::v1::{
     GetProductPageRequest, OrderLineInput, OrderStatus, PlaceOrderRequest, WatchOrderRequest,
@@ -18,15 +18,12 @@ use tailor_proto::web::v1::{
 async fn web_bff(stack: &Stack, extra: &[&str], env: &[(&str, &str)]) -> Process {
     let data = stack.dir.path().join("web-process");
     std::fs::create_dir_all(&data).unwrap();
-    let secret = std::str::from_utf8(SECRET).unwrap();
-    let mut args = vec!["--jwt-hs256-secret", secret];
-    args.extend_from_slice(extra);
     let data = data.to_str().unwrap();
     Process::start_bff(
         "tailor-web-bff",
         data,
         &stack.downstream_urls(),
-        &args,
+        extra,
         env,
         None,
     )

@@ -175,7 +175,12 @@ async fn a_star_cors_origin_is_refused_at_start_up() {
     ] {
         let data = tempfile::tempdir().unwrap();
         let run = command(data.path())
-            .args(["--listen", "127.0.0.1:0"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--jwt-hs256-secret",
+                "a-real-secret",
+            ])
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -484,7 +484,8 @@ impl Process {
     /// Starts the BFF `binary` over the downstream services at `downstreams`
     /// (catalog, inventory, reviews, orders), keeping its files in `data`,
     /// with `extra` flags, `env` and `log` as [`Process::start_with`] takes
-    /// them.
+    /// them. The web and mobile BFFs verify tokens with [`SECRET`] unless
+    /// `extra` names another key (an RS256 key takes precedence).
     pub async fn start_bff(
         binary: &str,
         data: &str,
@@ -494,6 +495,8 @@ impl Process {
         log: Option<&Path>,
     ) -> Process {
         let [catalog, inventory, reviews, orders] = downstreams;
+        let secret = std::str::from_utf8(SECRET).unwrap();
+        let verifies_tokens = binary == "tailor-web-bff" || binary == "tailor-mobile-bff";
         let mut args = vec![
             "--data-dir",
             data,
@@ -506,6 +509,9 @@ impl Process {
             "--orders-addr",
             orders,
         ];
+        if verifies_tokens && !extra.contains(&"--jwt-hs256-secret") {
+            args.extend(["--jwt-hs256-secret", secret]);
+        }
         args.extend_from_slice(extra);
         Self::start_with(binary, &args, env, log).await
     }

@@ -4,16 +4,18 @@ use std::path::PathBuf;
 
 use crate::{JwtAuthenticator, JwtKey};
 
-/// The HS256 secret used when none is configured: fine for a laptop, never
-/// for production (the BFFs log a warning when they run with it).
+/// The HS256 secret of development stacks (`tailor up`, `tailor token`).
+/// It is in the source, so anyone can mint tokens with it: a BFF uses it
+/// only when started with `--dev-secrets`, and says so at every start.
 pub const DEVELOPMENT_JWT_SECRET: &str = "tailor-development-secret-change-me";
 
-/// How the web and mobile BFFs verify bearer tokens.
+/// How the web and mobile BFFs verify bearer tokens. One key must be
+/// configured; there is no silent default.
 #[derive(Debug, Clone, clap::Args)]
 pub struct JwtArgs {
     /// HS256 shared secret (ignored when an RS256 public key is given).
-    #[arg(long, env = "TAILOR_JWT_HS256_SECRET", default_value = DEVELOPMENT_JWT_SECRET, hide_default_value = true)]
-    pub jwt_hs256_secret: String,
+    #[arg(long, env = "TAILOR_JWT_HS256_SECRET", hide_env_values = true)]
+    pub jwt_hs256_secret: Option<String>,
 
     /// PEM file with the RS256 public key of the token issuer.
     #[arg(long, env = "TAILOR_JWT_RS256_PUBLIC_KEY")]
@@ -22,20 +24,43 @@ pub struct JwtArgs {
     /// Required `iss` claim, if any.
     #[arg(long, env = "TAILOR_JWT_ISSUER")]
     pub jwt_issuer: Option<String>,
+
+    /// Development only: with no key configured, verify tokens with the
+    /// built-in development secret (a warning is logged at every start).
+    #[arg(long, env = "TAILOR_DEV_SECRETS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub dev_secrets: bool,
 }
 
 impl JwtArgs {
-    /// A verifier for tokens whose `aud` is `audience`.
+    /// A verifier for tokens whose `aud` is `audience`; an error naming the
+    /// flags when no key is configured (or only the development secret,
+    /// without `--dev-secrets`).
     pub fn authenticator(&self, audience: &str) -> Result<JwtAuthenticator, String> {
-        let key = match &self.jwt_rs256_public_key {
-            Some(path) => JwtKey::Rs256Pem(
+        let key = match (&self.jwt_rs256_public_key, &self.jwt_hs256_secret) {
+            (Some(path), _) => JwtKey::Rs256Pem(
                 std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?,
             ),
-            None => {
-                if self.jwt_hs256_secret == DEVELOPMENT_JWT_SECRET {
-                    tracing::warn!("verifying tokens with the built-in development secret");
-                }
-                JwtKey::Hs256(self.jwt_hs256_secret.as_bytes().to_vec())
+            (None, Some(secret)) if secret != DEVELOPMENT_JWT_SECRET => {
+                JwtKey::Hs256(secret.as_bytes().to_vec())
+            }
+            (None, _) if self.dev_secrets => {
+                tracing::warn!(
+                    "--dev-secrets: verifying tokens with the built-in development secret; \
+                     anyone who reads the source can mint tokens for this BFF"
+                );
+                JwtKey::Hs256(DEVELOPMENT_JWT_SECRET.as_bytes().to_vec())
+            }
+            (None, Some(_)) => {
+                return Err("--jwt-hs256-secret is the public development secret; \
+                            configure a real one, or pass --dev-secrets for development"
+                    .to_owned());
+            }
+            (None, None) => {
+                return Err("no key to verify tokens with: set --jwt-hs256-secret \
+                            (TAILOR_JWT_HS256_SECRET) or --jwt-rs256-public-key \
+                            (TAILOR_JWT_RS256_PUBLIC_KEY); --dev-secrets uses the built-in \
+                            development secret"
+                    .to_owned());
             }
         };
         JwtAuthenticator::new(&key, audience, self.jwt_issuer.as_deref())

@@ -229,6 +229,8 @@ fn bff_specs(downstreams: &HashMap<&str, SocketAddr>, web_app: SocketAddr) -> Ve
                     format!("http://localhost:{0},http://127.0.0.1:{0}", web_app.port()),
                     // The development app is served over plain HTTP.
                     "--insecure-cookies".into(),
+                    // Tokens from `tailor token`.
+                    "--dev-secrets".into(),
                 ],
             ]
             .concat(),
@@ -237,7 +239,7 @@ fn bff_specs(downstreams: &HashMap<&str, SocketAddr>, web_app: SocketAddr) -> Ve
             name: "mobile-bff",
             binary: "tailor-mobile-bff",
             port: 8082,
-            args: addrs.clone(),
+            args: [addrs.clone(), vec!["--dev-secrets".into()]].concat(),
         },
         Spec {
             name: "partner-bff",
