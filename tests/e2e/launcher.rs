@@ -10,12 +10,13 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 #[tokio::test]
 async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
     let mut launcher = tailor_e2e::command("tailor")
         .args(["up", "--any-ports", "--products", "300"])
         .args(["--fulfilment-step-ms", "200", "--bin-dir"])
         .arg(bin_dir())
         .arg("--data-dir")
-        .arg(dir.path())
+        .arg(&data)
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
@@ -31,6 +32,26 @@ async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanl
     assert!(printed.contains("buf curl"), "{printed}");
     assert_eq!(table.servers.len(), 7, "{printed}");
     let at = |name: &str| table.at(name);
+
+    // Stores, logs and the development key are their owner's alone.
+    let mode = |path: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let metadata = std::fs::metadata(data.join(path)).unwrap();
+        metadata.permissions().mode() & 0o777
+    };
+    assert_eq!(mode(""), 0o700, "the data directory");
+    assert_eq!(mode("logs"), 0o700);
+    for file in [
+        "partner-dev-key.txt",
+        "logs/web-bff.log",
+        "catalog.db",
+        "catalog.db-wal",
+        "web.db",
+        "partner.db",
+        "orders.db",
+    ] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
     let partner_key = &table.partner_key;
 
     let list = ShopServiceClient::new(connect(at("web-bff")).await)

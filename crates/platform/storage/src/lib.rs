@@ -20,6 +20,32 @@ pub use page_token::{PageSize, PageToken};
 pub use pool::{SqlitePool, SqlitePoolOptions};
 pub use rusqlite;
 
+/// Creates `dir` (and its parents) readable by its owner only; an existing
+/// directory is left as it is.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Creates `path` if missing and makes it readable and writable by its
+/// owner only: stores hold password hashes, key hashes and orders. SQLite
+/// gives its `-wal` and `-shm` files the same mode.
+pub fn private_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 /// What can go wrong below a service's store trait.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

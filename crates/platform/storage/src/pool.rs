@@ -58,8 +58,9 @@ impl SqlitePool {
         schema: impl FnOnce(&mut Connection) -> Result<(), StorageError>,
     ) -> Result<Self, StorageError> {
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            crate::private_dir(dir)?;
         }
+        crate::private_file(path)?;
         let mut writer = Connection::open(path)?;
         configure(&writer, options)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;

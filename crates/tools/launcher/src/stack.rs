@@ -93,9 +93,9 @@ async fn start(
     }
     let port = if args.any_ports { 0 } else { spec.port };
     let logs = args.data_dir.join("logs");
-    std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
+    tailor_storage::private_dir(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
     let log_path = logs.join(format!("{}.log", spec.name));
-    let log = std::fs::File::create(&log_path)
+    let log = private_file_for_writing(&log_path)
         .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
     let mut child = Command::new(&binary)
         .arg("--listen")
@@ -312,7 +312,9 @@ async fn partner_dev_key(args: &UpArgs) -> Result<String, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    std::fs::write(&path, &key).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    private_file_for_writing(&path)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, key.as_bytes()))
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
     Ok(key)
 }
 
@@ -455,9 +457,19 @@ async fn build_web_app(args: &UpArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// A file only its owner may read, emptied for writing: logs can hold
+/// user names and request details, the development key is a secret.
+fn private_file_for_writing(path: &Path) -> std::io::Result<std::fs::File> {
+    tailor_storage::private_file(path)?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+}
+
 /// `tailor up`.
 pub async fn up(args: UpArgs) -> Result<(), String> {
-    std::fs::create_dir_all(&args.data_dir)
+    tailor_storage::private_dir(&args.data_dir)
         .map_err(|e| format!("creating {}: {e}", args.data_dir.display()))?;
     let shutdown = tailor_runtime::shutdown::on_signal();
     build_web_app(&args).await?;
