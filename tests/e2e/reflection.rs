@@ -162,3 +162,85 @@ async fn every_bff_can_be_explored_and_called_through_reflection_alone() {
     )
     .await;
 }
+
+/// Whether a reflection request is refused as unknown, as an error message
+/// on the stream or as the stream's status.
+async fn refused_as_unknown(
+    client: &mut v1::server_reflection_client::ServerReflectionClient<Channel>,
+    request: v1::server_reflection_request::MessageRequest,
+) -> bool {
+    let request = v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(request),
+    };
+    let answer = match client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+    {
+        Ok(answers) => answers.into_inner().message().await,
+        Err(status) => Err(status),
+    };
+    match answer {
+        Err(status) => status.code() == tonic::Code::NotFound,
+        Ok(Some(answer)) => matches!(
+            answer.message_response,
+            Some(v1::server_reflection_response::MessageResponse::ErrorResponse(ref e))
+                if e.error_code == tonic::Code::NotFound as i32
+        ),
+        Ok(None) => false,
+    }
+}
+
+#[tokio::test]
+async fn each_server_describes_its_own_contracts_and_not_the_ones_behind_it() {
+    use v1::server_reflection_request::MessageRequest;
+    let stack = Stack::start().await;
+    let cases = [
+        (
+            &stack.web,
+            "tailor.web.v1.ShopService",
+            "tailor.catalog.v1.CatalogService",
+            "tailor/catalog/v1/catalog.proto",
+        ),
+        (
+            &stack.mobile,
+            "tailor.mobile.v1.ShopService",
+            "tailor.orders.v1.OrdersService",
+            "tailor/orders/v1/orders.proto",
+        ),
+        (
+            &stack.partner,
+            "tailor.partner.v1.PartnerService",
+            "tailor.inventory.v1.InventoryService",
+            "tailor/inventory/v1/inventory.proto",
+        ),
+        (
+            &stack.catalog,
+            "tailor.catalog.v1.CatalogService",
+            "tailor.web.v1.ShopService",
+            "tailor/web/v1/shop.proto",
+        ),
+    ];
+    for (server, own, foreign, file) in cases {
+        let mut client =
+            v1::server_reflection_client::ServerReflectionClient::new(server.channel().await);
+        let answer = ask_v1(
+            &mut client,
+            MessageRequest::FileContainingSymbol(own.into()),
+        )
+        .await;
+        assert!(!files(answer).is_empty(), "{own}");
+        assert!(
+            refused_as_unknown(
+                &mut client,
+                MessageRequest::FileContainingSymbol(foreign.into())
+            )
+            .await,
+            "{own}'s server describes {foreign}"
+        );
+        assert!(
+            refused_as_unknown(&mut client, MessageRequest::FileByFilename(file.into())).await,
+            "{own}'s server hands out {file}"
+        );
+    }
+}

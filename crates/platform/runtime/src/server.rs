@@ -138,7 +138,7 @@ impl GrpcServer {
 
     fn reflection(&self) -> tonic_reflection::server::Builder<'static> {
         let mut builder = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(tailor_proto::FILE_DESCRIPTOR_SET)
+            .register_file_descriptor_set(descriptors_for(&self.service_names))
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .with_service_name(HEALTH)
             .with_service_name(REFLECTION_V1)
@@ -273,6 +273,42 @@ impl GrpcServer {
     ) -> std::io::Result<()> {
         let listener = TcpListener::bind(address).await?;
         self.serve(listener, shutdown, options).await
+    }
+}
+
+/// The contract files that define `services`, with everything they import:
+/// what a caller of this server needs to know, and nothing about the
+/// services behind it (a BFF does not describe the downstream contracts).
+fn descriptors_for(services: &[&'static str]) -> prost_types::FileDescriptorSet {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(tailor_proto::FILE_DESCRIPTOR_SET)
+        .expect("the embedded descriptor set is valid");
+    let defines = |file: &prost_types::FileDescriptorProto| {
+        file.service
+            .iter()
+            .any(|s| services.contains(&format!("{}.{}", file.package(), s.name()).as_str()))
+    };
+    let mut wanted: Vec<String> = set
+        .file
+        .iter()
+        .filter(|f| defines(f))
+        .map(|f| f.name().to_owned())
+        .collect();
+    let mut keep = std::collections::HashSet::new();
+    while let Some(name) = wanted.pop() {
+        if !keep.insert(name.clone()) {
+            continue;
+        }
+        if let Some(file) = set.file.iter().find(|f| f.name() == name) {
+            wanted.extend(file.dependency.iter().cloned());
+        }
+    }
+    prost_types::FileDescriptorSet {
+        file: set
+            .file
+            .into_iter()
+            .filter(|f| keep.contains(f.name()))
+            .collect(),
     }
 }
 
