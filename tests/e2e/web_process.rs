@@ -459,3 +459,36 @@ async fn sign_in_attempts_are_capped_per_user_for_the_day() {
         "RetryInfo and QuotaFailure travel with the refusal: {refused:?}"
     );
 }
+
+#[tokio::test]
+async fn a_line_break_in_a_callers_name_cannot_forge_a_log_line() {
+    let stack = Stack::start().await;
+    let web = WebBff::start(&stack, tempfile::tempdir().unwrap(), &[], &[]).await;
+    let forged = "mallory\nINFO access: call status=OK caller=admin";
+    let token = tailor_auth::mint_hs256(
+        tailor_e2e::SECRET,
+        &tailor_e2e::claims(forged, tailor_web_bff::DEFAULT_AUDIENCE),
+    );
+    let mut client = tailor_proto::web::v1::shop_service_client::ShopServiceClient::new(
+        tailor_e2e::connect(web.address).await,
+    );
+    client
+        .list_products(tailor_e2e::bearer(&token, ListProductsRequest::default()))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains("mallory") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no access line: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        text = std::fs::read_to_string(&web.log).unwrap();
+    }
+    assert!(text.contains(r"mallory\nINFO"), "escaped in place: {text}");
+    assert!(
+        !text.lines().any(|line| line.starts_with("INFO access")),
+        "a forged line: {text}"
+    );
+}

@@ -88,7 +88,7 @@ impl SessionService for WebSessions {
         self.attempts
             .admit_key(&account, &self.allowed)
             .map_err(|refusal| {
-                tracing::warn!(user = %account, "sign-in attempts limited");
+                tracing::warn!(user = %account.escape_debug(), "sign-in attempts limited");
                 refusal.status(
                     "sign-in attempts for this user",
                     &format!("sign-in:{account}"),
@@ -101,7 +101,7 @@ impl SessionService for WebSessions {
             .map_err(internal)?
             .ok_or_else(|| Status::unauthenticated("wrong user name or password"))?;
         let (handle, session) = self.accounts.start_session(user).await.map_err(internal)?;
-        tracing::info!(user = %session.user.user_id, "signed in");
+        tracing::info!(user = %session.user.user_id.escape_debug(), "signed in");
         self.with_cookie(
             SignInResponse {
                 session: Some(shape(session)),

@@ -36,6 +36,7 @@ pub use session::{
     hash_session_handle, new_session_handle, session_handle,
 };
 
+use tailor_interceptors::access_log::CallerNote;
 use tailor_interceptors::context::Identity;
 use tailor_interceptors::{HttpRequest, HttpResponse, status_response};
 
@@ -220,6 +221,10 @@ where
                 Ok(None) => return Ok(status_response(AuthError::Missing.into())),
                 Err(error) => return Ok(status_response(error.into())),
             };
+            // The access log, outside this layer, names the caller too.
+            if let Some(note) = request.extensions().get::<CallerNote>() {
+                note.record(&identity.subject);
+            }
             if let Some(scope) = policy.scope_for(&path)
                 && !identity.has_scope(scope)
             {
