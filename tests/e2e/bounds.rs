@@ -91,3 +91,54 @@ async fn searches_longer_than_a_shoppers_are_refused_naming_the_query() {
         .into_inner();
     assert!(answer.total_size >= 0);
 }
+
+#[tokio::test]
+async fn oversized_sign_in_names_and_malformed_keys_are_refused_before_any_work() {
+    use tailor_proto::partner::v1::BatchGetAvailabilityRequest;
+    use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
+    use tailor_proto::web::v1::SignInRequest;
+    use tailor_proto::web::v1::session_service_client::SessionServiceClient;
+
+    let stack = Stack::start().await;
+    let mut sessions = SessionServiceClient::new(stack.web.channel().await);
+    let sign_in = |username: String, password: String| SignInRequest { username, password };
+    let status = sessions
+        .sign_in(sign_in("x".repeat(1 << 20), "secret".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert_eq!(status.message(), "username must be at most 64 characters");
+    let status = sessions
+        .sign_in(sign_in("ada".into(), "p".repeat(100_000)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("password must be"),
+        "{status:?}"
+    );
+
+    let mut partner = PartnerServiceClient::new(stack.partner.channel().await);
+    let well_formed_unknown = format!("tk_0123456789abcdef_{}", "ab".repeat(32));
+    let oversized = format!("tk_0123456789abcdef_{}", "ab".repeat(2_000));
+    let odd_id = format!("tk_{}_{}", "z".repeat(16), "ab".repeat(32));
+    for (key, reason) in [
+        (&well_formed_unknown, "unknown"),
+        (&oversized, "malformed"),
+        (&odd_id, "malformed"),
+    ] {
+        let status = partner
+            .batch_get_availability(tailor_e2e::api_key(
+                key,
+                BatchGetAvailabilityRequest {
+                    product_ids: vec!["prod-000001".into()],
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{reason}");
+        if reason == "malformed" {
+            assert!(status.message().contains("malformed"), "{status:?}");
+        }
+    }
+}

@@ -26,6 +26,10 @@ pub const DEFAULT_SIGN_IN_ATTEMPTS: Plan = Plan {
     daily_quota: 200,
 };
 
+/// Longest user name and password a sign-in may present.
+const MAX_USERNAME_CHARS: usize = 64;
+const MAX_PASSWORD_BYTES: usize = 1024;
+
 /// Sign-in, sign-out and "who am I" for the browser app.
 #[derive(Debug, Clone)]
 pub struct WebSessions {
@@ -83,6 +87,18 @@ impl SessionService for WebSessions {
             return Err(Status::invalid_argument(
                 "username and password are required",
             ));
+        }
+        // Checked before any limiter entry or password hashing is spent on
+        // them: names are at most 64 characters when users are added.
+        if username.chars().count() > MAX_USERNAME_CHARS {
+            return Err(Status::invalid_argument(format!(
+                "username must be at most {MAX_USERNAME_CHARS} characters"
+            )));
+        }
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "password must be at most {MAX_PASSWORD_BYTES} bytes"
+            )));
         }
         let account = username.to_lowercase();
         self.attempts

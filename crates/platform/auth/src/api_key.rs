@@ -61,11 +61,15 @@ impl ApiKey {
         }
     }
 
-    /// Splits a presented key into id and secret.
+    /// Splits a presented key into id and secret; `None` unless it has the
+    /// shape keys are issued in (`tk_`, 16 hex digits, `_`, 64 hex digits),
+    /// so a malformed or oversized key is refused before any look-up or
+    /// cache entry is spent on it.
     pub fn parse(token: &str) -> Option<(&str, &str)> {
         let rest = token.strip_prefix("tk_")?;
         let (key_id, secret) = rest.split_once('_')?;
-        (!key_id.is_empty() && !secret.is_empty()).then_some((key_id, secret))
+        let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+        (hex(key_id, 16) && hex(secret, 64)).then_some((key_id, secret))
     }
 }
 
