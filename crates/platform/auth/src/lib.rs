@@ -36,7 +36,7 @@ pub use session::{
     hash_session_handle, new_session_handle, session_handle,
 };
 
-use tailor_interceptors::access_log::CallerNote;
+use tailor_interceptors::access_log::CallNotes;
 use tailor_interceptors::context::Identity;
 use tailor_interceptors::{HttpRequest, HttpResponse, status_response};
 
@@ -222,8 +222,8 @@ where
                 Err(error) => return Ok(status_response(error.into())),
             };
             // The access log, outside this layer, names the caller too.
-            if let Some(note) = request.extensions().get::<CallerNote>() {
-                note.record(&identity.subject);
+            if let Some(notes) = request.extensions().get::<CallNotes>() {
+                notes.record_caller(&identity.subject);
             }
             if let Some(scope) = policy.scope_for(&path)
                 && !identity.has_scope(scope)

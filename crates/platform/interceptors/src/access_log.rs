@@ -10,7 +10,7 @@
 //! limits) are logged and counted like any other answer. Where an inner
 //! layer hides the status from it (grpc-web carries trailers inside the
 //! body), the error-mapping layer notes the final status in the call's
-//! [`FinalStatus`].
+//! [`CallNotes`], and so does the auth layer with the caller.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -79,31 +79,32 @@ impl CallStats {
     }
 }
 
-/// The status a call ended with, as a layer below the access log saw it;
-/// a request extension the access log puts there and reads back.
+/// What layers below the access log learn about a call that the access log
+/// cannot see from where it stands: the final status (grpc-web carries it
+/// inside the body) and the authenticated caller. A request extension the
+/// access log puts there and reads back; the first note of each counts.
 #[derive(Debug, Clone, Default)]
-pub struct FinalStatus(Arc<std::sync::OnceLock<Code>>);
+pub struct CallNotes(Arc<Notes>);
 
-impl FinalStatus {
-    /// Notes `code` as the call's status (the first note counts).
-    pub fn record(&self, code: Code) {
-        let _ = self.0.set(code);
-    }
-
-    fn get(&self) -> Option<Code> {
-        self.0.get().copied()
-    }
+#[derive(Debug, Default)]
+struct Notes {
+    status: std::sync::OnceLock<Code>,
+    caller: std::sync::OnceLock<String>,
 }
 
-/// Who called, as the auth layer below the access log established it; a
-/// request extension the access log puts there and reads back.
-#[derive(Debug, Clone, Default)]
-pub struct CallerNote(Arc<std::sync::OnceLock<String>>);
+impl CallNotes {
+    /// Notes `code` as the call's status.
+    pub fn record_status(&self, code: Code) {
+        let _ = self.0.status.set(code);
+    }
 
-impl CallerNote {
     /// Notes the authenticated caller.
-    pub fn record(&self, subject: &str) {
-        let _ = self.0.set(subject.to_owned());
+    pub fn record_caller(&self, subject: &str) {
+        let _ = self.0.caller.set(subject.to_owned());
+    }
+
+    fn status(&self) -> Option<Code> {
+        self.0.status.get().copied()
     }
 }
 
@@ -146,7 +147,7 @@ struct CallRecord {
     method: String,
     request_id: String,
     caller: String,
-    caller_note: CallerNote,
+    notes: CallNotes,
     via: String,
     started: Instant,
     stats: Arc<CallStats>,
@@ -174,7 +175,7 @@ impl CallRecord {
             }
         };
         let quiet = self.method.starts_with("/grpc.health.v1.");
-        let caller = self.caller_note.0.get().unwrap_or(&self.caller);
+        let caller = self.notes.0.caller.get().unwrap_or(&self.caller);
         macro_rules! line {
             ($level:ident) => {
                 tracing::$level!(
@@ -225,10 +226,8 @@ where
 
     fn call(&mut self, mut request: HttpRequest) -> Self::Future {
         self.stats.started.fetch_add(1, Ordering::Relaxed);
-        let final_status = FinalStatus::default();
-        request.extensions_mut().insert(final_status.clone());
-        let caller_note = CallerNote::default();
-        request.extensions_mut().insert(caller_note.clone());
+        let notes = CallNotes::default();
+        request.extensions_mut().insert(notes.clone());
         let header = |name: &str| {
             request
                 .headers()
@@ -251,7 +250,7 @@ where
                 .map(|id| id.0.clone())
                 .unwrap_or_default(),
             caller,
-            caller_note,
+            notes: notes.clone(),
             via: header(CLIENT_HEADER),
             started: Instant::now(),
             stats: self.stats.clone(),
@@ -268,7 +267,7 @@ where
                 tonic::body::Body::new(LoggedBody {
                     inner,
                     record: Some(record),
-                    final_status,
+                    notes,
                 })
             }))
         })
@@ -280,7 +279,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: tonic::body::Body,
         record: Option<CallRecord>,
-        final_status: FinalStatus,
+        notes: CallNotes,
     }
 }
 
@@ -299,13 +298,11 @@ impl Body for LoggedBody {
                 Some(trailers) => Some(status_of(trailers).unwrap_or(Code::Ok)),
                 // The server may stop polling once the body says it ended
                 // (grpc-web's trailers are its last data frame).
-                None if this.inner.is_end_stream() => {
-                    Some(this.final_status.get().unwrap_or(Code::Ok))
-                }
+                None if this.inner.is_end_stream() => Some(this.notes.status().unwrap_or(Code::Ok)),
                 None => None,
             },
             Some(Err(status)) => Some(status.code()),
-            None => Some(this.final_status.get().unwrap_or(Code::Ok)),
+            None => Some(this.notes.status().unwrap_or(Code::Ok)),
         };
         if let Some(code) = code
             && let Some(mut record) = this.record.take()

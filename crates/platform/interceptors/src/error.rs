@@ -17,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use tonic::{Code, Status};
 use tower::{Layer, Service};
 
-use crate::access_log::FinalStatus;
+use crate::access_log::CallNotes;
 use crate::context::{CallContext, RequestId};
 use crate::{HttpRequest, HttpResponse};
 
@@ -46,12 +46,12 @@ fn needs_scrubbing(code: Code) -> bool {
 /// Rewrites a status in `headers` (response headers of a trailers-only
 /// answer, or trailers) when its message may leak internals, and notes it
 /// as the call's final status.
-fn scrub_and_note(headers: &mut HeaderMap, request_id: &str, final_status: Option<&FinalStatus>) {
+fn scrub_and_note(headers: &mut HeaderMap, request_id: &str, notes: Option<&CallNotes>) {
     let Some(status) = Status::from_header_map(headers) else {
         return;
     };
-    if let Some(final_status) = final_status {
-        final_status.record(status.code());
+    if let Some(notes) = notes {
+        notes.record_status(status.code());
     }
     if !needs_scrubbing(status.code()) || status.message() == public_message(request_id) {
         return;
@@ -97,16 +97,16 @@ where
             .get::<RequestId>()
             .map(|id| id.0.clone())
             .unwrap_or_default();
-        let final_status = request.extensions().get::<FinalStatus>().cloned();
+        let notes = request.extensions().get::<CallNotes>().cloned();
         let response = self.inner.call(request);
         Box::pin(async move {
             let mut response = response.await?;
-            scrub_and_note(response.headers_mut(), &request_id, final_status.as_ref());
+            scrub_and_note(response.headers_mut(), &request_id, notes.as_ref());
             Ok(response.map(|inner| {
                 tonic::body::Body::new(ScrubbedBody {
                     inner,
                     request_id,
-                    final_status,
+                    notes,
                 })
             }))
         })
@@ -118,7 +118,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: tonic::body::Body,
         request_id: String,
-        final_status: Option<FinalStatus>,
+        notes: Option<CallNotes>,
     }
 }
 
@@ -135,14 +135,14 @@ impl Body for ScrubbedBody {
         Poll::Ready(frame.map(|frame| match frame {
             Ok(frame) => match frame.into_trailers() {
                 Ok(mut trailers) => {
-                    scrub_and_note(&mut trailers, this.request_id, this.final_status.as_ref());
+                    scrub_and_note(&mut trailers, this.request_id, this.notes.as_ref());
                     Ok(Frame::trailers(trailers))
                 }
                 Err(frame) => Ok(frame),
             },
             Err(status) => {
-                if let Some(final_status) = this.final_status.as_ref() {
-                    final_status.record(status.code());
+                if let Some(notes) = this.notes.as_ref() {
+                    notes.record_status(status.code());
                 }
                 if needs_scrubbing(status.code()) {
                     Err(Status::new(status.code(), public_message(this.request_id)))

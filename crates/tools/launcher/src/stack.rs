@@ -460,11 +460,16 @@ async fn build_web_app(args: &UpArgs) -> Result<(), String> {
 /// A file only its owner may read, emptied for writing: logs can hold
 /// user names and request details, the development key is a secret.
 fn private_file_for_writing(path: &Path) -> std::io::Result<std::fs::File> {
-    tailor_storage::private_file(path)?;
-    std::fs::OpenOptions::new()
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
         .write(true)
         .truncate(true)
-        .open(path)
+        .mode(0o600)
+        .open(path)?;
+    // An older file keeps its mode on open: make it private too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// `tailor up`.
