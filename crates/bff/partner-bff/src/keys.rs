@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use moka::sync::Cache;
 use tailor_auth::{ApiKey, ApiKeyRecord, ApiKeyStore, BoxFuture};
 use tailor_interceptors::limits::QuotaLedger;
 use tailor_storage::rusqlite::{OptionalExtension, params};
@@ -67,17 +67,30 @@ pub struct KeyInfo {
 /// another process (the `keys revoke` command) stops working within this.
 const CACHE_TTL: Duration = Duration::from_secs(2);
 
-/// The key store over SQLite, with a short-lived cache of lookups so a
-/// partner's every call (and every refused call of a flood) does not cost
-/// a database read.
-#[derive(Debug, Clone)]
+/// Look-ups the cache holds at most, found and not found alike. Key ids
+/// are 16 hex digits (checked before any look-up), so this is well under a
+/// few megabytes; past it, the look-ups used least are dropped.
+const CACHE_CAPACITY: u64 = 10_000;
+
+/// The key store over SQLite, with a short-lived, bounded cache of lookups
+/// so a partner's every call (and every refused call of a flood) does not
+/// cost a database read, and a flood of made-up key ids costs bounded
+/// memory.
+#[derive(Clone)]
 pub struct KeyStore {
     pool: SqlitePool,
-    cache: Arc<Mutex<HashMap<String, Lookup>>>,
+    /// A key id's record, or `None` when the store has no such key.
+    cache: Cache<String, Option<ApiKeyRecord>>,
 }
 
-/// A key id's record (or its absence) and when it was read.
-type Lookup = (Option<ApiKeyRecord>, Instant);
+impl std::fmt::Debug for KeyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyStore")
+            .field("pool", &self.pool)
+            .field("cached", &self.cache.entry_count())
+            .finish()
+    }
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -108,30 +121,19 @@ fn now() -> i64 {
 impl KeyStore {
     /// Opens (creating) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, KeyStoreError> {
+        Self::open_with_cache(path, CACHE_CAPACITY)
+    }
+
+    fn open_with_cache(path: &Path, capacity: u64) -> Result<Self, KeyStoreError> {
         let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), |conn| {
             conn.execute_batch(SCHEMA)?;
             Ok(())
         })?;
-        Ok(Self {
-            pool,
-            cache: Arc::default(),
-        })
-    }
-
-    fn cached(&self, key_id: &str) -> Option<Option<ApiKeyRecord>> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(key_id)
-            .filter(|(_, at)| at.elapsed() < CACHE_TTL)
-            .map(|(record, _)| record.clone())
-    }
-
-    fn remember(&self, key_id: &str, record: Option<ApiKeyRecord>) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() > 10_000 {
-            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
-        }
-        cache.insert(key_id.to_owned(), (record, Instant::now()));
+        let cache = Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(CACHE_TTL)
+            .build();
+        Ok(Self { pool, cache })
     }
 
     /// Creates a key; the returned token is the only time the secret exists
@@ -224,10 +226,7 @@ impl KeyStore {
                 )?)
             })
             .await?;
-        self.cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(key_id);
+        self.cache.invalidate(key_id);
         if changed == 0 && !self.list(None).await?.iter().any(|k| k.key_id == key_id) {
             return Err(KeyStoreError::NoSuchKey(key_id.to_owned()));
         }
@@ -267,14 +266,14 @@ fn split_scopes(text: &str) -> Vec<String> {
 impl ApiKeyStore for KeyStore {
     fn find<'a>(&'a self, key_id: &'a str) -> BoxFuture<'a, Result<Option<ApiKeyRecord>, String>> {
         Box::pin(async move {
-            if let Some(record) = self.cached(key_id) {
+            if let Some(record) = self.cache.get(key_id) {
                 return Ok(record);
             }
             let record = self.record(key_id.to_owned()).await.map_err(|e| {
                 tracing::error!(error = %e, "reading the key store failed");
                 "key store unavailable".to_owned()
             })?;
-            self.remember(key_id, record.clone());
+            self.cache.insert(key_id.to_owned(), record.clone());
             Ok(record)
         })
     }
@@ -374,5 +373,37 @@ mod tests {
             store.create("t", "x", &["admin".into()], "p").await,
             Err(KeyStoreError::UnknownScope(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unknown_key_ids_stays_within_the_cache_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open_with_cache(&dir.path().join("partner.db"), 500).unwrap();
+        let all: Vec<String> = scopes::ALL.iter().map(|s| s.to_string()).collect();
+        let (key, _) = store
+            .create("acme", "test", &all, "standard")
+            .await
+            .unwrap();
+        let auth = ApiKeyAuthenticator::new(std::sync::Arc::new(store.clone()));
+        for n in 0..5_000u64 {
+            let bogus = format!("tk_{n:016x}_{}", "ab".repeat(32));
+            assert_eq!(
+                auth.verify(&bogus).await,
+                Err(AuthError::Invalid("unknown API key"))
+            );
+            if n % 100 == 0 {
+                auth.verify(&key.token).await.unwrap();
+            }
+        }
+        store.cache.run_pending_tasks();
+        let held = store.cache.entry_count();
+        assert!(held <= 500, "{held} look-ups held");
+        // The real key still works, and a revocation is seen at once.
+        auth.verify(&key.token).await.unwrap();
+        store.revoke(&key.key_id).await.unwrap();
+        assert_eq!(
+            auth.verify(&key.token).await,
+            Err(AuthError::Invalid("API key revoked"))
+        );
     }
 }

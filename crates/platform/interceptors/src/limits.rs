@@ -19,6 +19,17 @@
 //! Quota counts survive restarts when the limiter has a [`QuotaLedger`]:
 //! today's counts are loaded when it starts and changed counts are saved
 //! every second, so a crash loses at most a second of counting.
+//!
+//! The table of keys is bounded: a [`Limiter`] holds at most its capacity
+//! ([`DEFAULT_CAPACITY`] unless built with [`Limiter::bounded`]) and
+//! forgets keys idle for its idle time, so a flood of distinct keys (user
+//! names, addresses) costs bounded memory. The table admits and evicts by
+//! how often a key is used (TinyLFU), so a flood of one-off keys does not
+//! push out the keys that are busy. A key that is forgotten comes back with
+//! a full bucket: at most one burst more than the limit, and only after the
+//! table overflowed or the key went quiet. With a ledger, the day's count of
+//! a forgotten key is kept aside (in a table of the same bound) and
+//! restored when the key returns.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,6 +39,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use moka::notification::RemovalCause;
+use moka::sync::Cache;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
@@ -66,6 +79,47 @@ impl std::str::FromStr for Plan {
             return Err(bad());
         }
         Ok(plan)
+    }
+}
+
+impl Plan {
+    /// `rate` with no daily quota.
+    pub const fn unmetered(rate: Rate) -> Self {
+        Plan {
+            per_second: rate.per_second,
+            burst: rate.burst,
+            daily_quota: u64::MAX,
+        }
+    }
+}
+
+/// A token bucket without a daily quota: a limit that recovers by itself,
+/// for things a stranger could otherwise use up for a whole day on
+/// someone else's behalf (sign-in attempts for a user name).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rate {
+    /// Sustained calls per second.
+    pub per_second: f64,
+    /// Calls that may come at once after a quiet spell.
+    pub burst: u32,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    /// `<calls per second>:<burst>`, as operators write rates on the
+    /// command line (`0.2:5`).
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?}: expected <per second>:<burst>");
+        let (per_second, burst) = text.split_once(':').ok_or_else(bad)?;
+        let rate = Rate {
+            per_second: per_second.parse().map_err(|_| bad())?,
+            burst: burst.parse().map_err(|_| bad())?,
+        };
+        if !(rate.per_second > 0.0 && rate.per_second.is_finite()) || rate.burst == 0 {
+            return Err(bad());
+        }
+        Ok(rate)
     }
 }
 
@@ -135,13 +189,33 @@ pub trait QuotaLedger: Send + Sync + 'static {
     fn save(&self, counts: Vec<(String, u64, u64)>) -> crate::BoxFuture<'_, Result<(), String>>;
 }
 
-/// The limits of every key a server has seen.
-#[derive(Debug, Default)]
+/// Keys a limiter keeps at most unless built with [`Limiter::bounded`]:
+/// some tens of megabytes at worst, far more than the keys, users or
+/// addresses that are busy at once.
+pub const DEFAULT_CAPACITY: u64 = 100_000;
+
+/// How long a key may stay quiet before it is forgotten, unless built with
+/// [`Limiter::bounded`]: longer than any plan's bucket takes to refill.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(3600);
+
+/// The limits of the keys a server has seen lately; see the module docs
+/// for what "lately" means.
 pub struct Limiter {
     plans: HashMap<String, Plan>,
-    keys: Mutex<HashMap<String, KeyState>>,
-    /// Counts loaded from the ledger: the day and each key's calls.
-    restored: Mutex<(u64, HashMap<String, u64>)>,
+    keys: Cache<String, Arc<Mutex<KeyState>>>,
+    /// The day's counts of keys not in `keys`: loaded from the ledger at
+    /// start, and kept aside when a key is forgotten (ledger only). Each
+    /// value is `(day, calls)`.
+    restored: Cache<String, (u64, u64)>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("plans", &self.plans)
+            .field("keys", &self.keys.entry_count())
+            .finish()
+    }
 }
 
 const DAY_SECS: u64 = 86_400;
@@ -154,11 +228,43 @@ fn unix_now() -> u64 {
 
 impl Limiter {
     /// Limits keys by the plan their identity names; keys on plans not in
-    /// `plans` are not limited.
+    /// `plans` are not limited. Holds at most [`DEFAULT_CAPACITY`] keys,
+    /// each forgotten after [`DEFAULT_IDLE`] without calls.
     pub fn new(plans: HashMap<String, Plan>) -> Self {
+        Self::bounded(plans, DEFAULT_CAPACITY, DEFAULT_IDLE)
+    }
+
+    /// Like [`Limiter::new`], holding at most `capacity` keys and
+    /// forgetting a key after `idle` without calls.
+    pub fn bounded(plans: HashMap<String, Plan>, capacity: u64, idle: Duration) -> Self {
+        Self::build(plans, capacity, idle, false)
+    }
+
+    fn build(plans: HashMap<String, Plan>, capacity: u64, idle: Duration, ledger: bool) -> Self {
+        // Yesterday's counts are of no use, so a day and an hour is enough.
+        let restored = Cache::builder()
+            .max_capacity(capacity)
+            .time_to_live(Duration::from_secs(DAY_SECS + 3600))
+            .build();
+        let mut keys = Cache::builder().max_capacity(capacity).time_to_idle(idle);
+        if ledger {
+            let aside = restored.clone();
+            keys = keys.eviction_listener(
+                move |key: Arc<String>, state: Arc<Mutex<KeyState>>, cause: RemovalCause| {
+                    if !cause.was_evicted() {
+                        return;
+                    }
+                    let state = state.lock().unwrap_or_else(|e| e.into_inner());
+                    if state.used_today > 0 {
+                        aside.insert(key.as_ref().clone(), (state.day, state.used_today));
+                    }
+                },
+            );
+        }
         Self {
             plans,
-            ..Self::default()
+            keys: keys.build(),
+            restored,
         }
     }
 
@@ -172,11 +278,10 @@ impl Limiter {
     ) -> Result<Arc<Self>, String> {
         let day = unix_now() / DAY_SECS;
         let counts = ledger.load(day).await?;
-        let limiter = Arc::new(Self {
-            plans,
-            restored: Mutex::new((day, counts)),
-            ..Self::default()
-        });
+        let limiter = Arc::new(Self::build(plans, DEFAULT_CAPACITY, DEFAULT_IDLE, true));
+        for (key, used) in counts {
+            limiter.restored.insert(key, (day, used));
+        }
         let weak = Arc::downgrade(&limiter);
         tokio::spawn(async move {
             loop {
@@ -198,23 +303,35 @@ impl Limiter {
 
     /// Counts changed since they were last taken, marked as saved.
     fn changed_counts(&self) -> Vec<(String, u64, u64)> {
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        keys.iter_mut()
-            .filter(|(_, state)| state.used_today != state.saved)
-            .map(|(key, state)| {
-                state.saved = state.used_today;
-                (key.clone(), state.day, state.used_today)
+        self.keys
+            .iter()
+            .filter_map(|(key, state)| {
+                let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+                (state.used_today != state.saved).then(|| {
+                    state.saved = state.used_today;
+                    (key.as_ref().clone(), state.day, state.used_today)
+                })
             })
             .collect()
     }
 
+    /// The day's calls of a key not in the table, taken out of `restored`.
     fn restored_count(&self, key: &str, day: u64) -> u64 {
-        let restored = self.restored.lock().unwrap_or_else(|e| e.into_inner());
-        if restored.0 == day {
-            restored.1.get(key).copied().unwrap_or(0)
-        } else {
-            0
+        match self.restored.remove(key) {
+            Some((restored_day, used)) if restored_day == day => used,
+            _ => 0,
         }
+    }
+
+    /// How many keys the table holds now (after pending evictions).
+    pub fn len(&self) -> u64 {
+        self.keys.run_pending_tasks();
+        self.keys.entry_count()
+    }
+
+    /// Whether the table holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Takes one call for `key` on `plan` at `now` (monotonic) and
@@ -227,21 +344,21 @@ impl Limiter {
         unix_secs: u64,
     ) -> Result<(), Refusal> {
         let day = unix_secs / DAY_SECS;
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if !keys.contains_key(key) {
-            let used = self.restored_count(key, day);
-            keys.insert(
-                key.to_owned(),
-                KeyState {
+        let state = self
+            .keys
+            .entry_by_ref(key)
+            .or_insert_with(|| {
+                let used = self.restored_count(key, day);
+                Arc::new(Mutex::new(KeyState {
                     tokens: f64::from(plan.burst),
                     refilled: now,
                     day,
                     used_today: used,
                     saved: used,
-                },
-            );
-        }
-        let state = keys.get_mut(key).expect("inserted above");
+                }))
+            })
+            .into_value();
+        let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
         if state.day != day {
             state.day = day;
             state.used_today = 0;
@@ -370,6 +487,57 @@ mod tests {
         limiter.admit_at("other", &PLAN, later, 1_000).unwrap();
     }
 
+    #[test]
+    fn a_flood_of_distinct_keys_stays_within_the_capacity() {
+        let limiter = Limiter::bounded(HashMap::new(), 1_000, DEFAULT_IDLE);
+        let start = Instant::now();
+        // A busy key: its bucket is empty when the flood begins.
+        for _ in 0..5 {
+            limiter.admit_at("busy", &PLAN, start, 1_000).unwrap();
+        }
+        for n in 0..50_000 {
+            let _ = limiter.admit_at(&format!("stranger-{n}"), &PLAN, start, 1_000);
+            if n % 1_000 == 0 {
+                // The busy key keeps calling, so it is worth keeping.
+                let _ = limiter.admit_at("busy", &PLAN, start, 1_000);
+            }
+        }
+        assert!(limiter.len() <= 1_000, "{} keys kept", limiter.len());
+        assert!(
+            limiter.admit_at("busy", &PLAN, start, 1_000).is_err(),
+            "the busy key's empty bucket outlived the flood"
+        );
+    }
+
+    #[test]
+    fn quiet_keys_are_forgotten_with_full_buckets() {
+        let limiter = Limiter::bounded(HashMap::new(), 1_000, Duration::from_millis(50));
+        let start = Instant::now();
+        for _ in 0..5 {
+            limiter.admit_at("k", &PLAN, start, 1_000).unwrap();
+        }
+        assert!(limiter.admit_at("k", &PLAN, start, 1_000).is_err());
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(limiter.len(), 0, "the quiet key is gone");
+    }
+
+    #[test]
+    fn rates_parse_as_operators_write_them_and_have_no_daily_quota() {
+        let rate: Rate = "0.5:3".parse().unwrap();
+        assert_eq!(
+            rate,
+            Rate {
+                per_second: 0.5,
+                burst: 3
+            }
+        );
+        assert_eq!(Plan::unmetered(rate).daily_quota, u64::MAX);
+        for bad in ["", "1", "1:2:3", "0:3", "1:0", "x:1", "inf:1"] {
+            let error = bad.parse::<Rate>().unwrap_err();
+            assert!(error.contains("<per second>:<burst>"), "{error}");
+        }
+    }
+
     /// A ledger in memory.
     #[derive(Default)]
     struct Ledger {
@@ -426,6 +594,26 @@ mod tests {
             Err(Refusal::Quota { limit: 5, .. })
         ));
         second.admit_key("fresh", &plan).unwrap();
+    }
+
+    #[test]
+    fn a_forgotten_key_keeps_its_days_count_when_counts_are_kept() {
+        let plan = Plan {
+            daily_quota: 4,
+            ..PLAN
+        };
+        // As `with_ledger` builds it, but quick to forget.
+        let limiter = Limiter::build(HashMap::new(), 1_000, Duration::from_millis(50), true);
+        for _ in 0..3 {
+            limiter.admit_key("k", &plan).unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(120));
+        assert_eq!(limiter.len(), 0, "forgotten");
+        limiter.admit_key("k", &plan).unwrap();
+        assert!(matches!(
+            limiter.admit_key("k", &plan),
+            Err(Refusal::Quota { limit: 4, .. })
+        ));
     }
 
     #[test]
