@@ -222,7 +222,7 @@ async fn order_status_streams_live_over_grpc_web() {
     let orders = GrpcServer::new("orders").add_service(OrdersServiceServer::new(
         tailor_orders::Orders::new(store.clone()),
     ));
-    let orders = Server::start(orders, ServeOptions::default()).await;
+    let orders = Server::start_service(orders, ServeOptions::default()).await;
     let args = downstream_args(
         &stack.catalog.url(),
         &stack.inventory.url(),

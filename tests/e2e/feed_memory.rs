@@ -51,7 +51,7 @@ async fn a_stalled_feed_reader_does_not_make_the_bff_buffer_the_catalogue() {
     })
     .await
     .unwrap();
-    let catalog = Server::start(catalog, ServeOptions::default()).await;
+    let catalog = Server::start_service(catalog, ServeOptions::default()).await;
     // The other downstream services are not used by the feed.
     let args = [
         "--data-dir",

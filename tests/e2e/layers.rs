@@ -141,12 +141,13 @@ async fn latency_and_failures_can_be_injected_together() {
     .await
     .unwrap();
     let delay = Duration::from_millis(400);
-    let server = Server::start(
+    let server = Server::start_service(
         catalog,
         ServeOptions {
             drain_timeout: Duration::from_secs(1),
             injected_latency: Some(delay),
             inject_unavailable_every: Some(2),
+            ..ServeOptions::default()
         },
     )
     .await;

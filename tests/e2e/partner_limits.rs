@@ -27,7 +27,7 @@ async fn partner_with(stack: &Stack, limits: HashMap<String, Plan>) -> Server {
         &stack.orders.url(),
     );
     let server = tailor_partner_bff::build_server(
-        Downstreams::connect(&args, tailor_partner_bff::NAME).unwrap(),
+        Downstreams::connect(&args, &tailor_e2e::caller(tailor_partner_bff::NAME)).unwrap(),
         stack.keys.clone(),
         limits,
     )

@@ -14,11 +14,12 @@ pub mod grpc_web;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tailor_auth::{Claims, JwtAuthenticator, JwtKey, mint_hs256};
-use tailor_channel::DownstreamArgs;
+use tailor_channel::{Caller, DownstreamArgs};
+use tailor_trust::{Authority, IDENTITY_HEADER, IdentitySigner, MeshCredentials, TrustFiles};
 use tailor_interceptors::access_log::CallStats;
 use tailor_runtime::{CancellationToken, GrpcServer, ServeOptions};
 use tailor_screens::Downstreams;
@@ -33,19 +34,108 @@ pub const WEB_ORIGIN: &str = "http://shop.test:8080";
 /// large enough for several pages everywhere.
 pub const PRODUCTS: u32 = 300;
 
+/// Every process of a stack by the name its certificate bears, and
+/// `stranger`: a certificate from the same authority that names no BFF.
+pub const CERTIFIED: [&str; 8] = [
+    "catalog",
+    "inventory",
+    "reviews",
+    "orders",
+    "web-bff",
+    "mobile-bff",
+    "partner-bff",
+    "stranger",
+];
+
+/// The BFFs downstream services admit.
+pub fn bffs() -> Vec<String> {
+    ["web-bff", "mobile-bff", "partner-bff"]
+        .map(String::from)
+        .to_vec()
+}
+
+/// The tests' trust directory: one authority and a certificate for each of
+/// [`CERTIFIED`], made once and shared by every test process (written
+/// beside, then renamed into place, so concurrent tests never read half a
+/// directory).
+pub fn trust() -> &'static TrustFiles {
+    static TRUST: LazyLock<TrustFiles> = LazyLock::new(|| {
+        let root = std::env::temp_dir();
+        let dir = root.join("tailor-e2e-trust");
+        if !dir.join("stranger.key").is_file() {
+            let draft = root.join(format!("tailor-e2e-trust-{}", std::process::id()));
+            Authority::ensure_dir(&draft, &CERTIFIED).unwrap();
+            if std::fs::rename(&draft, &dir).is_err() {
+                // Another test process got there first.
+                let _ = std::fs::remove_dir_all(&draft);
+            }
+        }
+        TrustFiles::new(dir)
+    });
+    &TRUST
+}
+
+/// The credentials of `name` from [`trust`].
+pub fn credentials(name: &str) -> MeshCredentials {
+    MeshCredentials::load(trust(), name).unwrap()
+}
+
+/// The BFF `name` as its downstream calls present it.
+pub fn caller(name: &str) -> Caller {
+    Caller::new(credentials(name)).unwrap()
+}
+
+/// `message` as the BFF `bff` sends it to `service` for `subject`: with
+/// an identity token that BFF signed.
+pub fn on_behalf_of<T>(bff: &str, service: &str, subject: &str, message: T) -> tonic::Request<T> {
+    let signer = IdentitySigner::new(bff, &std::fs::read(trust().key(bff)).unwrap()).unwrap();
+    let identity = tailor_interceptors::context::Identity {
+        subject: subject.to_owned(),
+        tenant: subject.strip_prefix("partner:").map(str::to_owned),
+        scopes: vec![],
+        method: tailor_interceptors::context::AuthMethod::Bearer,
+        key_id: None,
+        plan: None,
+    };
+    let token = signer.token(service, &identity).unwrap();
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert(IDENTITY_HEADER, token.parse().unwrap());
+    request
+}
+
 /// One in-process server on a free loopback port.
 pub struct Server {
     /// Where it listens.
     pub address: SocketAddr,
     /// Its call counts.
     pub stats: Arc<CallStats>,
+    /// For a downstream service: its name, which its certificate bears.
+    pub service: Option<&'static str>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Server {
-    /// Serves `server` on `127.0.0.1:0`.
+    /// Serves `server` (a BFF) on `127.0.0.1:0`.
     pub async fn start(server: GrpcServer, options: ServeOptions) -> Server {
+        Self::serve(server, None, options).await
+    }
+
+    /// Serves the downstream service `server` on `127.0.0.1:0` as the
+    /// binaries do: over mutual TLS, admitting the three BFFs.
+    pub async fn start_service(server: GrpcServer, options: ServeOptions) -> Server {
+        let name = server.name();
+        let server = server.with_mesh(&credentials(name), bffs()).unwrap();
+        Self::serve(server, Some(name), options).await
+    }
+
+    async fn serve(
+        server: GrpcServer,
+        service: Option<&'static str>,
+        options: ServeOptions,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let stats = server.stats();
@@ -54,19 +144,40 @@ impl Server {
         Server {
             address,
             stats,
+            service,
             shutdown,
             task,
         }
     }
 
-    /// `http://address`.
+    /// `http://address` (`https://` for a downstream service).
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        match self.service {
+            Some(_) => format!("https://{}", self.address),
+            None => format!("http://{}", self.address),
+        }
     }
 
-    /// A connected channel.
+    /// A connected channel; to a downstream service, over mutual TLS as
+    /// the web BFF.
     pub async fn channel(&self) -> Channel {
-        connect(self.address).await
+        match self.service {
+            Some(_) => self.channel_as("web-bff").await,
+            None => connect(self.address).await,
+        }
+    }
+
+    /// A channel to a downstream service over mutual TLS with the
+    /// certificate of `name` (one of [`CERTIFIED`]).
+    pub async fn channel_as(&self, name: &str) -> Channel {
+        let service = self.service.expect("a downstream service");
+        tonic::transport::Endpoint::from_shared(format!("https://{}", self.address))
+            .unwrap()
+            .tls_config(credentials(name).client_tls(service))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
     }
 
     /// Begins a graceful shutdown, as SIGTERM would.
@@ -144,7 +255,7 @@ fn options(latency: Option<Duration>) -> ServeOptions {
     ServeOptions {
         drain_timeout: Duration::from_secs(5),
         injected_latency: latency,
-        inject_unavailable_every: None,
+        ..ServeOptions::default()
     }
 }
 
@@ -199,17 +310,17 @@ pub async fn start_bffs(
     accounts: tailor_web_bff::Accounts,
 ) -> (Server, Server, Server) {
     let web = tailor_web_bff::build_server(
-        Downstreams::connect(args, tailor_web_bff::NAME).unwrap(),
+        Downstreams::connect(args, &caller(tailor_web_bff::NAME)).unwrap(),
         verifier(tailor_web_bff::DEFAULT_AUDIENCE),
         accounts,
         web_options(),
     );
     let mobile = tailor_mobile_bff::build_server(
-        Downstreams::connect(args, tailor_mobile_bff::NAME).unwrap(),
+        Downstreams::connect(args, &caller(tailor_mobile_bff::NAME)).unwrap(),
         verifier(tailor_mobile_bff::DEFAULT_AUDIENCE),
     );
     let partner = tailor_partner_bff::build_server(
-        Downstreams::connect(args, tailor_partner_bff::NAME).unwrap(),
+        Downstreams::connect(args, &caller(tailor_partner_bff::NAME)).unwrap(),
         keys,
         tailor_partner_bff::plans::limits(),
     )
@@ -272,11 +383,11 @@ impl Stack {
             Some(_) => flaky(options_.unavailable_every),
             None => options(options_.catalog_latency),
         };
-        let catalog = Server::start(catalog, catalog_options).await;
+        let catalog = Server::start_service(catalog, catalog_options).await;
         let slow = options_.stock_and_reviews_latency;
-        let inventory = Server::start(inventory, options(slow)).await;
-        let reviews = Server::start(reviews, options(slow)).await;
-        let orders = Server::start(orders, flaky(options_.unavailable_every)).await;
+        let inventory = Server::start_service(inventory, options(slow)).await;
+        let reviews = Server::start_service(reviews, options(slow)).await;
+        let orders = Server::start_service(orders, flaky(options_.unavailable_every)).await;
 
         let keys = tailor_partner_bff::KeyStore::open(&db("partner")).unwrap();
         let (key, _) = keys
@@ -453,9 +564,12 @@ impl Process {
             Some(log) => Stdio::from(std::fs::File::create(log).unwrap()),
             None => Stdio::null(),
         };
-        let mut child = command(binary)
-            .arg("--listen")
-            .arg("127.0.0.1:0")
+        let mut command = command(binary);
+        command.arg("--listen").arg("127.0.0.1:0");
+        if !args.contains(&"--trust-dir") {
+            command.arg("--trust-dir").arg(&trust().dir);
+        }
+        let mut child = command
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

@@ -34,9 +34,17 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let build = async {
         let tokens = args.jwt.authenticator(&args.jwt_audience)?;
-        let downstreams = Downstreams::connect(&args.downstreams, tailor_mobile_bff::NAME)
+        let downstreams = tailor_channel::Caller::new(args.server.mesh_credentials(tailor_mobile_bff::NAME)?)
+                    .map_err(|e| e.to_string())
+                    .and_then(|caller| Downstreams::connect(&args.downstreams, &caller).map_err(|e| e.to_string()))
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(tailor_mobile_bff::build_server(downstreams, tokens))
     };
-    tailor_runtime::serve_main("tailor-mobile-bff", args.listen, &args.server, build).await
+    tailor_runtime::serve_main(
+        "tailor-mobile-bff",
+        args.listen,
+        &args.server,
+        tailor_runtime::Role::Bff,
+        build,
+    ).await
 }

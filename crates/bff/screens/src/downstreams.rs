@@ -6,7 +6,7 @@
 
 use std::convert::Infallible;
 
-use tailor_channel::{DownstreamArgs, InvalidAddress, ServiceChannel, channel};
+use tailor_channel::{Caller, ChannelError, DownstreamArgs, ServiceChannel, channel};
 use tailor_interceptors::{HttpRequest, HttpResponse};
 use tailor_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
 use tailor_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
@@ -48,13 +48,13 @@ pub struct Downstreams<C = ServiceChannel> {
 }
 
 impl Downstreams {
-    /// Lazily connecting clients; `bff` names the calling BFF downstream.
-    pub fn connect(args: &DownstreamArgs, bff: &'static str) -> Result<Self, InvalidAddress> {
+    /// Lazily connecting clients, over mutual TLS as the BFF `caller`.
+    pub fn connect(args: &DownstreamArgs, caller: &Caller) -> Result<Self, ChannelError> {
         Ok(Self::over(
-            channel("catalog", &args.catalog_addr, bff)?,
-            channel("inventory", &args.inventory_addr, bff)?,
-            channel("reviews", &args.reviews_addr, bff)?,
-            channel("orders", &args.orders_addr, bff)?,
+            channel("catalog", &args.catalog_addr, caller)?,
+            channel("inventory", &args.inventory_addr, caller)?,
+            channel("reviews", &args.reviews_addr, caller)?,
+            channel("orders", &args.orders_addr, caller)?,
         ))
     }
 }

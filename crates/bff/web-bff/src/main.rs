@@ -10,7 +10,7 @@ use tailor_browser::{AllowedOrigins, BrowserAccess, DEFAULT_MAX_REQUEST_BYTES};
 use tailor_channel::DownstreamArgs;
 use tailor_runtime::cli::ServerArgs;
 use tailor_screens::Downstreams;
-use tailor_web_bff::{Accounts, WebOptions};
+use tailor_web_bff::{Accounts, DEFAULT_SIGN_IN_ATTEMPTS, SignInLimits, WebOptions};
 
 /// The web BFF: the shop API for browsers (gRPC and grpc-web on one port).
 #[derive(Debug, Parser)]
@@ -50,10 +50,17 @@ struct Args {
     #[arg(long, env = "TAILOR_WEB_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
 
-    /// Sign-in attempts allowed per user name, as `<per second>:<burst>:<per
-    /// day>` (default 0.0833:5:200: 5 at once, one every 12 s, 200 a day).
+    /// Sign-in attempts allowed per user name, as `<per second>:<burst>`
+    /// (default 0.0833:5: 5 at once, then one every 12 s). There is no
+    /// daily cap: a stranger could use it to lock a user out for the day.
     #[arg(long, env = "TAILOR_WEB_SIGN_IN_LIMITS")]
-    sign_in_limits: Option<tailor_interceptors::limits::Plan>,
+    sign_in_limits: Option<tailor_interceptors::limits::Rate>,
+
+    /// Sign-in attempts allowed per client address whatever the user names,
+    /// as `<per second>:<burst>` (default 0.333:20: 20 at once, then one
+    /// every 3 s).
+    #[arg(long, env = "TAILOR_WEB_SIGN_IN_ADDRESS_LIMITS")]
+    sign_in_address_limits: Option<tailor_interceptors::limits::Rate>,
 
     #[command(flatten)]
     jwt: JwtArgs,
@@ -137,7 +144,9 @@ async fn main() -> ExitCode {
     }
     let build = async {
         let tokens = args.jwt.authenticator(&args.jwt_audience)?;
-        let downstreams = Downstreams::connect(&args.downstreams, tailor_web_bff::NAME)
+        let downstreams = tailor_channel::Caller::new(args.server.mesh_credentials(tailor_web_bff::NAME)?)
+                    .map_err(|e| e.to_string())
+                    .and_then(|caller| Downstreams::connect(&args.downstreams, &caller).map_err(|e| e.to_string()))
             .map_err(|e| e.to_string())?;
         let origins = AllowedOrigins::new(&args.cors_origins).map_err(|e| e.to_string())?;
         if args.insecure_cookies {
@@ -152,9 +161,12 @@ async fn main() -> ExitCode {
                 secure: !args.insecure_cookies,
                 max_age_secs: args.session_ttl_secs,
             },
-            sign_in_attempts: args
-                .sign_in_limits
-                .unwrap_or(tailor_web_bff::DEFAULT_SIGN_IN_ATTEMPTS),
+            sign_in_attempts: SignInLimits {
+                per_name: args.sign_in_limits.unwrap_or(DEFAULT_SIGN_IN_ATTEMPTS.per_name),
+                per_address: args
+                    .sign_in_address_limits
+                    .unwrap_or(DEFAULT_SIGN_IN_ATTEMPTS.per_address),
+            },
         };
         Ok::<_, String>(tailor_web_bff::build_server(
             downstreams,
@@ -163,5 +175,11 @@ async fn main() -> ExitCode {
             options,
         ))
     };
-    tailor_runtime::serve_main("tailor-web-bff", args.listen, &args.server, build).await
+    tailor_runtime::serve_main(
+        "tailor-web-bff",
+        args.listen,
+        &args.server,
+        tailor_runtime::Role::Bff,
+        build,
+    ).await
 }

@@ -1,8 +1,11 @@
 //! Calling downstream services. A BFF gets one [`ServiceChannel`] per
 //! service it calls; every call made through it, from any handler:
 //!
-//! - carries the caller's request id, identity, the calling BFF and what is
-//!   left of the deadline ([`Outbound`]);
+//! - travels over mutual TLS, with this BFF's certificate from the stack's
+//!   authority ([`Caller`]);
+//! - carries the caller's request id, what is left of the deadline and the
+//!   user it is made for, as an identity token this BFF signs for that
+//!   service ([`Outbound`]);
 //! - is retried on transient failures when the contracts mark the method
 //!   a read (`NO_SIDE_EFFECTS`, [`RetryReads`]);
 //! - fails with a status a client may read: about the request (not found,
@@ -23,6 +26,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use tailor_trust::{IdentitySigner, MeshCredentials, TrustError};
 use tonic::transport::{Channel, Endpoint};
 
 pub use named::{NamedChannel, name_failure};
@@ -46,26 +50,71 @@ pub struct InvalidAddress {
     reason: String,
 }
 
+/// A BFF as its downstream calls present it: its certificate, and the key
+/// it signs its callers' identities with.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    credentials: MeshCredentials,
+    signer: Arc<IdentitySigner>,
+}
+
+impl Caller {
+    /// The BFF with `credentials` (from the stack's trust directory).
+    pub fn new(credentials: MeshCredentials) -> Result<Self, TrustError> {
+        let signer = Arc::new(credentials.signer()?);
+        Ok(Self {
+            credentials,
+            signer,
+        })
+    }
+
+    /// The BFF's name (`web-bff`).
+    pub fn name(&self) -> &str {
+        self.credentials.name()
+    }
+}
+
+/// Why a downstream channel could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// The address does not parse.
+    #[error(transparent)]
+    Address(#[from] InvalidAddress),
+    /// The TLS set-up failed.
+    #[error("TLS for {service}: {reason}")]
+    Tls {
+        /// The downstream service.
+        service: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
 /// A lazily connecting channel to the downstream `service` (`catalog`) at
-/// `address` (`http://127.0.0.1:50051` or `127.0.0.1:50051`), used by the
-/// server named `client` (`web-bff`). Connection attempts fail fast so a
-/// dead downstream answers UNAVAILABLE promptly instead of hanging, and
-/// HTTP/2 keepalive notices a peer that vanished.
+/// `address` (`127.0.0.1:50051`; any scheme given is replaced by https),
+/// over mutual TLS as `caller`. The service's certificate must name
+/// `service`. Connection attempts fail fast so a dead downstream answers
+/// UNAVAILABLE promptly instead of hanging, and HTTP/2 keepalive notices a
+/// peer that vanished.
 pub fn channel(
     service: &'static str,
     address: &str,
-    client: &'static str,
-) -> Result<ServiceChannel, InvalidAddress> {
-    let uri = if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
-    };
-    let endpoint = Endpoint::from_shared(uri).map_err(|e| InvalidAddress {
-        service,
-        address: address.to_owned(),
-        reason: e.to_string(),
+    caller: &Caller,
+) -> Result<ServiceChannel, ChannelError> {
+    let authority = address.split_once("://").map_or(address, |(_, rest)| rest);
+    let endpoint = Endpoint::from_shared(format!("https://{authority}")).map_err(|e| {
+        InvalidAddress {
+            service,
+            address: address.to_owned(),
+            reason: e.to_string(),
+        }
     })?;
+    let endpoint = endpoint
+        .tls_config(caller.credentials.client_tls(service))
+        .map_err(|e| ChannelError::Tls {
+            service,
+            reason: e.to_string(),
+        })?;
     let channel = endpoint
         .connect_timeout(Duration::from_millis(500))
         .tcp_nodelay(true)
@@ -76,7 +125,7 @@ pub fn channel(
     Ok(NamedChannel::new(
         service,
         RetryReads::new(
-            Outbound::new(channel, client),
+            Outbound::new(channel, service, caller.signer.clone()),
             READS.clone(),
             RetryPolicy::default(),
         ),
@@ -90,28 +139,28 @@ pub struct DownstreamArgs {
     #[arg(
         long,
         env = "TAILOR_CATALOG_ADDR",
-        default_value = "http://127.0.0.1:50051"
+        default_value = "127.0.0.1:50051"
     )]
     pub catalog_addr: String,
     /// Inventory service address.
     #[arg(
         long,
         env = "TAILOR_INVENTORY_ADDR",
-        default_value = "http://127.0.0.1:50052"
+        default_value = "127.0.0.1:50052"
     )]
     pub inventory_addr: String,
     /// Reviews service address.
     #[arg(
         long,
         env = "TAILOR_REVIEWS_ADDR",
-        default_value = "http://127.0.0.1:50053"
+        default_value = "127.0.0.1:50053"
     )]
     pub reviews_addr: String,
     /// Orders service address.
     #[arg(
         long,
         env = "TAILOR_ORDERS_ADDR",
-        default_value = "http://127.0.0.1:50054"
+        default_value = "127.0.0.1:50054"
     )]
     pub orders_addr: String,
 }

@@ -1,18 +1,20 @@
 //! Context propagation, the way out: [`Outbound`] writes the current
-//! call's request id, identity, calling BFF and remaining deadline into
-//! every downstream request, and ends the call with DEADLINE_EXCEEDED when
-//! the caller's deadline passes.
+//! call's request id, remaining deadline and caller (as an identity token
+//! this BFF signs for the downstream service) into every downstream
+//! request, and ends the call with DEADLINE_EXCEEDED when the caller's
+//! deadline passes.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::HeaderValue;
 use tailor_interceptors::context::CallContext;
 use tailor_interceptors::deadline::{GRPC_TIMEOUT_HEADER, format_grpc_timeout, parse_grpc_timeout};
-use tailor_interceptors::propagate::{CLIENT_HEADER, SUBJECT_HEADER, TENANT_HEADER};
 use tailor_interceptors::request_id::REQUEST_ID_HEADER;
 use tailor_interceptors::{HttpRequest, HttpResponse, status_response};
+use tailor_trust::{IDENTITY_HEADER, IdentitySigner};
 use tonic::Status;
 use tower::Service;
 
@@ -23,13 +25,19 @@ use tower::Service;
 #[derive(Debug, Clone)]
 pub struct Outbound<S> {
     inner: S,
-    client: &'static str,
+    service: &'static str,
+    signer: Arc<IdentitySigner>,
 }
 
 impl<S> Outbound<S> {
-    /// Wraps `inner`; `client` names the calling server (`web-bff`).
-    pub fn new(inner: S, client: &'static str) -> Self {
-        Self { inner, client }
+    /// Wraps `inner`, a channel to the downstream `service` (`orders`);
+    /// `signer` signs the caller's identity for it.
+    pub fn new(inner: S, service: &'static str, signer: Arc<IdentitySigner>) -> Self {
+        Self {
+            inner,
+            service,
+            signer,
+        }
     }
 }
 
@@ -55,14 +63,13 @@ where
 
     fn call(&mut self, mut request: HttpRequest) -> Self::Future {
         let context = CallContext::current().unwrap_or_default();
-        set(&mut request, CLIENT_HEADER, self.client);
         if let Some(id) = &context.request_id {
             set(&mut request, REQUEST_ID_HEADER, id);
         }
         if let Some(identity) = &context.identity {
-            set(&mut request, SUBJECT_HEADER, &identity.subject);
-            if let Some(tenant) = &identity.tenant {
-                set(&mut request, TENANT_HEADER, tenant);
+            match self.signer.token(self.service, identity) {
+                Ok(token) => set(&mut request, IDENTITY_HEADER, &token),
+                Err(status) => return Box::pin(async { Ok(status_response(status)) }),
             }
         }
         let Some(deadline) = context.deadline else {

@@ -27,7 +27,6 @@ use tonic::{Code, Status};
 use tower::{Layer, Service};
 
 use crate::context::{Identity, RequestId};
-use crate::propagate::{CLIENT_HEADER, SUBJECT_HEADER};
 use crate::{HttpRequest, HttpResponse};
 
 /// Counts of calls by outcome, shared by every connection of a server.
@@ -90,6 +89,7 @@ pub struct CallNotes(Arc<Notes>);
 struct Notes {
     status: std::sync::OnceLock<Code>,
     caller: std::sync::OnceLock<String>,
+    via: std::sync::OnceLock<String>,
 }
 
 impl CallNotes {
@@ -101,6 +101,12 @@ impl CallNotes {
     /// Notes the authenticated caller.
     pub fn record_caller(&self, subject: &str) {
         let _ = self.0.caller.set(subject.to_owned());
+    }
+
+    /// Notes the BFF a downstream call came from, as its client
+    /// certificate names it.
+    pub fn record_via(&self, client: &str) {
+        let _ = self.0.via.set(client.to_owned());
     }
 
     fn status(&self) -> Option<Code> {
@@ -148,7 +154,6 @@ struct CallRecord {
     request_id: String,
     caller: String,
     notes: CallNotes,
-    via: String,
     started: Instant,
     stats: Arc<CallStats>,
     logged: bool,
@@ -176,6 +181,7 @@ impl CallRecord {
         };
         let quiet = self.method.starts_with("/grpc.health.v1.");
         let caller = self.notes.0.caller.get().unwrap_or(&self.caller);
+        let via = self.notes.0.via.get().map_or("", String::as_str);
         macro_rules! line {
             ($level:ident) => {
                 tracing::$level!(
@@ -188,7 +194,7 @@ impl CallRecord {
                     // Callers choose these strings: escaped, so a line
                     // break in a token's subject cannot forge a log line.
                     caller = %caller.escape_debug(),
-                    via = %self.via.escape_debug(),
+                    via = %via.escape_debug(),
                     "call"
                 )
             };
@@ -228,19 +234,11 @@ where
         self.stats.started.fetch_add(1, Ordering::Relaxed);
         let notes = CallNotes::default();
         request.extensions_mut().insert(notes.clone());
-        let header = |name: &str| {
-            request
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
         let caller = request
             .extensions()
             .get::<Identity>()
             .map(|i| i.subject.clone())
-            .unwrap_or_else(|| header(SUBJECT_HEADER));
+            .unwrap_or_default();
         let mut record = CallRecord {
             server: self.server,
             method: request.uri().path().to_owned(),
@@ -251,7 +249,6 @@ where
                 .unwrap_or_default(),
             caller,
             notes: notes.clone(),
-            via: header(CLIENT_HEADER),
             started: Instant::now(),
             stats: self.stats.clone(),
             logged: false,

@@ -30,6 +30,9 @@ pub enum AuthMethod {
     ApiKey,
     /// A session established by the server (for example a web cookie).
     Session,
+    /// Signed by the BFF that called, for the user it called for (on a
+    /// downstream service).
+    Delegated,
 }
 
 impl AuthMethod {
@@ -39,6 +42,7 @@ impl AuthMethod {
             AuthMethod::Bearer => "bearer",
             AuthMethod::ApiKey => "api-key",
             AuthMethod::Session => "session",
+            AuthMethod::Delegated => "delegated",
         }
     }
 }
@@ -49,6 +53,11 @@ impl Identity {
         self.scopes.iter().any(|s| s == scope)
     }
 }
+
+/// On a downstream service: the BFF that called, as its client
+/// certificate names it (`web-bff`), as a request extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallingClient(pub String);
 
 /// The request id of a call (`x-request-id`), as a request extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,10 +83,9 @@ pub struct CallContext {
     pub request_id: Option<String>,
     /// The deadline.
     pub deadline: Option<Deadline>,
-    /// The authenticated caller, on a BFF.
+    /// The authenticated caller: on a BFF, the client; on a downstream
+    /// service, the user the calling BFF signed for.
     pub identity: Option<Identity>,
-    /// On a downstream service: the subject a BFF called on behalf of.
-    pub on_behalf_of: Option<String>,
     /// On a downstream service: the BFF that called.
     pub calling_client: Option<String>,
 }

@@ -18,21 +18,44 @@ mod server;
 pub mod shutdown;
 pub mod stack;
 
-pub use server::{GrpcServer, ServeOptions};
+pub use server::{GrpcServer, ServeOptions, TransportLimits};
 pub use tokio_util::sync::CancellationToken;
 
-/// The body of every server binary's `main`: logging, build, bind, serve
-/// until SIGTERM/SIGINT; a failure is one line on stderr and exit code 1.
+/// What a server binary is, which decides how its API is secured.
+#[derive(Debug, Clone, Copy)]
+pub enum Role<'a> {
+    /// A downstream service: mutual TLS only, admitting these BFFs.
+    Service(&'a cli::CallerArgs),
+    /// A BFF: plaintext, or TLS when `--tls-cert` is given.
+    Bff,
+}
+
+/// The body of every server binary's `main`: logging, build, secure as
+/// `role` says, bind, serve until SIGTERM/SIGINT; a failure is one line on
+/// stderr and exit code 1.
 pub async fn serve_main<E: std::fmt::Display>(
     binary: &str,
     listen: std::net::SocketAddr,
     args: &cli::ServerArgs,
+    role: Role<'_>,
     build: impl std::future::Future<Output = Result<GrpcServer, E>>,
 ) -> std::process::ExitCode {
     args.init_logging();
     let shutdown = shutdown::on_signal();
     let run = async {
-        let server = build.await.map_err(|e| e.to_string())?;
+        let mut server = build.await.map_err(|e| e.to_string())?;
+        server = match role {
+            Role::Service(callers) => {
+                let credentials = args.mesh_credentials(server.name())?;
+                server
+                    .with_mesh(&credentials, callers.allowed_callers.iter().cloned())
+                    .map_err(|e| e.to_string())?
+            }
+            Role::Bff => match args.public_tls()? {
+                Some(tls) => server.with_tls(tls),
+                None => server,
+            },
+        };
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("binding {listen}: {e}"))?;

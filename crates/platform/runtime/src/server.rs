@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tailor_auth::AuthLayer;
 use tailor_browser::BrowserAccess;
 use tailor_interceptors::access_log::CallStats;
@@ -13,14 +12,18 @@ use tailor_interceptors::limits::{LimitLayer, Limiter};
 use tailor_interceptors::routing::methods_of;
 
 use crate::stack::{Admission, Faults, GrpcService, StackConfig, server_stack};
-use tokio::net::TcpListener;
+use tailor_trust::tls::{Connection, acceptor, accept};
+use tailor_trust::{CallerLayer, MeshCredentials};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::body::Body;
 use tonic::server::NamedService;
 use tonic::service::RoutesBuilder;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower::{Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 /// How a server runs.
 #[derive(Debug, Clone)]
@@ -34,6 +37,11 @@ pub struct ServeOptions {
     /// Every n-th call to the served services answers UNAVAILABLE: a chaos
     /// knob for retry tests.
     pub inject_unavailable_every: Option<u64>,
+    /// Where to answer plaintext health checks (probes), beside the API
+    /// port; nothing else is served there.
+    pub admin_listen: Option<SocketAddr>,
+    /// Transport limits.
+    pub transport: TransportLimits,
 }
 
 impl Default for ServeOptions {
@@ -42,6 +50,37 @@ impl Default for ServeOptions {
             drain_timeout: Duration::from_secs(10),
             injected_latency: None,
             inject_unavailable_every: None,
+            admin_listen: None,
+            transport: TransportLimits::default(),
+        }
+    }
+}
+
+/// What one client can hold of a server's connections and memory before
+/// any call is decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct TransportLimits {
+    /// Open connections; a client beyond waits in the listen backlog.
+    pub max_connections: usize,
+    /// Concurrent streams (calls) per HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+    /// Bytes of one HTTP/2 header block (metadata).
+    pub max_header_list_bytes: u32,
+    /// Bytes of an HTTP/1.1 request head (grpc-web over HTTP/1.1).
+    pub max_http1_head_bytes: usize,
+    /// A connection that starts no call for this long is closed gracefully
+    /// (calls still running on it finish first).
+    pub idle_timeout: Duration,
+}
+
+impl Default for TransportLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            max_concurrent_streams: 256,
+            max_header_list_bytes: 16 * 1024,
+            max_http1_head_bytes: 16 * 1024,
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -57,6 +96,8 @@ pub struct GrpcServer {
     stats: Arc<CallStats>,
     admission: Admission,
     browser: Option<BrowserAccess>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    admin_routes: RoutesBuilder,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -77,6 +118,8 @@ impl GrpcServer {
     pub fn new(name: &'static str) -> Self {
         let (health, health_service) = tonic_health::server::health_reporter();
         let mut routes = RoutesBuilder::default();
+        let mut admin_routes = RoutesBuilder::default();
+        admin_routes.add_service(health_service.clone());
         routes.add_service(health_service);
         Self {
             name,
@@ -86,7 +129,14 @@ impl GrpcServer {
             stats: Arc::new(CallStats::default()),
             admission: Admission::default(),
             browser: None,
+            tls: None,
+            admin_routes,
         }
+    }
+
+    /// The server's name in logs, and the name its certificate bears.
+    pub fn name(&self) -> &'static str {
+        self.name
     }
 
     /// Serves `service` and reports it in health and reflection.
@@ -126,6 +176,29 @@ impl GrpcServer {
         self
     }
 
+    /// Serves the API over mutual TLS with `credentials` (this server's
+    /// certificate from the stack's authority) and admits only the clients
+    /// whose certificates name one of `callers` (`web-bff`); the user they
+    /// call for comes from the identity token they sign. Plaintext calls
+    /// and calls without a client certificate are refused with
+    /// UNAUTHENTICATED, other certificates with PERMISSION_DENIED.
+    pub fn with_mesh(
+        mut self,
+        credentials: &MeshCredentials,
+        callers: impl IntoIterator<Item = String>,
+    ) -> Result<Self, tailor_trust::TrustError> {
+        self.tls = Some(credentials.server_config()?);
+        self.admission.callers = Some(CallerLayer::new(self.name, callers));
+        Ok(self)
+    }
+
+    /// Serves the API over TLS with `config` without asking clients for a
+    /// certificate (a BFF's public listener).
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// The health reporter, for services that change their own status.
     pub fn health(&self) -> HealthReporter {
         self.health.clone()
@@ -149,10 +222,7 @@ impl GrpcServer {
         builder
     }
 
-    fn into_service(
-        mut self,
-        options: &ServeOptions,
-    ) -> (GrpcService, Vec<&'static str>, HealthReporter) {
+    fn into_service(mut self, options: &ServeOptions) -> Prepared {
         let v1 = self
             .reflection()
             .register_encoded_file_descriptor_set(
@@ -178,11 +248,13 @@ impl GrpcServer {
                 unavailable_every: options.inject_unavailable_every,
             },
         };
-        (
-            server_stack(routes, config),
-            self.service_names,
-            self.health,
-        )
+        Prepared {
+            service: server_stack(routes, config),
+            admin: self.admin_routes.routes().prepare(),
+            service_names: self.service_names,
+            health: self.health,
+            tls: self.tls,
+        }
     }
 
     /// Serves on `listener` until `shutdown` is cancelled, then reports
@@ -196,67 +268,73 @@ impl GrpcServer {
     ) -> std::io::Result<()> {
         let name = self.name;
         let address = listener.local_addr()?;
-        let (service, service_names, health) = self.into_service(&options);
-        for service_name in &service_names {
-            health
+        let admin = match options.admin_listen {
+            Some(admin) => Some(TcpListener::bind(admin).await.map_err(|e| {
+                std::io::Error::new(e.kind(), format!("binding the admin port {admin}: {e}"))
+            })?),
+            None => None,
+        };
+        let prepared = self.into_service(&options);
+        for service_name in &prepared.service_names {
+            prepared
+                .health
                 .set_service_status(*service_name, ServingStatus::Serving)
                 .await;
         }
-        health.set_service_status("", ServingStatus::Serving).await;
-        tracing::info!(server = name, %address, services = ?service_names, "listening");
+        prepared
+            .health
+            .set_service_status("", ServingStatus::Serving)
+            .await;
+        let scheme = if prepared.tls.is_some() { "TLS" } else { "plaintext" };
+        tracing::info!(server = name, %address, services = ?prepared.service_names, transport = scheme, "listening");
         // One line on stdout that the launcher (and people) can read.
         println!("{name} listening on {address}");
 
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10));
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .keep_alive_interval(Duration::from_secs(20))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .max_concurrent_streams(1024);
-        let graceful = GracefulShutdown::new();
-
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(server = name, %error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                () = shutdown.cancelled() => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), hyper_service(service.clone()))
-                .into_owned();
-            let connection = graceful.watch(connection);
+        let connections = Connections::new(&options.transport);
+        let admin_task = admin.map(|admin| {
+            let admin_address = admin.local_addr().ok();
+            if let Some(admin_address) = admin_address {
+                println!("{name} admin (plaintext health) on {admin_address}");
+            }
+            let admin_service = tower::util::BoxCloneService::new(
+                tailor_interceptors::protocol::ContentTypeLayer::new(false)
+                    .layer(prepared.admin.clone()),
+            );
+            let connections = connections.clone();
+            let shutdown = shutdown.clone();
             tokio::spawn(async move {
-                if let Err(error) = connection.await {
-                    tracing::debug!(%peer, %error, "connection ended with an error");
-                }
-            });
+                connections
+                    .accept_loop(name, admin, None, admin_service, shutdown)
+                    .await
+            })
+        });
+        connections
+            .accept_loop(
+                name,
+                listener,
+                prepared.tls.map(acceptor),
+                prepared.service,
+                shutdown.clone(),
+            )
+            .await;
+        if let Some(task) = admin_task {
+            let _ = task.await;
         }
 
-        for service_name in &service_names {
-            health
+        for service_name in &prepared.service_names {
+            prepared
+                .health
                 .set_service_status(*service_name, ServingStatus::NotServing)
                 .await;
         }
-        health
+        prepared
+            .health
             .set_service_status("", ServingStatus::NotServing)
             .await;
-        drop(listener);
         tracing::info!(server = name, "draining in-flight calls");
+        connections.tracker.close();
         tokio::select! {
-            () = graceful.shutdown() => tracing::info!(server = name, "drained, stopped"),
+            () = connections.tracker.wait() => tracing::info!(server = name, "drained, stopped"),
             () = tokio::time::sleep(options.drain_timeout) => {
                 tracing::warn!(server = name, "drain timeout passed, closing remaining connections");
             }
@@ -312,9 +390,156 @@ fn descriptors_for(services: &[&'static str]) -> prost_types::FileDescriptorSet 
     }
 }
 
-/// Adapts the tower service to hyper, one clone per connection.
+/// What [`GrpcServer::into_service`] hands to the accept loops.
+struct Prepared {
+    service: GrpcService,
+    admin: tonic::service::Routes,
+    service_names: Vec<&'static str>,
+    health: HealthReporter,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// The connections of one server (API and admin ports together): how many
+/// may be open, how each is served, and the tasks that serve them, which
+/// shutdown closes gracefully and drains.
+#[derive(Clone)]
+struct Connections {
+    builder: auto::Builder<TokioExecutor>,
+    slots: Arc<Semaphore>,
+    idle_timeout: Duration,
+    tracker: TaskTracker,
+}
+
+impl Connections {
+    fn new(limits: &TransportLimits) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .max_buf_size(limits.max_http1_head_bytes.max(8192));
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .max_header_list_size(limits.max_header_list_bytes);
+        Self {
+            builder,
+            slots: Arc::new(Semaphore::new(limits.max_connections)),
+            idle_timeout: limits.idle_timeout,
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// Accepts on `listener` until `shutdown`; every connection is served
+    /// on its own task (the TLS handshake included, so a slow client holds
+    /// up no one else).
+    async fn accept_loop(
+        &self,
+        name: &'static str,
+        listener: TcpListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        service: GrpcService,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let slot = tokio::select! {
+                slot = self.slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => break,
+                },
+                () = shutdown.cancelled() => break,
+            };
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(server = name, %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let this = self.clone();
+            let service = service.clone();
+            let tls = tls.clone();
+            let shutdown = shutdown.clone();
+            self.tracker.spawn(async move {
+                let _slot = slot;
+                if let Err(error) = this.serve_connection(stream, tls, service, shutdown).await {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+            });
+        }
+    }
+
+    async fn serve_connection(
+        &self,
+        stream: TcpStream,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        service: GrpcService,
+        shutdown: CancellationToken,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let last_call = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
+        let addresses = connect_info(&stream);
+        let (io, connection) = match tls {
+            Some(tls) => {
+                let (io, connection) = accept(&tls, stream).await?;
+                (io, connection)
+            }
+            None => (tokio_util::either::Either::Right(stream), Connection::Plaintext),
+        };
+        let hyper_service = hyper_service(service, connection, addresses, last_call.clone());
+        let conn = self
+            .builder
+            .serve_connection(TokioIo::new(io), hyper_service)
+            .into_owned();
+        let mut conn = std::pin::pin!(conn);
+        let mut closing = false;
+        loop {
+            let idle_at = *last_call.lock().unwrap_or_else(|e| e.into_inner()) + self.idle_timeout;
+            tokio::select! {
+                result = conn.as_mut() => return result,
+                () = shutdown.cancelled(), if !closing => {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                () = tokio::time::sleep_until(idle_at), if !closing => {
+                    if *last_call.lock().unwrap_or_else(|e| e.into_inner()) + self.idle_timeout
+                        <= tokio::time::Instant::now()
+                    {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The connection's addresses, as tonic's own server records them: a
+/// handler reads the caller's address with `Request::remote_addr` (the web
+/// BFF limits sign-in attempts per address).
+fn connect_info(stream: &TcpStream) -> tonic::transport::server::TcpConnectInfo {
+    tonic::transport::server::TcpConnectInfo {
+        local_addr: stream.local_addr().ok(),
+        remote_addr: stream.peer_addr().ok(),
+    }
+}
+
+/// Adapts the tower service to hyper, one clone per connection; every
+/// request carries what is known about its `connection` and its
+/// `addresses`.
 fn hyper_service(
     service: GrpcService,
+    connection: Connection,
+    addresses: tonic::transport::server::TcpConnectInfo,
+    last_call: Arc<std::sync::Mutex<tokio::time::Instant>>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<Body>,
@@ -322,6 +547,10 @@ fn hyper_service(
     Future = impl std::future::Future<Output = Result<http::Response<Body>, Infallible>> + Send,
 > + Clone {
     hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-        service.clone().oneshot(request.map(Body::new))
+        *last_call.lock().unwrap_or_else(|e| e.into_inner()) = tokio::time::Instant::now();
+        let mut request = request.map(Body::new);
+        request.extensions_mut().insert(connection.clone());
+        request.extensions_mut().insert(addresses.clone());
+        service.clone().oneshot(request)
     })
 }

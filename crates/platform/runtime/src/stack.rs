@@ -12,7 +12,7 @@
 //! | 6 | error mapping | every server | scrubs internals from every status produced below it, and notes the final status for the access log |
 //! | 7 | deadline | every server | an expired call is answered even while auth or the handler is still busy |
 //! | 8 | routing | every server | an unknown method is UNIMPLEMENTED for everyone, before credentials are asked for |
-//! | 9 | auth | BFFs | refuses before any limit is spent or handler runs |
+//! | 9 | callers (mutual TLS) or auth | downstream services / BFFs | a downstream admits only the BFFs its client certificates name, and takes the user from the identity token that BFF signed; a BFF authenticates its clients. Both refuse before any limit is spent or handler runs |
 //! | 10 | limits | partner BFF, sign-in | per credential, so after auth has said whose call it is |
 //! | 11 | context | every server | innermost of the policies: hands request id, deadline and identity to the handler's task and its downstream calls |
 //! | 12 | fault injection (latency, failures) | when configured | chaos hits the handler, never the layers that report it, nor health and reflection |
@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tailor_auth::AuthLayer;
+use tailor_trust::CallerLayer;
 use tailor_browser::{BrowserAccess, CorsLayer, GrpcWebGuardLayer};
 use tailor_interceptors::access_log::{AccessLogLayer, CallStats};
 use tailor_interceptors::deadline::DeadlineLayer;
@@ -43,10 +44,13 @@ use tower::util::BoxCloneService;
 /// A server's whole request path behind one type.
 pub type GrpcService = BoxCloneService<HttpRequest, HttpResponse, Infallible>;
 
-/// Who may call, and how much: authentication and per-credential limits.
-/// Downstream services have neither; they trust the BFFs in front.
+/// Who may call, and how much: on a BFF, authentication and per-credential
+/// limits; on a downstream service, the BFFs its client certificates name.
 #[derive(Clone, Default)]
 pub struct Admission {
+    /// The BFFs a downstream service admits (mutual TLS) and the users
+    /// they sign for.
+    pub callers: Option<CallerLayer>,
     /// Authentication and scopes.
     pub auth: Option<AuthLayer>,
     /// Rate limits and quotas.
@@ -97,6 +101,7 @@ where
             .layer(ErrorMappingLayer)
             .layer(DeadlineLayer)
             .layer(RoutingLayer::new(config.methods))
+            .option_layer(config.admission.callers)
             .option_layer(config.admission.auth)
             .option_layer(config.admission.limits)
             .layer(ContextLayer)

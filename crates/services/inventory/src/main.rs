@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tailor_runtime::cli::ServerArgs;
+use tailor_runtime::cli::{CallerArgs, ServerArgs};
 
 /// The inventory service.
 #[derive(Debug, Parser)]
@@ -20,6 +20,8 @@ struct Args {
     products: u32,
     #[command(flatten)]
     server: ServerArgs,
+    #[command(flatten)]
+    callers: CallerArgs,
 }
 
 #[tokio::main]
@@ -33,6 +35,7 @@ async fn main() -> ExitCode {
         "tailor-inventory",
         args.listen,
         &args.server,
+        tailor_runtime::Role::Service(&args.callers),
         tailor_inventory::build_server(&config),
     )
     .await

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use tailor_runtime::cli::ServerArgs;
+use tailor_runtime::cli::{CallerArgs, ServerArgs};
 
 /// The orders service.
 #[derive(Debug, Parser)]
@@ -21,6 +21,8 @@ struct Args {
     fulfilment_step_ms: u64,
     #[command(flatten)]
     server: ServerArgs,
+    #[command(flatten)]
+    callers: CallerArgs,
 }
 
 #[tokio::main]
@@ -36,6 +38,7 @@ async fn main() -> ExitCode {
         "tailor-orders",
         args.listen,
         &args.server,
+        tailor_runtime::Role::Service(&args.callers),
         tailor_orders::build_server(&config, simulator),
     )
     .await

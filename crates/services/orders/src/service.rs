@@ -9,6 +9,7 @@ use tailor_proto::orders::v1::{
     CreateOrderRequest, CreateOrderResponse, GetOrderRequest, GetOrderResponse, ListOrdersRequest,
     ListOrdersResponse, Order, OrderStatus, WatchOrderRequest, WatchOrderResponse,
 };
+use tailor_interceptors::context::CallContext;
 use tailor_proto::r#type::v1::Money;
 use tailor_storage::PageSize;
 use tokio::sync::{broadcast, mpsc};
@@ -34,6 +35,32 @@ impl<S> Orders<S> {
     }
 }
 
+/// The BFF that speaks for partner tenants: only it may act for a
+/// `partner:<tenant>` customer, and it acts for no one else.
+const PARTNER_BFF: &str = "partner-bff";
+
+/// The customer a call is for: the user the calling BFF signed for (its
+/// identity token, verified against its client certificate), never a
+/// request field. A request that names someone else is refused.
+fn customer(asked: &str) -> Result<String, Status> {
+    let context = CallContext::current().unwrap_or_default();
+    let identity = context.identity.ok_or_else(|| {
+        Status::unauthenticated("the calling BFF did not say which customer it calls for")
+    })?;
+    let from_partner_bff = context.calling_client.as_deref() == Some(PARTNER_BFF);
+    if identity.subject.starts_with("partner:") != from_partner_bff {
+        return Err(Status::permission_denied(
+            "partner customers are reached through the partner BFF only",
+        ));
+    }
+    if !asked.is_empty() && asked != identity.subject {
+        return Err(Status::permission_denied(
+            "customer_id must be the calling customer's own",
+        ));
+    }
+    Ok(identity.subject)
+}
+
 fn invalid(message: impl Into<String>) -> OrdersError {
     OrdersError::InvalidArgument(message.into())
 }
@@ -42,10 +69,10 @@ fn invalid(message: impl Into<String>) -> OrdersError {
 /// computed here and the fingerprint that identifies the request: products
 /// and quantities, not prices, so a retry after a price change is still the
 /// same order.
-fn new_order(request: &CreateOrderRequest) -> Result<(Order, String), OrdersError> {
-    if request.customer_id.is_empty() {
-        return Err(invalid("customer_id is required"));
-    }
+fn new_order(
+    customer_id: String,
+    request: &CreateOrderRequest,
+) -> Result<(Order, String), OrdersError> {
     let key = &request.idempotency_key;
     if key.is_empty() || key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid(
@@ -88,7 +115,7 @@ fn new_order(request: &CreateOrderRequest) -> Result<(Order, String), OrdersErro
     }
     let order = Order {
         id: format!("ord-{}", hex::encode(rand::random::<[u8; 10]>())),
-        customer_id: request.customer_id.clone(),
+        customer_id,
         lines: request.lines.clone(),
         total: Some(Money {
             currency_code: currency.unwrap_or_default().to_owned(),
@@ -128,7 +155,8 @@ impl<S: OrderStore + Clone> OrdersService for Orders<S> {
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<CreateOrderResponse>, Status> {
         let request = request.into_inner();
-        let (order, fingerprint) = new_order(&request)?;
+        let customer_id = customer(&request.customer_id)?;
+        let (order, fingerprint) = new_order(customer_id, &request)?;
         let created = self
             .store
             .create(request.idempotency_key, fingerprint, order)
@@ -146,7 +174,8 @@ impl<S: OrderStore + Clone> OrdersService for Orders<S> {
         request: Request<GetOrderRequest>,
     ) -> Result<Response<GetOrderResponse>, Status> {
         let request = request.into_inner();
-        let order = self.owned(&request.order_id, &request.customer_id).await?;
+        let customer_id = customer(&request.customer_id)?;
+        let order = self.owned(&request.order_id, &customer_id).await?;
         Ok(Response::new(GetOrderResponse { order: Some(order) }))
     }
 
@@ -155,13 +184,11 @@ impl<S: OrderStore + Clone> OrdersService for Orders<S> {
         request: Request<ListOrdersRequest>,
     ) -> Result<Response<ListOrdersResponse>, Status> {
         let request = request.into_inner();
-        if request.customer_id.is_empty() {
-            return Err(invalid("customer_id is required").into());
-        }
+        let customer_id = customer(&request.customer_id)?;
         let page_size = ORDERS.of(request.page_size).map_err(OrdersError::from)?;
         let (orders, next_page_token) = self
             .store
-            .list(request.customer_id, page_size, request.page_token)
+            .list(customer_id, page_size, request.page_token)
             .await
             .map_err(OrdersError::from)?;
         Ok(Response::new(ListOrdersResponse {
@@ -178,8 +205,9 @@ impl<S: OrderStore + Clone> OrdersService for Orders<S> {
     ) -> Result<Response<OrderStream>, Status> {
         let request = request.into_inner();
         // Subscribe before reading, so no change between the two is lost.
+        let customer_id = customer(&request.customer_id)?;
         let mut changes = self.store.changes();
-        let current = self.owned(&request.order_id, &request.customer_id).await?;
+        let current = self.owned(&request.order_id, &customer_id).await?;
         let (tx, rx) = mpsc::channel(16);
         let store = self.store.clone();
         tokio::spawn(async move {

@@ -2,7 +2,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tailor_runtime::cli::ServerArgs;
+use tailor_runtime::cli::{CallerArgs, ServerArgs};
 
 /// The reviews service.
 #[derive(Debug, Parser)]
@@ -16,6 +16,8 @@ struct Args {
     products: u32,
     #[command(flatten)]
     server: ServerArgs,
+    #[command(flatten)]
+    callers: CallerArgs,
 }
 
 #[tokio::main]
@@ -29,6 +31,7 @@ async fn main() -> ExitCode {
         "tailor-reviews",
         args.listen,
         &args.server,
+        tailor_runtime::Role::Service(&args.callers),
         tailor_reviews::build_server(&config),
     )
     .await

@@ -41,6 +41,10 @@ struct Args {
 enum Command {
     /// Start all seven servers and wait for Ctrl-C.
     Up(stack::UpArgs),
+    /// Create a development certificate authority and a certificate per
+    /// server in a directory (`--trust-dir` of every server).
+    #[command(subcommand)]
+    Trust(Trust),
     /// Print a development JWT for the web or mobile BFF.
     Token {
         /// The user the token speaks for.
@@ -55,6 +59,17 @@ enum Command {
         /// HS256 secret (the BFFs' default development secret unless set).
         #[arg(long, env = "TAILOR_JWT_HS256_SECRET", default_value = DEVELOPMENT_JWT_SECRET, hide_default_value = true)]
         secret: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Trust {
+    /// Writes `ca.crt`, `ca.key` and `<server>.crt`/`<server>.key` for the
+    /// seven servers (0600 files in a 0700 directory); a complete directory
+    /// is kept as it is.
+    Init {
+        /// The directory.
+        dir: PathBuf,
     },
 }
 
@@ -83,6 +98,18 @@ async fn main() -> ExitCode {
             };
             println!("{}", mint_hs256(secret.as_bytes(), &claims));
             ExitCode::SUCCESS
+        }
+        Command::Trust(Trust::Init { dir }) => {
+            match tailor_trust::Authority::ensure_dir(&dir, &stack::PROCESSES) {
+                Ok(_) => {
+                    println!("certificates for {} servers in {}", stack::PROCESSES.len(), dir.display());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("tailor: {error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Up(args) => match stack::up(args).await {
             Ok(()) => ExitCode::SUCCESS,

@@ -74,7 +74,23 @@ struct Running {
     name: &'static str,
     pid: Pid,
     address: SocketAddr,
+    /// The plaintext health port.
+    admin: SocketAddr,
 }
+
+/// Every process of the stack, by the name its certificate bears.
+pub const PROCESSES: [&str; 7] = [
+    "catalog",
+    "inventory",
+    "reviews",
+    "orders",
+    "web-bff",
+    "mobile-bff",
+    "partner-bff",
+];
+
+/// Each server's plaintext health port is its API port plus this.
+const ADMIN_PORT_OFFSET: u16 = 1000;
 
 type Exits = mpsc::UnboundedSender<(&'static str, std::io::Result<ExitStatus>)>;
 
@@ -92,6 +108,11 @@ async fn start(
         ));
     }
     let port = if args.any_ports { 0 } else { spec.port };
+    let admin_port = if args.any_ports {
+        0
+    } else {
+        spec.port + ADMIN_PORT_OFFSET
+    };
     let logs = args.data_dir.join("logs");
     tailor_storage::private_dir(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
     let log_path = logs.join(format!("{}.log", spec.name));
@@ -104,6 +125,10 @@ async fn start(
         .arg(&args.data_dir)
         .arg("--log-format")
         .arg(if args.json_logs { "json" } else { "text" })
+        .arg("--trust-dir")
+        .arg(args.data_dir.join(TRUST_DIR))
+        .arg("--admin-listen")
+        .arg(format!("127.0.0.1:{admin_port}"))
         .args(&spec.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -119,16 +144,22 @@ async fn start(
     let mut lines = BufReader::new(stdout).lines();
 
     let announced = tokio::time::timeout_at(ready_by.into(), async {
+        let (mut api, mut admin) = (None, None);
         while let Ok(Some(line)) = lines.next_line().await {
             if let Some((_, address)) = line.split_once(" listening on ") {
-                return address.trim().parse::<SocketAddr>().ok();
+                api = address.trim().parse::<SocketAddr>().ok();
+            } else if let Some((_, address)) = line.split_once(" admin (plaintext health) on ") {
+                admin = address.trim().parse::<SocketAddr>().ok();
+            }
+            if let (Some(api), Some(admin)) = (api, admin) {
+                return Some((api, admin));
             }
         }
         None
     })
     .await;
-    let address = match announced {
-        Ok(Some(address)) => address,
+    let (address, admin) = match announced {
+        Ok(Some(addresses)) => addresses,
         _ => {
             let _ = child.start_kill();
             return Err(format!(
@@ -146,10 +177,19 @@ async fn start(
         let status = child.wait().await;
         let _ = exits.send((name, status));
     });
-    Ok(Running { name, pid, address })
+    Ok(Running {
+        name,
+        pid,
+        address,
+        admin,
+    })
 }
 
-/// Polls `grpc.health.v1.Health/Check` for `""` until SERVING.
+/// Where `tailor up` keeps the stack's certificates, in its data directory.
+const TRUST_DIR: &str = "trust";
+
+/// Polls `grpc.health.v1.Health/Check` for `""` on the plaintext health
+/// port until SERVING.
 async fn wait_serving(name: &str, address: SocketAddr, ready_by: Instant) -> Result<(), String> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .map_err(|e| e.to_string())?;
@@ -213,7 +253,7 @@ fn bff_specs(downstreams: &HashMap<&str, SocketAddr>, web_app: SocketAddr) -> Ve
         .flat_map(|name| {
             [
                 format!("--{name}-addr"),
-                format!("http://{}", downstreams[name]),
+                downstreams[name].to_string(),
             ]
         })
         .collect();
@@ -335,16 +375,24 @@ fn print_table(
         started.as_secs_f64()
     );
     println!();
-    println!("  {:<12} {:<22} role", "server", "address");
+    println!(
+        "  {:<12} {:<22} {:<22} role",
+        "server", "address", "health (plaintext)"
+    );
     for server in running {
         let role = if server.name.ends_with("-bff") {
             "BFF"
         } else {
-            "downstream"
+            "downstream, mutual TLS only"
         };
-        println!("  {:<12} {:<22} {role}", server.name, server.address);
+        println!(
+            "  {:<12} {:<22} {:<22} {role}",
+            server.name,
+            server.address.to_string(),
+            server.admin.to_string()
+        );
     }
-    println!("  {:<12} {:<22} browser app", "web-app", web_app);
+    println!("  {:<12} {:<22} {:<22} browser app", "web-app", web_app.to_string(), "");
     let at = |name: &str| {
         running
             .iter()
@@ -389,6 +437,14 @@ fn print_table(
     );
     println!(
         "  buf curl --protocol grpc --http2-prior-knowledge -H 'x-api-key: {partner_key}' http://{partner}/tailor.partner.v1.PartnerService/StreamCatalogFeed"
+    );
+    println!();
+    println!("  # downstream services answer only the BFFs' certificates (mutual TLS)");
+    let trust = data_dir.join(TRUST_DIR);
+    println!(
+        "  grpcurl -cacert {0}/ca.crt -cert {0}/web-bff.crt -key {0}/web-bff.key -d '{{\"id\": \"prod-000042\"}}' {1} tailor.catalog.v1.CatalogService/GetProduct",
+        trust.display(),
+        at("catalog")
     );
     println!();
     println!(
@@ -476,6 +532,10 @@ fn private_file_for_writing(path: &Path) -> std::io::Result<std::fs::File> {
 pub async fn up(args: UpArgs) -> Result<(), String> {
     tailor_storage::private_dir(&args.data_dir)
         .map_err(|e| format!("creating {}: {e}", args.data_dir.display()))?;
+    // The development authority and a certificate per server: downstream
+    // services admit only the BFFs, over mutual TLS.
+    tailor_trust::Authority::ensure_dir(&args.data_dir.join(TRUST_DIR), &PROCESSES)
+        .map_err(|e| format!("creating the development certificates: {e}"))?;
     let shutdown = tailor_runtime::shutdown::on_signal();
     build_web_app(&args).await?;
     let began = Instant::now();
@@ -611,7 +671,7 @@ async fn start_group(
     }
     let waits = running[first..]
         .iter()
-        .map(|server| wait_serving(server.name, server.address, ready_by));
+        .map(|server| wait_serving(server.name, server.admin, ready_by));
     let outcomes = futures_util::future::join_all(waits).await;
     result.and(outcomes.into_iter().collect())
 }
