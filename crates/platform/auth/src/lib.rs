@@ -30,7 +30,7 @@ pub use api_key::{
     API_KEY_HEADER, ApiKey, ApiKeyAuthenticator, ApiKeyRecord, ApiKeyStore, hash_secret,
 };
 pub use cli::{DEVELOPMENT_JWT_SECRET, JwtArgs};
-pub use jwt::{Claims, JwtAuthenticator, JwtKey, mint_hs256};
+pub use jwt::{Claims, DEFAULT_MAX_TOKEN_LIFETIME_SECS, JwtAuthenticator, JwtKey, mint_hs256};
 pub use session::{
     CSRF_HEADER, CookiePolicy, SESSION_COOKIE, SessionAuthenticator, SessionStore,
     hash_session_handle, new_session_handle, session_handle,
