@@ -25,4 +25,3 @@ mod reflection;
 mod resilience;
 mod web;
 mod web_process;
-mod zero_trust;
