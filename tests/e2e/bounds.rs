@@ -102,6 +102,7 @@ async fn oversized_sign_in_names_and_malformed_keys_are_refused_before_any_work(
     let stack = Stack::start().await;
     let mut sessions = SessionServiceClient::new(stack.web.channel().await);
     let sign_in = |username: String, password: String| SignInRequest { username, password };
+    // A 1 MB name is over the message bound before it is a name at all.
     let status = sessions
         .sign_in(sign_in("x".repeat(1 << 20), "secret".into()))
         .await
@@ -109,7 +110,12 @@ async fn oversized_sign_in_names_and_malformed_keys_are_refused_before_any_work(
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(status.message(), "username must be at most 64 characters");
     let status = sessions
-        .sign_in(sign_in("ada".into(), "p".repeat(100_000)))
+        .sign_in(sign_in("ada".into(), "p".repeat(10_000)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let status = sessions
+        .sign_in(sign_in("x".repeat(1000), "secret".into()))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -141,4 +147,109 @@ async fn oversized_sign_in_names_and_malformed_keys_are_refused_before_any_work(
             assert!(status.message().contains("malformed"), "{status:?}");
         }
     }
+}
+
+/// A request message of about `bytes` bytes: a search that long.
+fn search_of(bytes: usize) -> String {
+    "m".repeat(bytes)
+}
+
+fn assert_too_large(status: &tonic::Status, limit: usize, what: &str) {
+    assert_eq!(status.code(), Code::ResourceExhausted, "{what}: {status:?}");
+    assert!(
+        status
+            .message()
+            .ends_with(&format!("larger than the limit of {limit} bytes")),
+        "{what}: {}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn oversized_messages_are_resource_exhausted_on_every_server_and_wire() {
+    use tailor_e2e::grpc_web::{self, Http, Mode};
+    use tailor_interceptors::message_size::{BFF_MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES};
+    use tailor_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
+    use tailor_proto::mobile::v1::shop_service_client::ShopServiceClient as MobileClient;
+    use tailor_proto::partner::v1::BatchGetAvailabilityRequest;
+    use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
+
+    let stack = Stack::start().await;
+    // The test web BFF admits grpc-web messages of 64 KiB: the same bound
+    // holds for its native callers.
+    let web_limit = tailor_e2e::web_options().browser.max_request_bytes;
+    let mut web = ShopServiceClient::new(stack.web.channel().await);
+    let search = |query: String| ListProductsRequest {
+        query,
+        ..Default::default()
+    };
+    let status = web
+        .list_products(search(search_of(web_limit + 1)))
+        .await
+        .unwrap_err();
+    assert_too_large(&status, web_limit, "web, native");
+    // Just under the bound the message is read, and refused for what it
+    // says, naming the field.
+    let status = web
+        .list_products(search(search_of(web_limit - 16)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().starts_with("query"), "{status:?}");
+
+    for http in [Http::One, Http::Two] {
+        for mode in Mode::ALL {
+            let reply = grpc_web::call(
+                stack.web.address,
+                http,
+                mode,
+                "/tailor.web.v1.ShopService/ListProducts",
+                &search(search_of(web_limit + 1)),
+                &[("origin", tailor_e2e::WEB_ORIGIN)],
+            )
+            .await;
+            assert_eq!(
+                reply.code(),
+                Some(Code::ResourceExhausted),
+                "grpc-web {http:?} {mode:?}: {}",
+                reply.message()
+            );
+        }
+    }
+
+    let mut mobile = MobileClient::new(stack.mobile.channel().await);
+    let status = mobile
+        .list_products(tailor_proto::mobile::v1::ListProductsRequest {
+            query: search_of(BFF_MAX_MESSAGE_BYTES + 1),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_too_large(&status, BFF_MAX_MESSAGE_BYTES, "mobile");
+
+    let mut partner = PartnerServiceClient::new(stack.partner.channel().await);
+    let ids = BatchGetAvailabilityRequest {
+        product_ids: vec!["p".repeat(1024); BFF_MAX_MESSAGE_BYTES / 1024 + 1],
+    };
+    let status = partner
+        .batch_get_availability(tailor_e2e::api_key(&stack.partner_key, ids))
+        .await
+        .unwrap_err();
+    assert_too_large(&status, BFF_MAX_MESSAGE_BYTES, "partner");
+
+    // A downstream service holds even its BFFs to its bound.
+    let mut catalog = CatalogServiceClient::new(stack.catalog.channel().await);
+    let status = catalog
+        .list_products(tailor_e2e::on_behalf_of(
+            "web-bff",
+            "catalog",
+            "shopper",
+            tailor_proto::catalog::v1::ListProductsRequest {
+                query: search_of(DEFAULT_MAX_MESSAGE_BYTES + 1),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_too_large(&status, DEFAULT_MAX_MESSAGE_BYTES, "catalog");
 }

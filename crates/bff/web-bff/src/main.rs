@@ -46,7 +46,8 @@ struct Args {
     #[arg(long, env = "TAILOR_WEB_SESSION_TTL_SECS", default_value_t = 12 * 3600)]
     session_ttl_secs: u64,
 
-    /// Largest grpc-web request message accepted, in bytes.
+    /// Largest request message accepted, grpc-web and native gRPC alike,
+    /// in bytes.
     #[arg(long, env = "TAILOR_WEB_MAX_REQUEST_BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
     max_request_bytes: usize,
 
@@ -144,11 +145,15 @@ async fn main() -> ExitCode {
     }
     let build = async {
         let tokens = args.jwt.authenticator(&args.jwt_audience)?;
-        let downstreams = tailor_channel::Caller::new(args.server.mesh_credentials(tailor_web_bff::NAME)?)
-                    .map_err(|e| e.to_string())
-                    .and_then(|caller| Downstreams::connect(&args.downstreams, &caller).map_err(|e| e.to_string()))
-            .map_err(|e| e.to_string())?;
         let origins = AllowedOrigins::new(&args.cors_origins).map_err(|e| e.to_string())?;
+        let downstreams =
+            tailor_channel::Caller::new(args.server.mesh_credentials(tailor_web_bff::NAME)?)
+                .map_err(|e| e.to_string())
+                .and_then(|caller| {
+                    Downstreams::connect(&args.downstreams, &caller).map_err(|e| e.to_string())
+                })
+                .map_err(|e| e.to_string())?;
+
         if args.insecure_cookies {
             tracing::warn!("session cookies are set without Secure (plain-HTTP development)");
         }
@@ -162,7 +167,9 @@ async fn main() -> ExitCode {
                 max_age_secs: args.session_ttl_secs,
             },
             sign_in_attempts: SignInLimits {
-                per_name: args.sign_in_limits.unwrap_or(DEFAULT_SIGN_IN_ATTEMPTS.per_name),
+                per_name: args
+                    .sign_in_limits
+                    .unwrap_or(DEFAULT_SIGN_IN_ATTEMPTS.per_name),
                 per_address: args
                     .sign_in_address_limits
                     .unwrap_or(DEFAULT_SIGN_IN_ATTEMPTS.per_address),
@@ -181,5 +188,6 @@ async fn main() -> ExitCode {
         &args.server,
         tailor_runtime::Role::Bff,
         build,
-    ).await
+    )
+    .await
 }

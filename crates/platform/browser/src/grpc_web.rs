@@ -18,9 +18,11 @@
 //! | compressed or trailer frame in a request | INVALID_ARGUMENT  |
 //! | message or body over the size limit     | RESOURCE_EXHAUSTED |
 //!
-//! Native gRPC (`application/grpc`) passes untouched; tonic enforces its
-//! own message limits there. Other content types never get here: the
-//! content-type guard (`tailor_interceptors::protocol`) refuses them first.
+//! Native gRPC (`application/grpc`) passes untouched; below the
+//! translation, `tailor_interceptors::message_size` holds both wires to the
+//! same bound, which `tailor_runtime::stack` hands this guard too. Other
+//! content types never get here: the content-type guard
+//! (`tailor_interceptors::protocol`) refuses them first.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -28,7 +28,8 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 256 * 1024;
 pub struct BrowserAccess {
     /// Origins whose pages may call with the user's credentials.
     pub origins: AllowedOrigins,
-    /// Largest grpc-web request message accepted.
+    /// Largest request message accepted; the stack holds native gRPC
+    /// calls to it too when it is below the server's own bound.
     pub max_request_bytes: usize,
 }
 

@@ -22,6 +22,7 @@ pub mod deadline;
 pub mod error;
 pub mod fault;
 pub mod limits;
+pub mod message_size;
 pub mod propagate;
 pub mod protocol;
 pub mod request_id;

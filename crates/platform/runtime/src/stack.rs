@@ -9,16 +9,23 @@
 //! | 3 | CORS | browser BFFs | answers preflights and refuses foreign origins before anything reads the body |
 //! | 4 | content type | every server | HTTP 415 for what is not gRPC (nor grpc-web where browsers are admitted), before any decoder sees it |
 //! | 5 | grpc-web guard and translation | browser BFFs | malformed grpc-web gets a clear status; below here every call is native gRPC |
-//! | 6 | error mapping | every server | scrubs internals from every status produced below it, and notes the final status for the access log |
-//! | 7 | deadline | every server | an expired call is answered even while auth or the handler is still busy |
-//! | 8 | routing | every server | an unknown method is UNIMPLEMENTED for everyone, before credentials are asked for |
-//! | 9 | callers (mutual TLS) or auth | downstream services / BFFs | a downstream admits only the BFFs its client certificates name, and takes the user from the identity token that BFF signed; a BFF authenticates its clients. Both refuse before any limit is spent or handler runs |
-//! | 10 | limits | partner BFF, sign-in | per credential, so after auth has said whose call it is |
-//! | 11 | context | every server | innermost of the policies: hands request id, deadline and identity to the handler's task and its downstream calls |
-//! | 12 | fault injection (latency, failures) | when configured | chaos hits the handler, never the layers that report it, nor health and reflection |
+//! | 6 | message size | every server | a request message over the bound is RESOURCE_EXHAUSTED from its frame header, never buffered; below the grpc-web translation, so both wires meet the same bound |
+//! | 7 | error mapping | every server | scrubs internals from every status produced below it, and notes the final status for the access log |
+//! | 8 | deadline | every server | an expired call is answered even while auth or the handler is still busy |
+//! | 9 | routing | every server | an unknown method is UNIMPLEMENTED for everyone, before credentials are asked for |
+//! | 10 | callers (mutual TLS) or auth | downstream services / BFFs | a downstream admits only the BFFs its client certificates name, and takes the user from the identity token that BFF signed; a BFF authenticates its clients. Both refuse before any limit is spent or handler runs |
+//! | 11 | limits | partner BFF, sign-in | per credential, so after auth has said whose call it is |
+//! | 12 | context | every server | innermost of the policies: hands request id, deadline and identity to the handler's task and its downstream calls |
+//! | 13 | fault injection (latency, failures) | when configured | chaos hits the handler, never the layers that report it, nor health and reflection |
 //!
 //! Health and reflection pass every layer: they get ids and log lines, and
 //! the auth, limits and fault layers let them through untouched.
+//!
+//! Request messages are bounded by [`Bounds`]: 256 KiB on the BFFs
+//! (servers that authenticate their callers), 4 MiB on downstream services,
+//! unless configured; on a BFF that admits browsers the smaller of that and
+//! its grpc-web limit (`BrowserAccess::max_request_bytes`) applies to both
+//! wires.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -33,6 +40,9 @@ use tailor_interceptors::deadline::DeadlineLayer;
 use tailor_interceptors::error::ErrorMappingLayer;
 use tailor_interceptors::fault::{InjectLatencyLayer, InjectUnavailableLayer};
 use tailor_interceptors::limits::LimitLayer;
+use tailor_interceptors::message_size::{
+    BFF_MAX_MESSAGE_BYTES, DEFAULT_MAX_MESSAGE_BYTES, MessageSizeLayer,
+};
 use tailor_interceptors::propagate::ContextLayer;
 use tailor_interceptors::protocol::ContentTypeLayer;
 use tailor_interceptors::request_id::RequestIdLayer;
@@ -55,6 +65,17 @@ pub struct Admission {
     pub auth: Option<AuthLayer>,
     /// Rate limits and quotas.
     pub limits: Option<LimitLayer>,
+    /// How large a message may be.
+    pub bounds: Bounds,
+}
+
+/// Bounds on what one call may send.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bounds {
+    /// The largest request message, in bytes. `None`:
+    /// [`BFF_MAX_MESSAGE_BYTES`] on a server that authenticates its callers
+    /// (a BFF), [`DEFAULT_MAX_MESSAGE_BYTES`] on a downstream service.
+    pub max_message_bytes: Option<usize>,
 }
 
 /// Chaos knobs; both off by default, and both may be on at once.
@@ -94,10 +115,21 @@ where
     S::Future: Send + 'static,
 {
     let browser = config.browser.as_ref();
+    let max_message = config
+        .admission
+        .bounds
+        .max_message_bytes
+        .unwrap_or(if config.admission.auth.is_some() {
+            BFF_MAX_MESSAGE_BYTES
+        } else {
+            DEFAULT_MAX_MESSAGE_BYTES
+        })
+        .min(browser.map_or(usize::MAX, |b| b.max_request_bytes));
     // The admission and handler half, boxed so the browser layers above can
     // wrap one named type.
     let inner: GrpcService = BoxCloneService::new(
         ServiceBuilder::new()
+            .layer(MessageSizeLayer::new(max_message))
             .layer(ErrorMappingLayer)
             .layer(DeadlineLayer)
             .layer(RoutingLayer::new(config.methods))
@@ -120,7 +152,7 @@ where
             .layer(AccessLogLayer::new(config.server, config.stats))
             .option_layer(browser.map(|b| CorsLayer::new(b.origins.clone())))
             .layer(ContentTypeLayer::new(browser.is_some()))
-            .option_layer(browser.map(|b| GrpcWebGuardLayer::new(b.max_request_bytes)))
+            .option_layer(browser.map(|_| GrpcWebGuardLayer::new(max_message)))
             .option_layer(browser.map(|_| tonic_web::GrpcWebLayer::new()))
             .service(inner),
     )
