@@ -147,13 +147,17 @@ async fn a_deadline_that_leaves_enough_time_changes_nothing() {
     assert_eq!(page.product.unwrap().id, "prod-000002");
 }
 
-/// A transparent proxy in front of a downstream service that records the
+/// A transparent proxy in front of the catalog that records the
 /// `grpc-timeout` of every request it forwards: what the BFF really sent.
+/// It terminates TLS with the catalog's certificate and calls on as the
+/// web BFF, as a mesh sidecar would.
 async fn recording_proxy(
     target: std::net::SocketAddr,
 ) -> (std::net::SocketAddr, Arc<Mutex<Vec<Option<String>>>>) {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let channel = tailor_e2e::connect(target).await;
+    let channel = tailor_e2e::connect_mesh(target, "catalog", "web-bff").await;
+    let acceptor =
+        tailor_trust::tls::acceptor(tailor_e2e::credentials("catalog").server_config().unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let recorded = seen.clone();
@@ -162,6 +166,7 @@ async fn recording_proxy(
             let (tcp, _) = listener.accept().await.unwrap();
             let channel = channel.clone();
             let recorded = recorded.clone();
+            let acceptor = acceptor.clone();
             let service =
                 hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
                     let timeout = request
@@ -179,10 +184,12 @@ async fn recording_proxy(
                             .await
                     }
                 });
-            tokio::spawn(
+            tokio::spawn(async move {
+                let (tls, _) = tailor_trust::tls::accept(&acceptor, tcp).await.unwrap();
                 hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
-            );
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await
+            });
         }
     });
     (address, seen)

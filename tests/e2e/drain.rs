@@ -180,7 +180,7 @@ async fn json_logs_carry_the_request_id_on_every_access_line() {
     )
     .await;
     let mut client = tailor_proto::catalog::v1::catalog_service_client::CatalogServiceClient::new(
-        tailor_e2e::connect(catalog.address).await,
+        tailor_e2e::connect_mesh(catalog.address, "catalog", "web-bff").await,
     );
     for (id, product) in [
         ("json-ok-1", "prod-000001"),

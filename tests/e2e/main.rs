@@ -23,5 +23,7 @@ mod partner_process;
 mod readme;
 mod reflection;
 mod resilience;
+mod tables;
 mod web;
 mod web_process;
+mod zero_trust;

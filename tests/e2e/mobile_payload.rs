@@ -480,13 +480,17 @@ async fn concurrent_retries_of_one_order_get_the_same_order() {
     }
     assert_eq!(ids.len(), 1, "every retry returns the one order: {ids:?}");
     // The orders service holds that one order for the customer, no other.
-    let orders = OrdersServiceClient::new(stack.orders.channel().await);
+    let orders = OrdersServiceClient::new(stack.orders.channel_as("mobile-bff").await);
     let stored = || {
-        let request = ListOrdersRequest {
-            customer_id: "flaky-phone".into(),
-            page_size: 100,
-            page_token: String::new(),
-        };
+        let request = tailor_e2e::on_behalf_of(
+            "mobile-bff",
+            "orders",
+            "flaky-phone",
+            ListOrdersRequest {
+                page_size: 100,
+                ..Default::default()
+            },
+        );
         let mut orders = orders.clone();
         async move {
             let answer = orders.list_orders(request).await.unwrap().into_inner();

@@ -36,11 +36,15 @@ async fn concurrent_retries_with_one_key_make_exactly_one_order() {
     assert_eq!(ids.len(), 1, "every retry got the same order: {ids:?}");
 
     let stored = OrdersServiceClient::new(stack.orders.channel().await)
-        .list_orders(ListOrdersRequest {
-            customer_id: "frank".into(),
-            page_size: 100,
-            page_token: String::new(),
-        })
+        .list_orders(tailor_e2e::on_behalf_of(
+            "web-bff",
+            "orders",
+            "frank",
+            ListOrdersRequest {
+                page_size: 100,
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner()

@@ -338,35 +338,34 @@ impl Gate {
         self.arrived.lock().unwrap().clone()
     }
 
-    /// A proxy on a free port that forwards through the gate to `upstream`;
-    /// its address as the BFFs take it.
-    async fn guard(self: &Arc<Gate>, upstream: SocketAddr) -> String {
+    /// A proxy on a free port that forwards through the gate to the
+    /// downstream `service` at `upstream`; its address as the BFFs take it.
+    /// It terminates TLS with the service's certificate and calls on as the
+    /// web BFF.
+    async fn guard(self: &Arc<Gate>, service: &'static str, upstream: SocketAddr) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let gate = self.clone();
+        let channel = tailor_e2e::connect_mesh(upstream, service, "web-bff").await;
+        let acceptor =
+            tailor_trust::tls::acceptor(tailor_e2e::credentials(service).server_config().unwrap());
         tokio::spawn(async move {
             loop {
                 let (inbound, _) = listener.accept().await.unwrap();
-                let gate = gate.clone();
+                let (gate, channel, acceptor) = (gate.clone(), channel.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let outbound = tokio::net::TcpStream::connect(upstream).await.unwrap();
-                    let (sender, connection) = hyper::client::conn::http2::handshake(
-                        TokioExecutor::new(),
-                        TokioIo::new(outbound),
-                    )
-                    .await
-                    .unwrap();
-                    tokio::spawn(connection);
-                    let forward = service_fn(move |mut request: http::Request<Incoming>| {
-                        let (gate, mut sender) = (gate.clone(), sender.clone());
+                    let (inbound, _) = tailor_trust::tls::accept(&acceptor, inbound).await.unwrap();
+                    let forward = service_fn(move |request: http::Request<Incoming>| {
+                        let (gate, mut channel) = (gate.clone(), channel.clone());
                         async move {
+                            use tower::{Service, ServiceExt};
                             let method = request.uri().path().to_owned();
                             gate.pass(method, Duration::from_secs(5)).await;
-                            *request.uri_mut() =
-                                format!("http://{upstream}{}", request.uri().path())
-                                    .parse()
-                                    .unwrap();
-                            sender.send_request(request).await
+                            channel
+                                .ready()
+                                .await?
+                                .call(request.map(tonic::body::Body::new))
+                                .await
                         }
                     });
                     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -375,7 +374,7 @@ impl Gate {
                 });
             }
         });
-        format!("http://{address}")
+        format!("https://{address}")
     }
 }
 
@@ -385,9 +384,9 @@ async fn the_product_page_calls_its_five_downstreams_in_parallel() {
     // All five calls must be open at the same moment to pass the gate.
     let gate = Gate::new(5);
     let args = downstream_args(
-        &gate.guard(stack.catalog.address).await,
-        &gate.guard(stack.inventory.address).await,
-        &gate.guard(stack.reviews.address).await,
+        &gate.guard("catalog", stack.catalog.address).await,
+        &gate.guard("inventory", stack.inventory.address).await,
+        &gate.guard("reviews", stack.reviews.address).await,
         &stack.orders.url(),
     );
     let (web, _mobile, _partner) =

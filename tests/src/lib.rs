@@ -19,10 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tailor_auth::{Claims, JwtAuthenticator, JwtKey, mint_hs256};
 use tailor_channel::{Caller, DownstreamArgs};
-use tailor_trust::{Authority, IDENTITY_HEADER, IdentitySigner, MeshCredentials, TrustFiles};
 use tailor_interceptors::access_log::CallStats;
 use tailor_runtime::{CancellationToken, GrpcServer, ServeOptions};
 use tailor_screens::Downstreams;
+use tailor_trust::{Authority, IDENTITY_HEADER, IdentitySigner, MeshCredentials, TrustFiles};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::transport::Channel;
 
@@ -171,13 +171,7 @@ impl Server {
     /// certificate of `name` (one of [`CERTIFIED`]).
     pub async fn channel_as(&self, name: &str) -> Channel {
         let service = self.service.expect("a downstream service");
-        tonic::transport::Endpoint::from_shared(format!("https://{}", self.address))
-            .unwrap()
-            .tls_config(credentials(name).client_tls(service))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
+        connect_mesh(self.address, service, name).await
     }
 
     /// Begins a graceful shutdown, as SIGTERM would.
@@ -190,6 +184,18 @@ impl Server {
         self.shutdown.cancel();
         let _ = self.task.await;
     }
+}
+
+/// A channel to the downstream `service` at `address`, over mutual TLS
+/// with the certificate of `name` (one of [`CERTIFIED`]).
+pub async fn connect_mesh(address: SocketAddr, service: &str, name: &str) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("https://{address}"))
+        .unwrap()
+        .tls_config(credentials(name).client_tls(service))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
 }
 
 /// A channel to `address`.
@@ -670,6 +676,8 @@ impl Process {
 pub struct UpTable {
     /// Every server of the table with its address.
     pub servers: Vec<(String, SocketAddr)>,
+    /// Every server's plaintext health port.
+    pub health: Vec<(String, SocketAddr)>,
     /// The development partner key of the ready-to-paste lines.
     pub partner_key: String,
     /// Everything printed up to the end of the table.
@@ -687,10 +695,12 @@ impl UpTable {
             table.printed.push_str(&line);
             table.printed.push('\n');
             let words: Vec<&str> = line.split_whitespace().collect();
-            if let [name, address, _role] = words.as_slice()
-                && let Ok(address) = address.parse()
+            // server, address, plaintext health address, role
+            if let [name, address, health, ..] = words.as_slice()
+                && let (Ok(address), Ok(health)) = (address.parse(), health.parse())
             {
                 table.servers.push((name.to_string(), address));
+                table.health.push((name.to_string(), health));
             }
             if let Some(rest) = line.split("x-api-key: ").nth(1) {
                 table.partner_key = rest.split('\'').next().unwrap_or_default().to_owned();
