@@ -17,6 +17,7 @@ pub mod accounts;
 mod session;
 mod shape;
 mod shop;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -31,8 +32,9 @@ use tailor_screens::Downstreams;
 use tonic::codec::CompressionEncoding;
 
 pub use accounts::Accounts;
-pub use session::{DEFAULT_SIGN_IN_ATTEMPTS, WebSessions};
+pub use session::WebSessions;
 pub use shop::WebShop;
+pub use throttle::{DEFAULT_SIGN_IN_ATTEMPTS, SignInLimits};
 
 /// The name this BFF goes by in logs and downstream metadata.
 pub const NAME: &str = "web-bff";
@@ -60,8 +62,8 @@ pub struct WebOptions {
     pub browser: BrowserAccess,
     /// How the session cookie is set.
     pub cookie: CookiePolicy,
-    /// Sign-in attempts allowed per user name.
-    pub sign_in_attempts: tailor_interceptors::limits::Plan,
+    /// Sign-in attempts allowed per user name and per client address.
+    pub sign_in_attempts: SignInLimits,
 }
 
 /// The web BFF's server, ready to serve: native gRPC and grpc-web on one

@@ -1,11 +1,9 @@
 //! `tailor.web.v1.SessionService`: browser sign-in with an HttpOnly cookie.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use tailor_auth::{CookiePolicy, caller, hash_session_handle, session_handle};
 use tailor_interceptors::error::internal;
-use tailor_interceptors::limits::{Limiter, Plan};
 use tailor_proto::web::v1::session_service_server::SessionService;
 use tailor_proto::web::v1::{
     GetSessionRequest, GetSessionResponse, Session, SignInRequest, SignInResponse, SignOutRequest,
@@ -15,16 +13,7 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Response, Status};
 
 use crate::accounts::{self, Accounts};
-
-/// Sign-in attempts allowed per user name unless configured: 5 at once,
-/// then one every 12 seconds, 200 a day. Password guessing against one
-/// account is slowed to a crawl; the user waits at most a few seconds after
-/// a typo or two.
-pub const DEFAULT_SIGN_IN_ATTEMPTS: Plan = Plan {
-    per_second: 1.0 / 12.0,
-    burst: 5,
-    daily_quota: 200,
-};
+use crate::throttle::{SignInLimits, SignInThrottle};
 
 /// Longest user name and password a sign-in may present.
 const MAX_USERNAME_CHARS: usize = 64;
@@ -35,19 +24,18 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 pub struct WebSessions {
     accounts: Accounts,
     cookie: CookiePolicy,
-    attempts: Arc<Limiter>,
-    allowed: Plan,
+    throttle: Arc<SignInThrottle>,
 }
 
 impl WebSessions {
     /// Sessions in `accounts`, cookies set as `cookie` says, sign-in
-    /// attempts per user name limited to `allowed`.
-    pub fn new(accounts: Accounts, cookie: CookiePolicy, allowed: Plan) -> Self {
+    /// attempts limited per user name and per client address as `limits`
+    /// say ([`crate::throttle`]).
+    pub fn new(accounts: Accounts, cookie: CookiePolicy, limits: SignInLimits) -> Self {
         Self {
             accounts,
             cookie,
-            attempts: Arc::new(Limiter::new(HashMap::new())),
-            allowed,
+            throttle: Arc::new(SignInThrottle::new(limits)),
         }
     }
 
@@ -82,6 +70,7 @@ impl SessionService for WebSessions {
         &self,
         request: Request<SignInRequest>,
     ) -> Result<Response<SignInResponse>, Status> {
+        let address = request.remote_addr().map(|a| a.ip());
         let SignInRequest { username, password } = request.into_inner();
         if username.is_empty() || password.is_empty() {
             return Err(Status::invalid_argument(
@@ -101,21 +90,14 @@ impl SessionService for WebSessions {
             )));
         }
         let account = username.to_lowercase();
-        self.attempts
-            .admit_key(&account, &self.allowed)
-            .map_err(|refusal| {
-                tracing::warn!(user = %account.escape_debug(), "sign-in attempts limited");
-                refusal.status(
-                    "sign-in attempts for this user",
-                    &format!("sign-in:{account}"),
-                )
-            })?;
-        let user = self
-            .accounts
-            .verify(&username, &password)
-            .await
+        self.throttle.admit(&account, address)?;
+        let hashing = self.throttle.hashing_slot().await?;
+        let verified = self.accounts.verify(&username, &password).await;
+        drop(hashing);
+        let user = verified
             .map_err(internal)?
             .ok_or_else(|| Status::unauthenticated("wrong user name or password"))?;
+        self.throttle.signed_in(&account, address);
         let (handle, session) = self.accounts.start_session(user).await.map_err(internal)?;
         tracing::info!(user = %session.user.user_id.escape_debug(), "signed in");
         self.with_cookie(
