@@ -358,3 +358,49 @@ async fn a_service_or_bff_without_a_trust_directory_refuses_to_start_and_names_t
         assert!(stderr.contains("--trust-dir"), "{binary}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn the_readmes_buf_curl_with_the_development_certificates_reaches_a_downstream_service() {
+    let stack = Stack::start().await;
+    let buf = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("node_modules/.bin/buf");
+    assert!(buf.exists(), "run `npm ci --prefix tests` first");
+    let files = trust();
+    let file = |name: &str| files.dir.join(name).to_str().unwrap().to_owned();
+    let output = tokio::process::Command::new(&buf)
+        // Outside the repository: the schema comes from server reflection.
+        .current_dir(std::env::temp_dir())
+        .args(["curl", "--protocol", "grpc", "--cacert", &file("ca.crt")])
+        .args(["--cert", &file("web-bff.crt"), "--key", &file("web-bff.key")])
+        .args(["-d", r#"{"id": "prod-000042"}"#])
+        .arg(format!(
+            "https://{}/tailor.catalog.v1.CatalogService/GetProduct",
+            stack.catalog.address
+        ))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("prod-000042"), "{stdout}");
+    // Without the client certificate even reflection is refused, so buf
+    // cannot learn the schema.
+    let output = tokio::process::Command::new(&buf)
+        // Outside the repository: the schema comes from server reflection.
+        .current_dir(std::env::temp_dir())
+        .args(["curl", "--protocol", "grpc", "--cacert", &file("ca.crt")])
+        .args(["-d", r#"{"id": "prod-000042"}"#])
+        .arg(format!(
+            "https://{}/tailor.catalog.v1.CatalogService/GetProduct",
+            stack.catalog.address
+        ))
+        .output()
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{said}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("prod-000042"));
+}

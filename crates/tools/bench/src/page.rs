@@ -17,9 +17,13 @@ pub struct Args {
     /// Web BFF address.
     #[arg(long, default_value = "http://127.0.0.1:8081")]
     web: String,
-    /// Catalog service address.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    /// Catalog service address (mutual TLS).
+    #[arg(long, default_value = "127.0.0.1:50051")]
     catalog: String,
+    /// The stack's trust directory: the direct catalog calls are made with
+    /// the web BFF's certificate, as the BFF makes them.
+    #[arg(long, env = "TAILOR_TRUST_DIR", default_value = "data/trust")]
+    trust_dir: std::path::PathBuf,
     /// Measured calls per target (after 50 warm-up calls).
     #[arg(long, default_value_t = 500)]
     requests: u32,
@@ -30,7 +34,19 @@ pub struct Args {
 
 pub async fn run(args: Args) -> Result<(), String> {
     let mut web = ShopServiceClient::new(channel(&args.web).await?);
-    let mut catalog = CatalogServiceClient::new(channel(&args.catalog).await?);
+    let credentials = tailor_trust::MeshCredentials::load(
+        &tailor_trust::TrustFiles::new(&args.trust_dir),
+        "web-bff",
+    )
+    .map_err(|e| e.to_string())?;
+    let catalog = tonic::transport::Endpoint::from_shared(format!("https://{}", args.catalog))
+        .map_err(|e| e.to_string())?
+        .tls_config(credentials.client_tls("catalog"))
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| format!("catalog at {}: {e}", args.catalog))?;
+    let mut catalog = CatalogServiceClient::new(catalog);
     let total = args.requests + 50;
 
     let mut direct = Vec::new();
