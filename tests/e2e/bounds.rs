@@ -28,22 +28,29 @@ async fn an_order_total_that_would_overflow_is_refused_and_not_stored() {
         vec![line("prod-000001"), line("prod-000002")],
     ] {
         let status = orders
-            .create_order(CreateOrderRequest {
-                customer_id: "overflow-customer".into(),
-                idempotency_key: format!("overflow-{}", lines.len()),
-                lines,
-                channel: "web".into(),
-            })
+            .create_order(tailor_e2e::on_behalf_of(
+                "web-bff",
+                "orders",
+                "overflow-customer",
+                CreateOrderRequest {
+                    idempotency_key: format!("overflow-{}", lines.len()),
+                    lines,
+                    channel: "web".into(),
+                    ..Default::default()
+                },
+            ))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
         assert!(status.message().contains("total"), "{}", status.message());
     }
     let stored = orders
-        .list_orders(ListOrdersRequest {
-            customer_id: "overflow-customer".into(),
-            ..Default::default()
-        })
+        .list_orders(tailor_e2e::on_behalf_of(
+            "web-bff",
+            "orders",
+            "overflow-customer",
+            ListOrdersRequest::default(),
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -107,15 +114,15 @@ async fn oversized_sign_in_names_and_malformed_keys_are_refused_before_any_work(
         .sign_in(sign_in("x".repeat(1 << 20), "secret".into()))
         .await
         .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let status = sessions
+        .sign_in(sign_in("x".repeat(1000), "secret".into()))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(status.message(), "username must be at most 64 characters");
     let status = sessions
         .sign_in(sign_in("ada".into(), "p".repeat(10_000)))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    let status = sessions
-        .sign_in(sign_in("x".repeat(1000), "secret".into()))
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
@@ -252,4 +259,321 @@ async fn oversized_messages_are_resource_exhausted_on_every_server_and_wire() {
         .await
         .unwrap_err();
     assert_too_large(&status, DEFAULT_MAX_MESSAGE_BYTES, "catalog");
+}
+
+fn assert_names(status: &tonic::Status, field_message: &str, what: &str) {
+    assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+    assert!(
+        status.message().starts_with(field_message),
+        "{what}: {:?} should start with {field_message:?}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn over_long_strings_are_refused_naming_the_field_before_any_downstream_call() {
+    use futures_util::future::BoxFuture;
+    use tailor_e2e::{api_key, bearer, mobile_token, web_token};
+    use tailor_proto::mobile::v1 as mobile;
+    use tailor_proto::partner::v1 as partner;
+    use tailor_proto::web::v1 as web;
+
+    let stack = Stack::start().await;
+    let long = |n: usize| "x".repeat(n);
+    let web_shop = ShopServiceClient::new(stack.web.channel().await);
+    let mobile_shop =
+        mobile::shop_service_client::ShopServiceClient::new(stack.mobile.channel().await);
+    let partner_api =
+        partner::partner_service_client::PartnerServiceClient::new(stack.partner.channel().await);
+    let (web_user, mobile_user) = (web_token("ivy"), mobile_token("ivy"));
+    let key = stack.partner_key.clone();
+    let before: Vec<_> = stack.servers()[..4]
+        .iter()
+        .map(|(_, server)| server.stats.snapshot().started)
+        .collect();
+
+    let web_line = |product_id: String| web::OrderLineInput {
+        product_id,
+        quantity: 1,
+    };
+    let cases: Vec<(&str, &str, BoxFuture<'_, tonic::Status>)> = vec![
+        (
+            "web page_token",
+            "page_token must be at most 1024 characters",
+            Box::pin({
+                let mut c = web_shop.clone();
+                async move {
+                    c.list_products(web::ListProductsRequest {
+                        page_token: long(2000),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_err()
+                }
+            }),
+        ),
+        (
+            "web category_id",
+            "category_id must be at most 64 characters",
+            Box::pin({
+                let mut c = web_shop.clone();
+                async move {
+                    c.list_products(web::ListProductsRequest {
+                        category_id: long(65),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_err()
+                }
+            }),
+        ),
+        (
+            "web product_id",
+            "product_id must be at most 64 characters",
+            Box::pin({
+                let mut c = web_shop.clone();
+                async move {
+                    c.get_product_page(web::GetProductPageRequest {
+                        product_id: long(65),
+                    })
+                    .await
+                    .unwrap_err()
+                }
+            }),
+        ),
+        (
+            "web order line",
+            "lines[].product_id must be at most 64 characters",
+            Box::pin({
+                let mut c = web_shop.clone();
+                let token = web_user.clone();
+                async move {
+                    let order = web::PlaceOrderRequest {
+                        idempotency_key: "long-line".into(),
+                        lines: vec![web_line(long(65))],
+                    };
+                    c.place_order(bearer(&token, order)).await.unwrap_err()
+                }
+            }),
+        ),
+        (
+            "web idempotency_key",
+            "idempotency_key must be",
+            Box::pin({
+                let mut c = web_shop.clone();
+                let token = web_user.clone();
+                async move {
+                    let order = web::PlaceOrderRequest {
+                        idempotency_key: long(129),
+                        lines: vec![web_line("prod-000001".into())],
+                    };
+                    c.place_order(bearer(&token, order)).await.unwrap_err()
+                }
+            }),
+        ),
+        (
+            "web order_id",
+            "order_id must be at most 64 characters",
+            Box::pin({
+                let mut c = web_shop.clone();
+                let token = web_user.clone();
+                async move {
+                    let watch = web::WatchOrderRequest { order_id: long(65) };
+                    c.watch_order(bearer(&token, watch)).await.unwrap_err()
+                }
+            }),
+        ),
+        (
+            "mobile search",
+            "query must be at most 200 characters",
+            Box::pin({
+                let mut c = mobile_shop.clone();
+                async move {
+                    c.list_products(mobile::ListProductsRequest {
+                        query: long(201),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_err()
+                }
+            }),
+        ),
+        (
+            "mobile if_version",
+            "if_version must be at most 64 characters",
+            Box::pin({
+                let mut c = mobile_shop.clone();
+                async move {
+                    c.list_products(mobile::ListProductsRequest {
+                        if_version: long(65),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_err()
+                }
+            }),
+        ),
+        (
+            "mobile read mask",
+            "read mask paths must be at most 128 characters",
+            Box::pin({
+                let mut c = mobile_shop.clone();
+                async move {
+                    c.get_product_page(mobile::GetProductPageRequest {
+                        product_id: "prod-000001".into(),
+                        read_mask: Some(prost_types::FieldMask {
+                            paths: vec![long(50_000)],
+                        }),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_err()
+                }
+            }),
+        ),
+        (
+            "mobile order_id",
+            "order_id must be at most 64 characters",
+            Box::pin({
+                let mut c = mobile_shop.clone();
+                let token = mobile_user.clone();
+                async move {
+                    let watch = mobile::WatchOrderRequest { order_id: long(65) };
+                    c.watch_order(bearer(&token, watch)).await.unwrap_err()
+                }
+            }),
+        ),
+        (
+            "partner cursor",
+            "cursor must be at most 1024 characters",
+            Box::pin({
+                let mut c = partner_api.clone();
+                let key = key.clone();
+                async move {
+                    let feed = partner::StreamCatalogFeedRequest {
+                        cursor: long(2000),
+                        updated_since: None,
+                    };
+                    c.stream_catalog_feed(api_key(&key, feed))
+                        .await
+                        .unwrap_err()
+                }
+            }),
+        ),
+        (
+            "partner product_ids",
+            "product_ids[] must be at most 64 characters",
+            Box::pin({
+                let mut c = partner_api.clone();
+                let key = key.clone();
+                async move {
+                    let ids = partner::BatchGetAvailabilityRequest {
+                        product_ids: vec!["prod-000001".into(), long(65)],
+                    };
+                    c.batch_get_availability(api_key(&key, ids))
+                        .await
+                        .unwrap_err()
+                }
+            }),
+        ),
+        (
+            "partner page_token",
+            "page_token must be at most 1024 characters",
+            Box::pin({
+                let mut c = partner_api.clone();
+                let key = key.clone();
+                async move {
+                    let list = partner::ListOrdersRequest {
+                        page_size: 10,
+                        page_token: long(2000),
+                    };
+                    c.list_orders(api_key(&key, list)).await.unwrap_err()
+                }
+            }),
+        ),
+        (
+            "partner order_id",
+            "order_id must be at most 64 characters",
+            Box::pin({
+                let mut c = partner_api.clone();
+                let key = key.clone();
+                async move {
+                    let get = partner::GetOrderRequest { order_id: long(65) };
+                    c.get_order(api_key(&key, get)).await.unwrap_err()
+                }
+            }),
+        ),
+    ];
+    for (what, message, call) in cases {
+        assert_names(&call.await, message, what);
+    }
+    // Refused at the BFFs: none of it reached a downstream service.
+    let after: Vec<_> = stack.servers()[..4]
+        .iter()
+        .map(|(_, server)| server.stats.snapshot().started)
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[tokio::test]
+async fn downstream_services_bound_the_strings_any_bff_may_send_them() {
+    use tailor_e2e::on_behalf_of;
+    use tailor_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
+    use tailor_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+    use tailor_proto::reviews::v1::reviews_service_client::ReviewsServiceClient;
+
+    let stack = Stack::start().await;
+    let long = |n: usize| "x".repeat(n);
+    let mut catalog = CatalogServiceClient::new(stack.catalog.channel().await);
+    let mut inventory = InventoryServiceClient::new(stack.inventory.channel().await);
+    let mut reviews = ReviewsServiceClient::new(stack.reviews.channel().await);
+    fn call<T>(service: &str, message: T) -> tonic::Request<T> {
+        on_behalf_of("web-bff", service, "shopper", message)
+    }
+
+    let status = catalog
+        .get_product(call(
+            "catalog",
+            tailor_proto::catalog::v1::GetProductRequest { id: long(65) },
+        ))
+        .await
+        .unwrap_err();
+    assert_names(&status, "id must be at most 64 characters", "catalog id");
+    let status = catalog
+        .list_products(call(
+            "catalog",
+            tailor_proto::catalog::v1::ListProductsRequest {
+                query: ["mug"; 1200].join(" "),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_names(&status, "query must hold at most 8 words", "catalog search");
+    let status = inventory
+        .batch_get_stock(call(
+            "inventory",
+            tailor_proto::inventory::v1::BatchGetStockRequest {
+                product_ids: vec![long(65)],
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_names(
+        &status,
+        "product_ids[] must be at most 64 characters",
+        "inventory ids",
+    );
+    let status = reviews
+        .list_reviews(call(
+            "reviews",
+            tailor_proto::reviews::v1::ListReviewsRequest {
+                product_id: "prod-000001".into(),
+                page_size: 5,
+                page_token: long(100_000),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_names(&status, "invalid page_token", "reviews page_token");
 }

@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::Stream;
-use tailor_interceptors::CallContext;
+use tailor_interceptors::{CallContext, input};
 use tailor_proto::catalog::v1::{ListProductsRequest, Product};
 use tailor_proto::partner::v1::{FeedProduct, StreamCatalogFeedResponse};
 use tailor_screens::Downstreams;
@@ -40,6 +40,7 @@ impl Cursor {
                 delivered: 0,
             });
         }
+        input::token("cursor", text)?;
         let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
         let (delivered, page_token) = text.split_once('|').ok_or_else(invalid)?;

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use tailor_interceptors::input;
 use tailor_proto::catalog::v1::{ListProductsRequest, Product};
 use tailor_proto::inventory::v1::{BatchGetStockRequest, ProductStock};
 use tailor_proto::reviews::v1::{BatchGetReviewSummariesRequest, ReviewSummary};
@@ -56,6 +57,9 @@ pub async fn product_list<C: Transport>(
     if query.page_size < 0 {
         return Err(Status::invalid_argument("page_size must not be negative"));
     }
+    input::token("page_token", &query.page_token)?;
+    input::id("category_id", &query.category_id)?;
+    input::search(&query.query)?;
     let page = downstreams
         .catalog
         .clone()

@@ -2,6 +2,7 @@
 //! first reviews and related products (optional), all requested at once so
 //! the page takes about as long as its slowest part, not the sum.
 
+use tailor_interceptors::input;
 use tailor_proto::catalog::v1::{GetProductRequest, ListRelatedProductsRequest, Product};
 use tailor_proto::inventory::v1::{GetStockRequest, ProductStock};
 use tailor_proto::reviews::v1::{
@@ -49,6 +50,7 @@ pub async fn product_page<C: Transport>(
     if product_id.is_empty() {
         return Err(Status::invalid_argument("product_id is required"));
     }
+    input::id("product_id", product_id)?;
     let id = || product_id.to_owned();
     let product = async {
         let answer = downstreams

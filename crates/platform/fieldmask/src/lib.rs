@@ -45,7 +45,20 @@ pub enum MaskError {
     /// An empty segment, as in `a..b` or a trailing dot.
     #[error("read mask path {0:?} is malformed")]
     Malformed(String),
+    /// More paths than any message here has fields to name.
+    #[error("read mask must hold at most {MAX_PATHS} paths")]
+    TooManyPaths,
+    /// A path longer than any that names a field.
+    #[error("read mask paths must be at most {MAX_PATH_CHARS} characters")]
+    PathTooLong,
 }
+
+/// The most paths a mask may hold, and the longest path: far above what
+/// any real mask needs, and small enough that a refusal (which names the
+/// path) stays small too.
+pub const MAX_PATHS: usize = 64;
+/// See [`MAX_PATHS`].
+pub const MAX_PATH_CHARS: usize = 128;
 
 /// The metadata header generic clients (grpcurl, `buf curl`) send a read
 /// mask in: paths separated by commas or spaces, in one or several values.
@@ -115,6 +128,12 @@ impl FieldMask {
             .map(|p| p.as_ref().trim())
             .filter(|p| !p.is_empty())
             .collect();
+        if paths.len() > MAX_PATHS {
+            return Err(MaskError::TooManyPaths);
+        }
+        if paths.iter().any(|p| p.len() > MAX_PATH_CHARS) {
+            return Err(MaskError::PathTooLong);
+        }
         if paths.is_empty() || paths.contains(&"*") {
             return Ok(Self::all(message));
         }
@@ -400,6 +419,26 @@ mod tests {
         assert!(matches!(error, MaskError::NotAMessage { .. }), "{error}");
         let error = FieldMask::parse(&d, &["top_reviews..text"]).unwrap_err();
         assert!(matches!(error, MaskError::Malformed(_)));
+    }
+
+    #[test]
+    fn masks_too_long_to_be_real_are_refused_without_echoing_them() {
+        let d = descriptor(PAGE);
+        let long = "x".repeat(100_000);
+        let error = FieldMask::parse(&d, &[long.as_str()]).unwrap_err();
+        assert_eq!(error, MaskError::PathTooLong);
+        assert!(error.to_string().len() < 100, "{error}");
+        let many = vec!["title"; MAX_PATHS + 1];
+        assert_eq!(
+            FieldMask::parse(&d, &many).unwrap_err(),
+            MaskError::TooManyPaths
+        );
+        let list = vec!["title"; 10_000].join(",");
+        assert_eq!(
+            FieldMask::parse_list(&d, &list).unwrap_err(),
+            MaskError::TooManyPaths
+        );
+        assert!(FieldMask::parse(&d, &vec!["title"; MAX_PATHS]).is_ok());
     }
 
     #[test]

@@ -21,6 +21,7 @@ pub mod context;
 pub mod deadline;
 pub mod error;
 pub mod fault;
+pub mod input;
 pub mod limits;
 pub mod message_size;
 pub mod propagate;

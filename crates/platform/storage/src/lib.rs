@@ -16,7 +16,7 @@
 mod page_token;
 mod pool;
 
-pub use page_token::{PageSize, PageToken};
+pub use page_token::{MAX_TOKEN_BYTES, PageSize, PageToken};
 pub use pool::{SqlitePool, SqlitePoolOptions};
 pub use rusqlite;
 

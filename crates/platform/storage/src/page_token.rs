@@ -29,6 +29,10 @@ impl PageSize {
     }
 }
 
+/// The longest page token [`PageToken::decode`] looks at; the same bound
+/// as `tailor_interceptors::input::MAX_TOKEN_CHARS`, which the BFFs check.
+pub const MAX_TOKEN_BYTES: usize = 1024;
+
 /// An opaque page token (AIP-158): where the next page starts, bound to a
 /// fingerprint of the query so a token cannot be replayed against another
 /// filter. Clients see URL-safe base64 and must not parse it.
@@ -51,6 +55,11 @@ impl PageToken {
     pub fn decode(token: &str, query: u64) -> Result<Option<PageToken>, StorageError> {
         if token.is_empty() {
             return Ok(None);
+        }
+        // No token this server issued is anywhere near this long: refuse
+        // before decoding what a caller may have made arbitrarily large.
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(StorageError::InvalidPageToken);
         }
         let bytes = URL_SAFE_NO_PAD
             .decode(token)
@@ -138,5 +147,14 @@ mod tests {
         assert!(PageToken::decode(&encoded, other).is_err());
         assert!(PageToken::decode("%%%not-base64", query).is_err());
         assert!(PageToken::decode(&URL_SAFE_NO_PAD.encode("2|x|y"), query).is_err());
+        // Well formed, for the right query, but longer than any issued.
+        let long = PageToken {
+            query,
+            after: "p".repeat(MAX_TOKEN_BYTES),
+        };
+        assert!(matches!(
+            PageToken::decode(&long.encode(), query),
+            Err(StorageError::InvalidPageToken)
+        ));
     }
 }

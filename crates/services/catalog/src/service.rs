@@ -1,5 +1,6 @@
 //! `tailor.catalog.v1.CatalogService`.
 
+use tailor_interceptors::input;
 use tailor_proto::catalog::v1::catalog_service_server::CatalogService;
 use tailor_proto::catalog::v1::{
     BatchGetProductsRequest, BatchGetProductsResponse, GetProductRequest, GetProductResponse,
@@ -29,25 +30,11 @@ impl<S> Catalog<S> {
     }
 }
 
-/// Words a search may hold, and characters: a shopper types a few words;
-/// every word is one more condition over the whole catalogue.
-const MAX_SEARCH_WORDS: usize = 8;
-const MAX_SEARCH_CHARS: usize = 200;
-
-/// The lower-case words of a search, or INVALID_ARGUMENT naming `query`.
-fn search_words(query: &str) -> Result<Vec<String>, CatalogError> {
-    let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
-    if words.len() > MAX_SEARCH_WORDS {
-        return Err(CatalogError::InvalidArgument(format!(
-            "query must hold at most {MAX_SEARCH_WORDS} words"
-        )));
-    }
-    if query.chars().count() > MAX_SEARCH_CHARS {
-        return Err(CatalogError::InvalidArgument(format!(
-            "query must be at most {MAX_SEARCH_CHARS} characters"
-        )));
-    }
-    Ok(words)
+/// The lower-case words of a search, or INVALID_ARGUMENT naming `query`
+/// (the bounds are `tailor_interceptors::input`'s, the same the BFFs check).
+fn search_words(query: &str) -> Result<Vec<String>, Status> {
+    input::search(query)?;
+    Ok(query.split_whitespace().map(str::to_lowercase).collect())
 }
 
 #[tonic::async_trait]
@@ -60,6 +47,7 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
         if id.is_empty() {
             return Err(CatalogError::InvalidArgument("id is required".into()).into());
         }
+        input::id("id", &id)?;
         let product = self
             .store
             .products(vec![id.clone()])
@@ -82,6 +70,7 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
                 CatalogError::InvalidArgument(format!("at most {MAX_BATCH} ids per call")).into(),
             );
         }
+        input::each_at_most("ids", &ids, input::MAX_ID_CHARS)?;
         let mut found = self
             .store
             .products(ids.clone())
@@ -109,6 +98,7 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
         request: Request<ListProductsRequest>,
     ) -> Result<Response<ListProductsResponse>, Status> {
         let request = request.into_inner();
+        input::id("category_id", &request.category_id)?;
         let filter = ListFilter {
             page_size: PRODUCTS.of(request.page_size).map_err(CatalogError::from)?,
             page_token: request.page_token,
@@ -132,6 +122,7 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
         if request.product_id.is_empty() {
             return Err(CatalogError::InvalidArgument("product_id is required".into()).into());
         }
+        input::id("product_id", &request.product_id)?;
         let limit = RELATED.of(request.page_size).map_err(CatalogError::from)?;
         let products = self
             .store

@@ -11,6 +11,7 @@ mod store;
 
 use std::path::PathBuf;
 
+use tailor_interceptors::input;
 use tailor_proto::reviews::v1::reviews_service_server::{ReviewsService, ReviewsServiceServer};
 use tailor_proto::reviews::v1::{
     BatchGetReviewSummariesRequest, BatchGetReviewSummariesResponse, GetReviewSummaryRequest,
@@ -73,13 +74,11 @@ pub struct Reviews<S> {
     store: S,
 }
 
-fn require(id: &str) -> Result<(), ReviewsError> {
+fn require(id: &str) -> Result<(), Status> {
     if id.is_empty() {
-        return Err(ReviewsError::InvalidArgument(
-            "product_id is required".into(),
-        ));
+        return Err(ReviewsError::InvalidArgument("product_id is required".into()).into());
     }
-    Ok(())
+    input::id("product_id", id)
 }
 
 #[tonic::async_trait]
@@ -131,6 +130,7 @@ impl<S: ReviewsStore> ReviewsService for Reviews<S> {
             ))
             .into());
         }
+        input::each_at_most("product_ids", &ids, input::MAX_ID_CHARS)?;
         let found = self
             .store
             .summaries(ids.clone())
