@@ -1,17 +1,29 @@
-//! What strangers can make a BFF hold or do, tried the way an attacker
-//! would: floods of made-up user names and API keys leave the real
-//! process's memory where it was; sign-in attempts are slowed per client
-//! address and per user name, and recover instead of locking anyone out.
+//! What strangers and eager users can make a BFF hold or do, tried the way
+//! an attacker would: floods of made-up user names and API keys leave the
+//! real process's memory where it was; sign-in attempts are slowed per
+//! client address and per user name, and recover instead of locking anyone
+//! out; orders are limited per user; an order that was refused gives its
+//! reserved stock back, and one whose fate is unknown keeps it.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use tailor_e2e::{Process, Stack, api_key};
+use tailor_e2e::{
+    Process, Server, Stack, api_key, bearer, downstream_args, mobile_token, start_bffs, web_token,
+};
+use tailor_proto::inventory::v1::BatchGetStockRequest;
+use tailor_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+use tailor_proto::orders::v1::orders_service_server::{OrdersService, OrdersServiceServer};
+use tailor_proto::orders::v1::{
+    CreateOrderRequest, CreateOrderResponse, GetOrderRequest, GetOrderResponse, ListOrdersRequest,
+    ListOrdersResponse, WatchOrderRequest, WatchOrderResponse,
+};
 use tailor_proto::partner::v1::BatchGetAvailabilityRequest;
 use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
 use tailor_proto::web::v1::SignInRequest;
 use tailor_proto::web::v1::session_service_client::SessionServiceClient;
+use tailor_proto::{mobile, web};
 use tonic::Code;
 use tonic::transport::Channel;
 use tonic_types::StatusExt;
@@ -247,4 +259,259 @@ async fn guesses_at_one_name_are_slowed_and_the_user_gets_back_in() {
     sign_in(web.address, travelling, "ada", "lovelace")
         .await
         .expect("the limit recovers by itself");
+}
+
+/// Products whose best warehouse holds at least `units`, the first `n`.
+async fn stocked(inventory: &Server, n: usize, units: i32) -> Vec<String> {
+    let mut inventory = InventoryServiceClient::new(inventory.channel().await);
+    let ids = (1..=tailor_e2e::PRODUCTS)
+        .map(|i| format!("prod-{i:06}"))
+        .collect();
+    let stocks = inventory
+        .batch_get_stock(BatchGetStockRequest { product_ids: ids })
+        .await
+        .unwrap()
+        .into_inner()
+        .stocks;
+    let found: Vec<String> = stocks
+        .into_iter()
+        .filter(|s| s.warehouses.iter().any(|w| w.available >= units))
+        .map(|s| s.product_id)
+        .take(n)
+        .collect();
+    assert_eq!(found.len(), n, "the seeded shop has stock");
+    found
+}
+
+/// Units of `product` still available, as the inventory service says.
+async fn available(inventory: &Server, product: &str) -> i32 {
+    let mut inventory = InventoryServiceClient::new(inventory.channel().await);
+    inventory
+        .batch_get_stock(BatchGetStockRequest {
+            product_ids: vec![product.to_owned()],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stocks[0]
+        .total_available
+}
+
+fn web_order(key: &str, product: &str, quantity: i32) -> web::v1::PlaceOrderRequest {
+    web::v1::PlaceOrderRequest {
+        idempotency_key: key.into(),
+        lines: vec![web::v1::OrderLineInput {
+            product_id: product.into(),
+            quantity,
+        }],
+    }
+}
+
+fn mobile_order(key: &str, product: &str, quantity: i32) -> mobile::v1::PlaceOrderRequest {
+    mobile::v1::PlaceOrderRequest {
+        idempotency_key: key.into(),
+        lines: vec![mobile::v1::OrderLineInput {
+            product_id: product.into(),
+            quantity,
+        }],
+    }
+}
+
+/// Asserts the refusal of an order over the user's rate.
+fn over_the_rate(status: &tonic::Status) {
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("orders for this user"),
+        "{status:?}"
+    );
+    let delay = status
+        .get_details_retry_info()
+        .and_then(|retry| retry.retry_delay)
+        .expect("RetryInfo says when to come back");
+    // The default: a new order every 10 s once the burst of 10 is spent.
+    assert!(
+        delay > Duration::ZERO && delay <= Duration::from_secs(10),
+        "{delay:?}"
+    );
+}
+
+#[tokio::test]
+async fn orders_are_limited_per_user_on_web_and_mobile_with_retry_info() {
+    let stack = Stack::start().await;
+    let products = stocked(&stack.inventory, 22, 2).await;
+
+    let mut shop = web::v1::shop_service_client::ShopServiceClient::new(stack.web.channel().await);
+    let token = web_token("eager");
+    let mut first = String::new();
+    for (n, product) in products[..10].iter().enumerate() {
+        let order = web_order(&format!("web-{n}"), product, 1);
+        let placed = shop.place_order(bearer(&token, order)).await.unwrap();
+        if n == 0 {
+            first = placed.into_inner().order.unwrap().id;
+        }
+    }
+    let refused = shop
+        .place_order(bearer(&token, web_order("web-10", &products[10], 1)))
+        .await
+        .unwrap_err();
+    over_the_rate(&refused);
+    // A retry of an order already placed still gets it back...
+    let again = shop
+        .place_order(bearer(&token, web_order("web-0", &products[0], 1)))
+        .await
+        .expect("a retry is not a new order");
+    assert_eq!(again.into_inner().order.unwrap().id, first);
+    // ... and other users order as usual.
+    let other = web_order("web-10", &products[10], 1);
+    shop.place_order(bearer(&web_token("patient"), other))
+        .await
+        .unwrap();
+
+    let mut phone =
+        mobile::v1::shop_service_client::ShopServiceClient::new(stack.mobile.channel().await);
+    let token = mobile_token("eager");
+    for (n, product) in products[11..21].iter().enumerate() {
+        let order = mobile_order(&format!("mobile-{n}"), product, 1);
+        phone.place_order(bearer(&token, order)).await.unwrap();
+    }
+    let refused = phone
+        .place_order(bearer(&token, mobile_order("mobile-10", &products[21], 1)))
+        .await
+        .unwrap_err();
+    over_the_rate(&refused);
+}
+
+/// An orders service that refuses every order before storing anything, as
+/// the real one refuses an order it cannot take.
+struct RefusingOrders;
+
+#[tonic::async_trait]
+impl OrdersService for RefusingOrders {
+    async fn create_order(
+        &self,
+        _: tonic::Request<CreateOrderRequest>,
+    ) -> Result<tonic::Response<CreateOrderResponse>, tonic::Status> {
+        Err(tonic::Status::failed_precondition(
+            "the shop takes no orders today",
+        ))
+    }
+
+    async fn get_order(
+        &self,
+        _: tonic::Request<GetOrderRequest>,
+    ) -> Result<tonic::Response<GetOrderResponse>, tonic::Status> {
+        Err(tonic::Status::not_found("no orders here"))
+    }
+
+    async fn list_orders(
+        &self,
+        _: tonic::Request<ListOrdersRequest>,
+    ) -> Result<tonic::Response<ListOrdersResponse>, tonic::Status> {
+        Ok(tonic::Response::new(ListOrdersResponse::default()))
+    }
+
+    type WatchOrderStream = futures_util::stream::Empty<Result<WatchOrderResponse, tonic::Status>>;
+
+    async fn watch_order(
+        &self,
+        _: tonic::Request<WatchOrderRequest>,
+    ) -> Result<tonic::Response<Self::WatchOrderStream>, tonic::Status> {
+        Err(tonic::Status::not_found("no orders here"))
+    }
+}
+
+#[tokio::test]
+async fn a_refused_order_gives_its_reserved_stock_back() {
+    let stack = Stack::start().await;
+    // The BFFs over the real catalogue and inventory, and an orders
+    // service that refuses, served like the real one (mutual TLS).
+    let refusing = Server::start_service(
+        tailor_runtime::GrpcServer::new("orders")
+            .add_service(OrdersServiceServer::new(RefusingOrders)),
+        tailor_runtime::ServeOptions::default(),
+    )
+    .await;
+    let [catalog, inventory, reviews, _] = stack.downstream_urls();
+    let args = downstream_args(&catalog, &inventory, &reviews, &refusing.url());
+    let data = tempfile::tempdir().unwrap();
+    let keys = tailor_partner_bff::KeyStore::open(&data.path().join("partner.db")).unwrap();
+    let accounts =
+        tailor_web_bff::Accounts::open(&data.path().join("web.db"), Duration::from_secs(60))
+            .unwrap();
+    let (web_bff, mobile_bff, _partner) = start_bffs(&args, keys, accounts).await;
+
+    let products = stocked(&stack.inventory, 2, 2).await;
+    let before: Vec<i32> = [
+        available(&stack.inventory, &products[0]).await,
+        available(&stack.inventory, &products[1]).await,
+    ]
+    .to_vec();
+    let mut shop = web::v1::shop_service_client::ShopServiceClient::new(web_bff.channel().await);
+    let status = shop
+        .place_order(bearer(
+            &web_token("ada"),
+            web_order("refused-1", &products[0], 2),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let mut phone =
+        mobile::v1::shop_service_client::ShopServiceClient::new(mobile_bff.channel().await);
+    let status = phone
+        .place_order(bearer(
+            &mobile_token("ada"),
+            mobile_order("refused-2", &products[1], 2),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    let after = [
+        available(&stack.inventory, &products[0]).await,
+        available(&stack.inventory, &products[1]).await,
+    ];
+    assert_eq!(after.to_vec(), before, "the stock is back");
+    // Both reached the orders service, which comes after the reservation.
+    let creates = refusing.stats.snapshot().started;
+    assert_eq!(creates, 2, "both orders were reserved and sent");
+}
+
+#[tokio::test]
+async fn an_order_that_may_have_been_created_keeps_its_reserved_stock() {
+    let stack = Stack::start().await;
+    let products = stocked(&stack.inventory, 2, 2).await;
+    let mut shop = web::v1::shop_service_client::ShopServiceClient::new(stack.web.channel().await);
+    let token = web_token("ada");
+
+    // The key reused for other lines: the orders service refuses, but the
+    // reservation under that key is the first order's and stays held.
+    let first_before = available(&stack.inventory, &products[0]).await;
+    let second_before = available(&stack.inventory, &products[1]).await;
+    shop.place_order(bearer(&token, web_order("k-1", &products[0], 2)))
+        .await
+        .unwrap();
+    let status = shop
+        .place_order(bearer(&token, web_order("k-1", &products[1], 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert_eq!(
+        available(&stack.inventory, &products[0]).await,
+        first_before - 2
+    );
+    assert_eq!(
+        available(&stack.inventory, &products[1]).await,
+        second_before
+    );
+
+    // The orders service gone: the order may or may not exist, so its
+    // stock stays held for the client's retry with the same key.
+    let before = available(&stack.inventory, &products[1]).await;
+    let orders = stack.orders;
+    orders.stop().await;
+    let status = shop
+        .place_order(bearer(&token, web_order("k-2", &products[1], 1)))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(available(&stack.inventory, &products[1]).await, before - 1);
 }

@@ -306,6 +306,7 @@ pub fn web_options() -> tailor_web_bff::WebOptions {
             max_age_secs: 3600,
         },
         sign_in_attempts: tailor_web_bff::DEFAULT_SIGN_IN_ATTEMPTS,
+        orders_per_user: tailor_screens::order::DEFAULT_ORDER_RATE,
     }
 }
 
@@ -324,6 +325,7 @@ pub async fn start_bffs(
     let mobile = tailor_mobile_bff::build_server(
         Downstreams::connect(args, &caller(tailor_mobile_bff::NAME)).unwrap(),
         verifier(tailor_mobile_bff::DEFAULT_AUDIENCE),
+        tailor_screens::order::DEFAULT_ORDER_RATE,
     );
     let partner = tailor_partner_bff::build_server(
         Downstreams::connect(args, &caller(tailor_partner_bff::NAME)).unwrap(),

@@ -23,9 +23,11 @@ use std::sync::Arc;
 
 use tailor_auth::{AuthLayer, AuthPolicy, JwtAuthenticator};
 use tailor_interceptors::compression::PlainStreams;
+use tailor_interceptors::limits::Plan;
 use tailor_proto::mobile::v1::shop_service_server::ShopServiceServer;
 use tailor_runtime::GrpcServer;
 use tailor_screens::Downstreams;
+use tailor_screens::order::OrderRate;
 use tonic::codec::CompressionEncoding;
 
 pub use shop::MobileShop;
@@ -46,15 +48,24 @@ pub fn auth_policy() -> AuthPolicy {
         .allow_anonymous(format!("{SERVICE}GetProductPage"))
 }
 
-/// The mobile BFF's server, ready to serve.
-pub fn build_server(downstreams: Downstreams, tokens: JwtAuthenticator) -> GrpcServer {
+/// The mobile BFF's server, ready to serve; each user places orders at
+/// most as `orders_per_user` says
+/// ([`tailor_screens::order::DEFAULT_ORDER_RATE`] unless configured).
+pub fn build_server(
+    downstreams: Downstreams,
+    tokens: JwtAuthenticator,
+    orders_per_user: Plan,
+) -> GrpcServer {
     GrpcServer::new(NAME)
         .add_service(PlainStreams::new(
-            ShopServiceServer::new(MobileShop::new(downstreams))
-                .send_compressed(CompressionEncoding::Zstd)
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Zstd)
-                .accept_compressed(CompressionEncoding::Gzip),
+            ShopServiceServer::new(MobileShop::new(
+                downstreams,
+                OrderRate::new(orders_per_user),
+            ))
+            .send_compressed(CompressionEncoding::Zstd)
+            .send_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Zstd)
+            .accept_compressed(CompressionEncoding::Gzip),
             &[WATCH_ORDER],
         ))
         .with_auth(AuthLayer::new(Arc::new(tokens), auth_policy()))

@@ -19,6 +19,11 @@ struct Args {
     #[arg(long, env = "TAILOR_MOBILE_JWT_AUDIENCE", default_value = tailor_mobile_bff::DEFAULT_AUDIENCE)]
     jwt_audience: String,
 
+    /// Orders each user may place, as `<per second>:<burst>:<per day>`
+    /// (default 0.1:10:500: 10 at once, then one every 10 s, 500 a day).
+    #[arg(long, env = "TAILOR_MOBILE_ORDER_LIMITS")]
+    order_limits: Option<tailor_interceptors::limits::Plan>,
+
     #[command(flatten)]
     jwt: JwtArgs,
 
@@ -34,11 +39,17 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let build = async {
         let tokens = args.jwt.authenticator(&args.jwt_audience)?;
-        let downstreams = tailor_channel::Caller::new(args.server.mesh_credentials(tailor_mobile_bff::NAME)?)
-                    .map_err(|e| e.to_string())
-                    .and_then(|caller| Downstreams::connect(&args.downstreams, &caller).map_err(|e| e.to_string()))
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(tailor_mobile_bff::build_server(downstreams, tokens))
+        let downstreams =
+            tailor_channel::Caller::new(args.server.mesh_credentials(tailor_mobile_bff::NAME)?)
+                .map_err(|e| e.to_string())
+                .and_then(|caller| {
+                    Downstreams::connect(&args.downstreams, &caller).map_err(|e| e.to_string())
+                })
+                .map_err(|e| e.to_string())?;
+        let orders = args
+            .order_limits
+            .unwrap_or(tailor_screens::order::DEFAULT_ORDER_RATE);
+        Ok::<_, String>(tailor_mobile_bff::build_server(downstreams, tokens, orders))
     };
     tailor_runtime::serve_main(
         "tailor-mobile-bff",
@@ -46,5 +57,6 @@ async fn main() -> ExitCode {
         &args.server,
         tailor_runtime::Role::Bff,
         build,
-    ).await
+    )
+    .await
 }

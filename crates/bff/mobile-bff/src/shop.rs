@@ -1,18 +1,18 @@
 //! `tailor.mobile.v1.ShopService`.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
 use tailor_auth::caller;
 use tailor_interceptors::compression::compress_if_worth_it;
-use tailor_interceptors::input;
 use tailor_proto::mobile::v1::shop_service_server::ShopService;
 use tailor_proto::mobile::v1::{
     GetProductPageRequest, GetProductPageResponse, ListProductsRequest, ListProductsResponse,
     PlaceOrderRequest, PlaceOrderResponse, WatchOrderRequest, WatchOrderResponse,
 };
 use tailor_screens::list::{ListParts, ListQuery, product_list};
-use tailor_screens::order::{LineInput, OrderLimits, place_order, watch_order};
+use tailor_screens::order::{LineInput, OrderLimits, OrderRate, place_order, watch_order};
 use tailor_screens::page::{PageParts, product_page};
 use tailor_screens::{Downstreams, PageSize};
 use tonic::{Request, Response, Status};
@@ -20,9 +20,6 @@ use tonic::{Request, Response, Status};
 use crate::version::versioned;
 use crate::{mask, shape};
 
-/// Versions this BFF hands out are 24 hex digits; anything much longer
-/// cannot match one.
-const MAX_VERSION_CHARS: usize = 64;
 const PAGE_SIZES: PageSize = PageSize::new(20, 50);
 /// Reviews fetched to choose the most helpful from.
 const REVIEW_POOL: i32 = 20;
@@ -38,12 +35,16 @@ const LIMITS: OrderLimits = OrderLimits {
 #[derive(Debug, Clone)]
 pub struct MobileShop {
     downstreams: Downstreams,
+    orders: Arc<OrderRate>,
 }
 
 impl MobileShop {
-    /// Serves from `downstreams`.
-    pub fn new(downstreams: Downstreams) -> Self {
-        Self { downstreams }
+    /// Serves from `downstreams`; each user places orders at `orders`.
+    pub fn new(downstreams: Downstreams, orders: OrderRate) -> Self {
+        Self {
+            downstreams,
+            orders: Arc::new(orders),
+        }
     }
 }
 
@@ -55,11 +56,6 @@ impl ShopService for MobileShop {
         &self,
         request: Request<ListProductsRequest>,
     ) -> Result<Response<ListProductsResponse>, Status> {
-        input::at_most(
-            "if_version",
-            &request.get_ref().if_version,
-            MAX_VERSION_CHARS,
-        )?;
         let mask = mask::card_mask(
             request.metadata(),
             request.get_ref().read_mask.as_ref(),
@@ -108,11 +104,6 @@ impl ShopService for MobileShop {
         &self,
         request: Request<GetProductPageRequest>,
     ) -> Result<Response<GetProductPageResponse>, Status> {
-        input::at_most(
-            "if_version",
-            &request.get_ref().if_version,
-            MAX_VERSION_CHARS,
-        )?;
         let mask = mask::page_mask(
             request.metadata(),
             request.get_ref().read_mask.as_ref(),
@@ -208,6 +199,7 @@ impl ShopService for MobileShop {
             &request.idempotency_key,
             &lines,
             LIMITS,
+            Some(&self.orders),
         )
         .await?;
         Ok(compress_if_worth_it(Response::new(PlaceOrderResponse {

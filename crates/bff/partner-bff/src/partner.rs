@@ -4,7 +4,6 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use tailor_auth::caller;
-use tailor_interceptors::input;
 use tailor_proto::inventory::v1::BatchGetStockRequest;
 use tailor_proto::orders::v1 as orders;
 use tailor_proto::partner::v1::partner_service_server::PartnerService;
@@ -105,7 +104,6 @@ impl PartnerService for Partner {
                 "product_ids must not be empty strings",
             ));
         }
-        input::each_at_most("product_ids", &ids, input::MAX_ID_CHARS)?;
         let stocks = if ids.is_empty() {
             Vec::new()
         } else {
@@ -166,6 +164,8 @@ impl PartnerService for Partner {
             &request.idempotency_key,
             &lines,
             LIMITS,
+            // Each key is limited by its plan before the handler.
+            None,
         )
         .await?;
         Ok(Response::new(PlaceOrderResponse {

@@ -29,6 +29,7 @@ use tailor_proto::web::v1::session_service_server::SessionServiceServer;
 use tailor_proto::web::v1::shop_service_server::ShopServiceServer;
 use tailor_runtime::GrpcServer;
 use tailor_screens::Downstreams;
+use tailor_screens::order::OrderRate;
 use tonic::codec::CompressionEncoding;
 
 pub use accounts::Accounts;
@@ -64,6 +65,9 @@ pub struct WebOptions {
     pub cookie: CookiePolicy,
     /// Sign-in attempts allowed per user name and per client address.
     pub sign_in_attempts: SignInLimits,
+    /// Orders each user may place ([`tailor_screens::order::DEFAULT_ORDER_RATE`]
+    /// unless configured).
+    pub orders_per_user: tailor_interceptors::limits::Plan,
 }
 
 /// The web BFF's server, ready to serve: native gRPC and grpc-web on one
@@ -81,9 +85,12 @@ pub fn build_server(
         .add_service(
             // Native callers may ask for compressed answers; browsers over
             // grpc-web do not send grpc-accept-encoding and get plain ones.
-            ShopServiceServer::new(WebShop::new(downstreams))
-                .send_compressed(CompressionEncoding::Gzip)
-                .accept_compressed(CompressionEncoding::Gzip),
+            ShopServiceServer::new(WebShop::new(
+                downstreams,
+                OrderRate::new(options.orders_per_user),
+            ))
+            .send_compressed(CompressionEncoding::Gzip)
+            .accept_compressed(CompressionEncoding::Gzip),
         )
         .add_service(SessionServiceServer::new(WebSessions::new(
             accounts,

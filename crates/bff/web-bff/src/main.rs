@@ -63,6 +63,11 @@ struct Args {
     #[arg(long, env = "TAILOR_WEB_SIGN_IN_ADDRESS_LIMITS")]
     sign_in_address_limits: Option<tailor_interceptors::limits::Rate>,
 
+    /// Orders each user may place, as `<per second>:<burst>:<per day>`
+    /// (default 0.1:10:500: 10 at once, then one every 10 s, 500 a day).
+    #[arg(long, env = "TAILOR_WEB_ORDER_LIMITS")]
+    order_limits: Option<tailor_interceptors::limits::Plan>,
+
     #[command(flatten)]
     jwt: JwtArgs,
 
@@ -174,6 +179,9 @@ async fn main() -> ExitCode {
                     .sign_in_address_limits
                     .unwrap_or(DEFAULT_SIGN_IN_ATTEMPTS.per_address),
             },
+            orders_per_user: args
+                .order_limits
+                .unwrap_or(tailor_screens::order::DEFAULT_ORDER_RATE),
         };
         Ok::<_, String>(tailor_web_bff::build_server(
             downstreams,

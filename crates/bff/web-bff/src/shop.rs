@@ -1,6 +1,7 @@
 //! `tailor.web.v1.ShopService`.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
 use tailor_auth::caller;
@@ -10,7 +11,7 @@ use tailor_proto::web::v1::{
     PlaceOrderRequest, PlaceOrderResponse, ReviewsSection, WatchOrderRequest, WatchOrderResponse,
 };
 use tailor_screens::list::{ListParts, ListQuery, product_list};
-use tailor_screens::order::{LineInput, OrderLimits, place_order, watch_order};
+use tailor_screens::order::{LineInput, OrderLimits, OrderRate, place_order, watch_order};
 use tailor_screens::page::{PageParts, product_page};
 use tailor_screens::{Downstreams, PageSize};
 use tonic::{Request, Response, Status};
@@ -29,12 +30,16 @@ const LIMITS: OrderLimits = OrderLimits {
 #[derive(Debug, Clone)]
 pub struct WebShop {
     downstreams: Downstreams,
+    orders: Arc<OrderRate>,
 }
 
 impl WebShop {
-    /// Serves from `downstreams`.
-    pub fn new(downstreams: Downstreams) -> Self {
-        Self { downstreams }
+    /// Serves from `downstreams`; each user places orders at `orders`.
+    pub fn new(downstreams: Downstreams, orders: OrderRate) -> Self {
+        Self {
+            downstreams,
+            orders: Arc::new(orders),
+        }
     }
 }
 
@@ -152,6 +157,7 @@ impl ShopService for WebShop {
             &request.idempotency_key,
             &lines,
             LIMITS,
+            Some(&self.orders),
         )
         .await?;
         Ok(Response::new(PlaceOrderResponse {

