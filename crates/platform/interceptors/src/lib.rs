@@ -28,6 +28,7 @@ pub mod propagate;
 pub mod protocol;
 pub mod request_id;
 pub mod routing;
+pub mod streams;
 
 pub use context::{CallContext, Identity};
 
