@@ -577,3 +577,161 @@ async fn downstream_services_bound_the_strings_any_bff_may_send_them() {
         .unwrap_err();
     assert_names(&status, "invalid page_token", "reviews page_token");
 }
+
+/// Retries `open` until it succeeds, for a slot freed by a stream the
+/// server learns was dropped a moment after the client dropped it.
+async fn eventually<T, F, Fut>(mut open: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open().await {
+            Ok(value) => return value,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the slot was never freed: {status:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+}
+
+fn assert_capped(status: &tonic::Status, cap: usize, what: &str) {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), Code::ResourceExhausted, "{what}: {status:?}");
+    assert!(
+        status.message().contains(&format!("at most {cap} {what}")),
+        "{}",
+        status.message()
+    );
+    let retry = status.get_error_details().retry_info().cloned();
+    assert!(
+        retry.and_then(|r| r.retry_delay).is_some(),
+        "{what}: RetryInfo"
+    );
+}
+
+#[tokio::test]
+async fn a_user_holds_a_bounded_number_of_order_watches_and_a_closed_one_frees_its_slot() {
+    use tailor_e2e::{StackOptions, bearer, web_token};
+    use tailor_proto::web::v1::{OrderLineInput, PlaceOrderRequest, WatchOrderRequest};
+    use tailor_web_bff::WATCHES_PER_USER;
+
+    // Orders stay placed for the whole test, so every watch stays open.
+    let stack = Stack::start_with(StackOptions {
+        fulfilment_step: std::time::Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await;
+    let token = web_token("watcher");
+    let mut web = ShopServiceClient::new(stack.web.channel().await);
+    let order = web
+        .place_order(bearer(
+            &token,
+            PlaceOrderRequest {
+                idempotency_key: "watched".into(),
+                lines: vec![OrderLineInput {
+                    product_id: "prod-000007".into(),
+                    quantity: 1,
+                }],
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .order
+        .unwrap();
+    let watch = |client: &ShopServiceClient<tonic::transport::Channel>| {
+        let mut client = client.clone();
+        let request = bearer(
+            &token,
+            WatchOrderRequest {
+                order_id: order.id.clone(),
+            },
+        );
+        async move {
+            let mut updates = client.watch_order(request).await?.into_inner();
+            // The current state arrives first: the stream is open.
+            updates.message().await?.expect("the order's state");
+            Ok::<_, tonic::Status>(updates)
+        }
+    };
+
+    // One watch on a connection of its own, the rest on the shared one.
+    let own = ShopServiceClient::new(stack.web.channel().await);
+    let on_own_connection = watch(&own).await.unwrap();
+    let mut open = Vec::new();
+    for _ in 1..WATCHES_PER_USER {
+        open.push(watch(&web).await.unwrap());
+    }
+    let refused = watch(&web).await.unwrap_err();
+    assert_capped(&refused, WATCHES_PER_USER, "order watches");
+    // Someone else is not held to this user's cap.
+    let other = bearer(
+        &web_token("someone-else"),
+        WatchOrderRequest {
+            order_id: order.id.clone(),
+        },
+    );
+    assert_eq!(
+        web.watch_order(other).await.unwrap_err().code(),
+        Code::NotFound
+    );
+
+    // A stream the client drops frees its slot.
+    drop(open.pop());
+    open.push(eventually(|| watch(&web)).await);
+    assert_capped(
+        &watch(&web).await.unwrap_err(),
+        WATCHES_PER_USER,
+        "order watches",
+    );
+    // So does a client that goes away with its connection.
+    drop((on_own_connection, own));
+    open.push(eventually(|| watch(&web)).await);
+    assert_eq!(open.len(), WATCHES_PER_USER);
+}
+
+#[tokio::test]
+async fn an_api_key_holds_a_bounded_number_of_catalogue_feeds() {
+    use tailor_partner_bff::FEEDS_PER_KEY;
+    use tailor_proto::partner::v1::StreamCatalogFeedRequest;
+    use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
+
+    let stack = Stack::start().await;
+    let feed = || {
+        let request = tailor_e2e::api_key(&stack.partner_key, StreamCatalogFeedRequest::default());
+        let url = stack.partner.url();
+        async move {
+            // A reader with the protocol's initial 64 KiB windows, each feed
+            // on its own connection: what it has not taken holds its feed
+            // open (a client with megabyte windows would let the BFF send
+            // the whole test catalogue at once and end the feed).
+            let channel = tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .initial_stream_window_size(65_535)
+                .initial_connection_window_size(65_535)
+                .connect()
+                .await
+                .unwrap();
+            let mut client = PartnerServiceClient::new(channel);
+            let mut products = client.stream_catalog_feed(request).await?.into_inner();
+            // Take one product and leave the feed open, as a slow reader.
+            products.message().await?.expect("a product");
+            Ok::<_, tonic::Status>(products)
+        }
+    };
+    let mut open = Vec::new();
+    for _ in 0..FEEDS_PER_KEY {
+        open.push(feed().await.unwrap());
+    }
+    assert_capped(&feed().await.unwrap_err(), FEEDS_PER_KEY, "catalogue feeds");
+    drop(open.remove(0));
+    open.push(eventually(feed).await);
+    assert_eq!(open.len(), FEEDS_PER_KEY);
+}

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use tailor_auth::{AuthLayer, AuthPolicy, JwtAuthenticator};
 use tailor_interceptors::compression::PlainStreams;
 use tailor_interceptors::limits::Plan;
+use tailor_interceptors::streams::{CappedStreams, StreamCaps};
 use tailor_proto::mobile::v1::shop_service_server::ShopServiceServer;
 use tailor_runtime::GrpcServer;
 use tailor_screens::Downstreams;
@@ -41,6 +42,10 @@ pub const DEFAULT_AUDIENCE: &str = "tailor-mobile";
 const SERVICE: &str = "/tailor.mobile.v1.ShopService/";
 const WATCH_ORDER: &str = "/tailor.mobile.v1.ShopService/WatchOrder";
 
+/// Order watches one user may hold open at once; one more is
+/// RESOURCE_EXHAUSTED until one ends.
+pub const WATCHES_PER_USER: usize = 8;
+
 /// Who may call what: browsing is open, orders need a signed-in user.
 pub fn auth_policy() -> AuthPolicy {
     AuthPolicy::new()
@@ -57,16 +62,20 @@ pub fn build_server(
     orders_per_user: Plan,
 ) -> GrpcServer {
     GrpcServer::new(NAME)
-        .add_service(PlainStreams::new(
-            ShopServiceServer::new(MobileShop::new(
-                downstreams,
-                OrderRate::new(orders_per_user),
-            ))
-            .send_compressed(CompressionEncoding::Zstd)
-            .send_compressed(CompressionEncoding::Gzip)
-            .accept_compressed(CompressionEncoding::Zstd)
-            .accept_compressed(CompressionEncoding::Gzip),
-            &[WATCH_ORDER],
+        .add_service(CappedStreams::new(
+            PlainStreams::new(
+                ShopServiceServer::new(MobileShop::new(
+                    downstreams,
+                    OrderRate::new(orders_per_user),
+                ))
+                .send_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .accept_compressed(CompressionEncoding::Gzip),
+                &[WATCH_ORDER],
+            ),
+            WATCH_ORDER,
+            StreamCaps::new("order watches", WATCHES_PER_USER),
         ))
         .with_auth(AuthLayer::new(Arc::new(tokens), auth_policy()))
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use tailor_auth::{ApiKeyAuthenticator, AuthLayer, AuthPolicy};
 use tailor_interceptors::limits::{Limiter, Plan};
+use tailor_interceptors::streams::{CappedStreams, StreamCaps};
 use tailor_proto::partner::v1::partner_service_server::PartnerServiceServer;
 use tailor_runtime::GrpcServer;
 use tailor_screens::Downstreams;
@@ -35,6 +36,12 @@ pub use partner::Partner;
 pub const NAME: &str = "partner-bff";
 
 const SERVICE: &str = "/tailor.partner.v1.PartnerService/";
+const FEED: &str = "/tailor.partner.v1.PartnerService/StreamCatalogFeed";
+
+/// Catalogue feeds one API key may hold open at once: a feed is resumable,
+/// so an integration needs one, a few at most while it restarts; one more
+/// is RESOURCE_EXHAUSTED until one ends.
+pub const FEEDS_PER_KEY: usize = 4;
 
 /// Which scope each method needs.
 pub fn auth_policy() -> AuthPolicy {
@@ -64,7 +71,11 @@ pub async fn build_server(
     let limiter = Limiter::with_ledger(limits, Arc::new(keys.clone()), SAVE_QUOTA_EVERY).await?;
     let authenticator = ApiKeyAuthenticator::new(Arc::new(keys));
     Ok(GrpcServer::new(NAME)
-        .add_service(PartnerServiceServer::new(Partner::new(downstreams)))
+        .add_service(CappedStreams::new(
+            PartnerServiceServer::new(Partner::new(downstreams)),
+            FEED,
+            StreamCaps::new("catalogue feeds", FEEDS_PER_KEY),
+        ))
         .with_auth(AuthLayer::new(Arc::new(authenticator), auth_policy()))
         .with_limits(limiter))
 }

@@ -25,6 +25,7 @@ use tailor_auth::{
     AuthLayer, AuthPolicy, CookiePolicy, FirstOf, JwtAuthenticator, SessionAuthenticator,
 };
 use tailor_browser::BrowserAccess;
+use tailor_interceptors::streams::{CappedStreams, StreamCaps};
 use tailor_proto::web::v1::session_service_server::SessionServiceServer;
 use tailor_proto::web::v1::shop_service_server::ShopServiceServer;
 use tailor_runtime::GrpcServer;
@@ -45,6 +46,11 @@ pub const DEFAULT_AUDIENCE: &str = "tailor-web";
 
 const SHOP: &str = "/tailor.web.v1.ShopService/";
 const SESSIONS: &str = "/tailor.web.v1.SessionService/";
+const WATCH_ORDER: &str = "/tailor.web.v1.ShopService/WatchOrder";
+
+/// Order watches one user may hold open at once (several tabs, several
+/// orders); one more is RESOURCE_EXHAUSTED until one ends.
+pub const WATCHES_PER_USER: usize = 8;
 
 /// Who may call what: browsing and signing in or out are open; orders and
 /// "who am I" need a signed-in user.
@@ -82,7 +88,7 @@ pub fn build_server(
         SessionAuthenticator::new(Arc::new(accounts.clone()), options.browser.origins.clone());
     let authenticator = FirstOf(vec![Arc::new(tokens), Arc::new(sessions)]);
     GrpcServer::new(NAME)
-        .add_service(
+        .add_service(CappedStreams::new(
             // Native callers may ask for compressed answers; browsers over
             // grpc-web do not send grpc-accept-encoding and get plain ones.
             ShopServiceServer::new(WebShop::new(
@@ -91,7 +97,9 @@ pub fn build_server(
             ))
             .send_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Gzip),
-        )
+            WATCH_ORDER,
+            StreamCaps::new("order watches", WATCHES_PER_USER),
+        ))
         .add_service(SessionServiceServer::new(WebSessions::new(
             accounts,
             options.cookie,
