@@ -37,7 +37,7 @@ async fn a_downstream_port_refuses_plaintext_strangers_and_certificates_of_no_bf
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert!(
-        status.message().contains("mutual TLS"),
+        status.message().contains("TLS only"),
         "{}",
         status.message()
     );
@@ -403,4 +403,56 @@ async fn the_readmes_buf_curl_with_the_development_certificates_reaches_a_downst
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{said}");
     assert!(!String::from_utf8_lossy(&output.stdout).contains("prod-000042"));
+}
+
+#[tokio::test]
+async fn a_bff_serves_its_public_api_over_tls_when_given_a_certificate() {
+    let stack = Stack::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let files = trust();
+    let (cert, key) = (files.cert("mobile-bff"), files.key("mobile-bff"));
+    let mobile = tailor_e2e::Process::start_bff(
+        "tailor-mobile-bff",
+        data.path().to_str().unwrap(),
+        &stack.downstream_urls(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let ca = std::fs::read(files.ca_cert()).unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{}", mobile.address))
+        .unwrap()
+        .tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+                .domain_name("mobile-bff"),
+        )
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let page = tailor_proto::mobile::v1::shop_service_client::ShopServiceClient::new(channel)
+        .list_products(tailor_proto::mobile::v1::ListProductsRequest {
+            page_size: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.products.len(), 2);
+    // Plaintext to the TLS port is answered with why, never served.
+    let status = tailor_proto::mobile::v1::shop_service_client::ShopServiceClient::new(
+        connect(mobile.address).await,
+    )
+    .list_products(tailor_proto::mobile::v1::ListProductsRequest::default())
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().contains("TLS only"), "{}", status.message());
 }

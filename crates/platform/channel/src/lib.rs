@@ -102,13 +102,12 @@ pub fn channel(
     caller: &Caller,
 ) -> Result<ServiceChannel, ChannelError> {
     let authority = address.split_once("://").map_or(address, |(_, rest)| rest);
-    let endpoint = Endpoint::from_shared(format!("https://{authority}")).map_err(|e| {
-        InvalidAddress {
+    let endpoint =
+        Endpoint::from_shared(format!("https://{authority}")).map_err(|e| InvalidAddress {
             service,
             address: address.to_owned(),
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     let endpoint = endpoint
         .tls_config(caller.credentials.client_tls(service))
         .map_err(|e| ChannelError::Tls {
@@ -136,31 +135,15 @@ pub fn channel(
 #[derive(Debug, Clone, clap::Args)]
 pub struct DownstreamArgs {
     /// Catalog service address.
-    #[arg(
-        long,
-        env = "TAILOR_CATALOG_ADDR",
-        default_value = "127.0.0.1:50051"
-    )]
+    #[arg(long, env = "TAILOR_CATALOG_ADDR", default_value = "127.0.0.1:50051")]
     pub catalog_addr: String,
     /// Inventory service address.
-    #[arg(
-        long,
-        env = "TAILOR_INVENTORY_ADDR",
-        default_value = "127.0.0.1:50052"
-    )]
+    #[arg(long, env = "TAILOR_INVENTORY_ADDR", default_value = "127.0.0.1:50052")]
     pub inventory_addr: String,
     /// Reviews service address.
-    #[arg(
-        long,
-        env = "TAILOR_REVIEWS_ADDR",
-        default_value = "127.0.0.1:50053"
-    )]
+    #[arg(long, env = "TAILOR_REVIEWS_ADDR", default_value = "127.0.0.1:50053")]
     pub reviews_addr: String,
     /// Orders service address.
-    #[arg(
-        long,
-        env = "TAILOR_ORDERS_ADDR",
-        default_value = "127.0.0.1:50054"
-    )]
+    #[arg(long, env = "TAILOR_ORDERS_ADDR", default_value = "127.0.0.1:50054")]
     pub orders_addr: String,
 }

@@ -104,9 +104,8 @@ impl ServerArgs {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
-        let read = |path: &PathBuf| {
-            std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
-        };
+        let read =
+            |path: &PathBuf| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()));
         tailor_trust::tls::server_config(&read(cert)?, &read(key)?, None)
             .map(Some)
             .map_err(|e| format!("--tls-cert/--tls-key: {e}"))

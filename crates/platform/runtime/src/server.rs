@@ -12,7 +12,7 @@ use tailor_interceptors::limits::{LimitLayer, Limiter};
 use tailor_interceptors::routing::methods_of;
 
 use crate::stack::{Admission, Faults, GrpcService, StackConfig, server_stack};
-use tailor_trust::tls::{Connection, acceptor, accept};
+use tailor_trust::tls::{Connection, accept, acceptor};
 use tailor_trust::{CallerLayer, MeshCredentials};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -285,7 +285,11 @@ impl GrpcServer {
             .health
             .set_service_status("", ServingStatus::Serving)
             .await;
-        let scheme = if prepared.tls.is_some() { "TLS" } else { "plaintext" };
+        let scheme = if prepared.tls.is_some() {
+            "TLS"
+        } else {
+            "plaintext"
+        };
         tracing::info!(server = name, %address, services = ?prepared.service_names, transport = scheme, "listening");
         // One line on stdout that the launcher (and people) can read.
         println!("{name} listening on {address}");
@@ -487,12 +491,17 @@ impl Connections {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let last_call = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
         let addresses = connect_info(&stream);
-        let (io, connection) = match tls {
-            Some(tls) => {
-                let (io, connection) = accept(&tls, stream).await?;
-                (io, connection)
-            }
-            None => (tokio_util::either::Either::Right(stream), Connection::Plaintext),
+        let (io, connection, service) = match tls {
+            Some(tls) => match accept(&tls, stream).await? {
+                // Plaintext on a TLS port: every call is answered with why.
+                (io, Connection::Plaintext) => (io, Connection::Plaintext, refuse_plaintext()),
+                (io, connection) => (io, connection, service),
+            },
+            None => (
+                tokio_util::either::Either::Right(stream),
+                Connection::Plaintext,
+                service,
+            ),
         };
         let hyper_service = hyper_service(service, connection, addresses, last_call.clone());
         let conn = self
@@ -530,6 +539,17 @@ fn connect_info(stream: &TcpStream) -> tonic::transport::server::TcpConnectInfo 
         local_addr: stream.local_addr().ok(),
         remote_addr: stream.peer_addr().ok(),
     }
+}
+
+/// What a TLS port answers a client that speaks plaintext to it.
+fn refuse_plaintext() -> GrpcService {
+    tower::util::BoxCloneService::new(tower::service_fn(|_request| async {
+        Ok(tailor_interceptors::status_response(
+            tonic::Status::unauthenticated(
+                "this port accepts TLS only (plaintext health checks are served on the admin port)",
+            ),
+        ))
+    }))
 }
 
 /// Adapts the tower service to hyper, one clone per connection; every

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tailor_auth::AuthLayer;
-use tailor_trust::CallerLayer;
 use tailor_browser::{BrowserAccess, CorsLayer, GrpcWebGuardLayer};
 use tailor_interceptors::access_log::{AccessLogLayer, CallStats};
 use tailor_interceptors::deadline::DeadlineLayer;
@@ -48,6 +47,7 @@ use tailor_interceptors::protocol::ContentTypeLayer;
 use tailor_interceptors::request_id::RequestIdLayer;
 use tailor_interceptors::routing::RoutingLayer;
 use tailor_interceptors::{HttpRequest, HttpResponse};
+use tailor_trust::CallerLayer;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneService;
 

@@ -96,7 +96,8 @@ impl Authority {
     /// A new authority with a fresh P-256 key.
     pub fn generate() -> Result<Self, TrustError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(TrustError::invalid)?;
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(TrustError::invalid)?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(TrustError::invalid)?;
         params
             .distinguished_name
             .push(DnType::CommonName, "Tailor stack authority");
@@ -229,9 +230,15 @@ mod tests {
             assert_eq!(mode(&trust.join(CA_KEY)), 0o600);
         }
         Authority::ensure_dir(&trust, &["catalog", "web-bff"]).unwrap();
-        assert_eq!(first, std::fs::read_to_string(files.cert("catalog")).unwrap());
+        assert_eq!(
+            first,
+            std::fs::read_to_string(files.cert("catalog")).unwrap()
+        );
         // A process the directory lacks: everything is issued anew.
         Authority::ensure_dir(&trust, &["catalog", "web-bff", "orders"]).unwrap();
-        assert_ne!(first, std::fs::read_to_string(files.cert("catalog")).unwrap());
+        assert_ne!(
+            first,
+            std::fs::read_to_string(files.cert("catalog")).unwrap()
+        );
     }
 }

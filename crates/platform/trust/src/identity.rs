@@ -131,7 +131,9 @@ pub struct IdentityVerifier {
 }
 
 fn forged(reason: impl std::fmt::Display) -> Status {
-    Status::unauthenticated(format!("the caller's identity token is not valid: {reason}"))
+    Status::unauthenticated(format!(
+        "the caller's identity token is not valid: {reason}"
+    ))
 }
 
 impl IdentityVerifier {
@@ -230,11 +232,15 @@ mod tests {
         assert_eq!(identity.subject, "alice");
         assert_eq!(identity.method, AuthMethod::Delegated);
         // Cached, and still bound to its signer.
-        let replayed = orders.verify(&token, "mobile-bff", &mobile_peer).unwrap_err();
+        let replayed = orders
+            .verify(&token, "mobile-bff", &mobile_peer)
+            .unwrap_err();
         assert_eq!(replayed.code(), tonic::Code::Unauthenticated);
         // Not cached: the key of another connection does not verify it.
         let fresh = IdentityVerifier::new("orders");
-        let error = fresh.verify(&token, "mobile-bff", &mobile_peer).unwrap_err();
+        let error = fresh
+            .verify(&token, "mobile-bff", &mobile_peer)
+            .unwrap_err();
         assert_eq!(error.code(), tonic::Code::Unauthenticated);
         // Made for orders, not for catalog.
         let catalog = IdentityVerifier::new("catalog");
@@ -242,6 +248,10 @@ mod tests {
         // Tampered with.
         let mut parts: Vec<String> = token.split('.').map(str::to_owned).collect();
         parts[1] = parts[1].chars().rev().collect();
-        assert!(fresh.verify(&parts.join("."), "web-bff", &web_peer).is_err());
+        assert!(
+            fresh
+                .verify(&parts.join("."), "web-bff", &web_peer)
+                .is_err()
+        );
     }
 }

@@ -82,7 +82,11 @@ impl CallerLayer {
         let token = request
             .headers()
             .get(IDENTITY_HEADER)
-            .map(|v| v.to_str().map_err(|_| Status::unauthenticated("the caller's identity token is not valid")))
+            .map(|v| {
+                v.to_str().map_err(|_| {
+                    Status::unauthenticated("the caller's identity token is not valid")
+                })
+            })
             .transpose()?;
         if let Some(token) = token {
             let identity = self.verifier.verify(token, caller, &peer)?;

@@ -15,9 +15,9 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use crate::TrustError;
 use crate::authority::TrustFiles;
 use crate::identity::IdentitySigner;
-use crate::TrustError;
 
 /// What a server knows about the connection a request came on; the server
 /// puts it in every request's extensions.
@@ -167,13 +167,11 @@ pub fn server_config(
                     .add(ca.map_err(TrustError::invalid)?)
                     .map_err(TrustError::invalid)?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                roots.into(),
-                provider,
-            )
-            .allow_unauthenticated()
-            .build()
-            .map_err(TrustError::invalid)?;
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(TrustError::invalid)?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -182,7 +180,9 @@ pub fn server_config(
         .collect::<Result<Vec<_>, _>>()
         .map_err(TrustError::invalid)?;
     if chain.is_empty() {
-        return Err(TrustError::invalid("the certificate file holds no certificate"));
+        return Err(TrustError::invalid(
+            "the certificate file holds no certificate",
+        ));
     }
     let key = PrivateKeyDer::from_pem_slice(key).map_err(TrustError::invalid)?;
     let mut config = builder

@@ -4,12 +4,12 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use sha2::{Digest, Sha256};
+use tailor_interceptors::context::CallContext;
 use tailor_proto::orders::v1::orders_service_server::OrdersService;
 use tailor_proto::orders::v1::{
     CreateOrderRequest, CreateOrderResponse, GetOrderRequest, GetOrderResponse, ListOrdersRequest,
     ListOrdersResponse, Order, OrderStatus, WatchOrderRequest, WatchOrderResponse,
 };
-use tailor_interceptors::context::CallContext;
 use tailor_proto::r#type::v1::Money;
 use tailor_storage::PageSize;
 use tokio::sync::{broadcast, mpsc};

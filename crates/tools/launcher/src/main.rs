@@ -102,7 +102,11 @@ async fn main() -> ExitCode {
         Command::Trust(Trust::Init { dir }) => {
             match tailor_trust::Authority::ensure_dir(&dir, &stack::PROCESSES) {
                 Ok(_) => {
-                    println!("certificates for {} servers in {}", stack::PROCESSES.len(), dir.display());
+                    println!(
+                        "certificates for {} servers in {}",
+                        stack::PROCESSES.len(),
+                        dir.display()
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(error) => {

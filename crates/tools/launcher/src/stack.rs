@@ -250,12 +250,7 @@ fn downstream_specs(args: &UpArgs) -> Vec<Spec> {
 fn bff_specs(downstreams: &HashMap<&str, SocketAddr>, web_app: SocketAddr) -> Vec<Spec> {
     let addrs: Vec<String> = ["catalog", "inventory", "reviews", "orders"]
         .iter()
-        .flat_map(|name| {
-            [
-                format!("--{name}-addr"),
-                downstreams[name].to_string(),
-            ]
-        })
+        .flat_map(|name| [format!("--{name}-addr"), downstreams[name].to_string()])
         .collect();
     vec![
         Spec {
@@ -392,7 +387,12 @@ fn print_table(
             server.admin.to_string()
         );
     }
-    println!("  {:<12} {:<22} {:<22} browser app", "web-app", web_app.to_string(), "");
+    println!(
+        "  {:<12} {:<22} {:<22} browser app",
+        "web-app",
+        web_app.to_string(),
+        ""
+    );
     let at = |name: &str| {
         running
             .iter()
