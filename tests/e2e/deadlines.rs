@@ -185,7 +185,10 @@ async fn recording_proxy(
                     }
                 });
             tokio::spawn(async move {
-                let (tls, _) = tailor_trust::tls::accept(&acceptor, tcp).await.unwrap();
+                let (tls, _) =
+                    tailor_trust::tls::accept(&acceptor, tcp, std::time::Duration::from_secs(10))
+                        .await
+                        .unwrap();
                 hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
                     .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
                     .await

@@ -24,6 +24,7 @@ mod readme;
 mod reflection;
 mod resilience;
 mod tables;
+mod transport;
 mod web;
 mod web_process;
 mod zero_trust;

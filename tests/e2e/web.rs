@@ -354,7 +354,10 @@ impl Gate {
                 let (inbound, _) = listener.accept().await.unwrap();
                 let (gate, channel, acceptor) = (gate.clone(), channel.clone(), acceptor.clone());
                 tokio::spawn(async move {
-                    let (inbound, _) = tailor_trust::tls::accept(&acceptor, inbound).await.unwrap();
+                    let (inbound, _) =
+                        tailor_trust::tls::accept(&acceptor, inbound, Duration::from_secs(10))
+                            .await
+                            .unwrap();
                     let forward = service_fn(move |request: http::Request<Incoming>| {
                         let (gate, mut channel) = (gate.clone(), channel.clone());
                         async move {

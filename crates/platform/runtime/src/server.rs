@@ -492,7 +492,7 @@ impl Connections {
         let last_call = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
         let addresses = connect_info(&stream);
         let (io, connection, service) = match tls {
-            Some(tls) => match accept(&tls, stream).await? {
+            Some(tls) => match accept(&tls, stream, self.idle_timeout).await? {
                 // Plaintext on a TLS port: every call is answered with why.
                 (io, Connection::Plaintext) => (io, Connection::Plaintext, refuse_plaintext()),
                 (io, connection) => (io, connection, service),

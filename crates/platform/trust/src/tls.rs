@@ -200,20 +200,23 @@ pub type Accepted = tokio_util::either::Either<TlsStream<TcpStream>, TcpStream>;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts `stream` on a TLS port: a TLS handshake when the client starts
-/// one, plaintext otherwise.
+/// one, plaintext otherwise. A client that says nothing for `timeout` (at
+/// most ten seconds) is dropped.
 pub async fn accept(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
+    timeout: Duration,
 ) -> std::io::Result<(Accepted, Connection)> {
+    let timeout = timeout.min(HANDSHAKE_TIMEOUT);
     let mut first = [0u8; 1];
-    let peeked = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    let peeked = tokio::time::timeout(timeout, stream.peek(&mut first)).await;
     match peeked {
         Ok(Ok(1)) if first[0] == 0x16 => {}
         Ok(Ok(_)) => return Ok((Accepted::Right(stream), Connection::Plaintext)),
         Ok(Err(error)) => return Err(error),
         Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
     }
-    let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+    let tls = tokio::time::timeout(timeout, acceptor.accept(stream))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let peer = tls
