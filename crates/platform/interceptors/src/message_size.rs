@@ -1,6 +1,13 @@
 //! A bound on every request message a server accepts, the same for native
 //! gRPC and for grpc-web (whose calls are translated to native gRPC above
-//! this layer).
+//! this layer), and on the request's metadata.
+//!
+//! Metadata (the header block) over [`MAX_METADATA_BYTES`] is answered
+//! RESOURCE_EXHAUSTED before anything else is done with the call. The
+//! transport's own header limits (HTTP/2 `SETTINGS_MAX_HEADER_LIST_SIZE`,
+//! the HTTP/1.1 read buffer) stand above this bound: between the two a
+//! caller gets this clear status; beyond the transport's, the transport
+//! refuses on its own (HTTP 431, or a reset).
 //!
 //! The layer watches the length-prefixed frames of the request body as
 //! they arrive (a flags byte and a big-endian u32 length, then the
@@ -13,6 +20,7 @@
 //! compressed message may grow to is bounded by tonic's own decoding limit
 //! (4 MiB by default), which refuses with RESOURCE_EXHAUSTED too.
 
+use std::convert::Infallible;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -21,7 +29,7 @@ use http_body::{Body, Frame, SizeHint};
 use tonic::Status;
 use tower::{Layer, Service};
 
-use crate::HttpRequest;
+use crate::{BoxFuture, HttpRequest, HttpResponse, status_response};
 
 /// The bound of downstream services unless configured otherwise: gRPC's
 /// customary 4 MiB, far above what any BFF sends them (an order of 100
@@ -33,6 +41,12 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// read mask) are under 16 KiB; a limit far above that only invites
 /// abuse.
 pub const BFF_MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// The largest request metadata accepted, counted as HTTP/2 counts a
+/// header list (name, value and 32 bytes per field). Tailor's own
+/// metadata (a bearer token of at most 8 KiB, a session cookie, a signed
+/// identity, ids and deadlines) stays far below it.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
 /// Length of a gRPC frame header: a flags byte and a big-endian u32.
 const FRAME_HEADER: usize = 5;
@@ -67,26 +81,43 @@ pub struct MessageSize<S> {
     max_message_bytes: usize,
 }
 
+/// The size of a header list as HTTP/2 counts it (RFC 9113, 6.5.2).
+fn metadata_bytes(headers: &http::HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 32)
+        .sum()
+}
+
 impl<S> Service<HttpRequest> for MessageSize<S>
 where
-    S: Service<HttpRequest>,
+    S: Service<HttpRequest, Response = HttpResponse, Error = Infallible>,
+    S::Future: Send + 'static,
 {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<HttpResponse, Infallible>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
+        let metadata = metadata_bytes(request.headers());
+        if metadata > MAX_METADATA_BYTES {
+            let status = Status::resource_exhausted(format!(
+                "request metadata of {metadata} bytes is larger than the limit of \
+                 {MAX_METADATA_BYTES} bytes"
+            ));
+            return Box::pin(async move { Ok(status_response(status)) });
+        }
         let max = self.max_message_bytes;
-        self.inner.call(request.map(|body| {
+        Box::pin(self.inner.call(request.map(|body| {
             tonic::body::Body::new(BoundedFrames {
                 inner: body,
                 frames: FrameReader::new(max),
             })
-        }))
+        })))
     }
 }
 
@@ -219,6 +250,34 @@ mod tests {
                 "request message of 101 bytes is larger than the limit of 100 bytes"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn metadata_over_the_bound_is_refused_before_the_call() {
+        use tower::ServiceExt;
+        let handler = tower::service_fn(|_: HttpRequest| async {
+            Ok::<_, Infallible>(http::Response::new(tonic::body::Body::empty()))
+        });
+        let service = MessageSizeLayer::new(1024).layer(handler);
+        let call = |padding: usize| {
+            http::Request::builder()
+                .uri("/shop.v1.Shop/List")
+                .header("x-padding", "p".repeat(padding))
+                .body(tonic::body::Body::empty())
+                .unwrap()
+        };
+        let answer = service.clone().oneshot(call(1000)).await.unwrap();
+        assert!(answer.headers().get("grpc-status").is_none());
+        let answer = service.oneshot(call(40_000)).await.unwrap();
+        let status = Status::from_header_map(answer.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(
+            status
+                .message()
+                .starts_with("request metadata of 40041 bytes"),
+            "{}",
+            status.message()
+        );
     }
 
     #[tokio::test]
