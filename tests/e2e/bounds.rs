@@ -576,6 +576,54 @@ async fn downstream_services_bound_the_strings_any_bff_may_send_them() {
         .await
         .unwrap_err();
     assert_names(&status, "invalid page_token", "reviews page_token");
+
+    use tailor_proto::orders::v1::orders_service_client::OrdersServiceClient;
+    use tailor_proto::orders::v1::{CreateOrderRequest, OrderLine, WatchOrderRequest};
+    let mut orders = OrdersServiceClient::new(stack.orders.channel().await);
+    let line = |title: String, currency: &str| OrderLine {
+        product_id: "prod-000001".into(),
+        title,
+        quantity: 1,
+        unit_price: Some(Money {
+            currency_code: currency.into(),
+            amount_minor: 1299,
+        }),
+    };
+    for (order_line, field) in [
+        (
+            line(long(10_000), "EUR"),
+            "lines[].title must be at most 512",
+        ),
+        (
+            line("Mug".into(), &long(100)),
+            "lines[].unit_price.currency_code must be at most 3",
+        ),
+    ] {
+        let status = orders
+            .create_order(call(
+                "orders",
+                CreateOrderRequest {
+                    idempotency_key: "long-fields".into(),
+                    lines: vec![order_line],
+                    channel: "web".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap_err();
+        assert_names(&status, field, "orders");
+    }
+    let status = orders
+        .watch_order(call(
+            "orders",
+            WatchOrderRequest {
+                order_id: long(65),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_names(&status, "order_id must be at most 64", "orders watch");
 }
 
 /// Retries `open` until it succeeds, for a slot freed by a stream the

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use futures_util::{Stream, StreamExt};
 use tailor_auth::caller;
 use tailor_interceptors::compression::compress_if_worth_it;
+use tailor_interceptors::input;
 use tailor_proto::mobile::v1::shop_service_server::ShopService;
 use tailor_proto::mobile::v1::{
     GetProductPageRequest, GetProductPageResponse, ListProductsRequest, ListProductsResponse,
@@ -20,6 +21,9 @@ use tonic::{Request, Response, Status};
 use crate::version::versioned;
 use crate::{mask, shape};
 
+/// Versions this BFF hands out are 24 hex digits; anything much longer
+/// cannot match one.
+const MAX_VERSION_CHARS: usize = 64;
 const PAGE_SIZES: PageSize = PageSize::new(20, 50);
 /// Reviews fetched to choose the most helpful from.
 const REVIEW_POOL: i32 = 20;
@@ -56,6 +60,11 @@ impl ShopService for MobileShop {
         &self,
         request: Request<ListProductsRequest>,
     ) -> Result<Response<ListProductsResponse>, Status> {
+        input::at_most(
+            "if_version",
+            &request.get_ref().if_version,
+            MAX_VERSION_CHARS,
+        )?;
         let mask = mask::card_mask(
             request.metadata(),
             request.get_ref().read_mask.as_ref(),
@@ -104,6 +113,11 @@ impl ShopService for MobileShop {
         &self,
         request: Request<GetProductPageRequest>,
     ) -> Result<Response<GetProductPageResponse>, Status> {
+        input::at_most(
+            "if_version",
+            &request.get_ref().if_version,
+            MAX_VERSION_CHARS,
+        )?;
         let mask = mask::page_mask(
             request.metadata(),
             request.get_ref().read_mask.as_ref(),

@@ -4,6 +4,7 @@ use std::pin::Pin;
 
 use futures_util::Stream;
 use tailor_auth::caller;
+use tailor_interceptors::input;
 use tailor_proto::inventory::v1::BatchGetStockRequest;
 use tailor_proto::orders::v1 as orders;
 use tailor_proto::partner::v1::partner_service_server::PartnerService;
@@ -104,6 +105,7 @@ impl PartnerService for Partner {
                 "product_ids must not be empty strings",
             ));
         }
+        input::each_at_most("product_ids", &ids, input::MAX_ID_CHARS)?;
         let stocks = if ids.is_empty() {
             Vec::new()
         } else {

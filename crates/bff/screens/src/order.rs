@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 use sha2::{Digest, Sha256};
+use tailor_interceptors::input;
 use tailor_interceptors::limits::{DEFAULT_CAPACITY, Limiter, Plan, Refusal};
 use tailor_proto::catalog::v1::BatchGetProductsRequest;
 use tailor_proto::inventory::v1::{
@@ -77,7 +78,7 @@ fn validate(key: &str, lines: &[LineInput], limits: OrderLimits) -> Result<(), S
             "idempotency_key is required so that retries are safe",
         ));
     }
-    if key.len() > 128 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+    if key.len() > input::MAX_IDEMPOTENCY_KEY_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(Status::invalid_argument(
             "idempotency_key must be 1 to 128 printable ASCII characters",
         ));
@@ -96,6 +97,7 @@ fn validate(key: &str, lines: &[LineInput], limits: OrderLimits) -> Result<(), S
         if line.product_id.is_empty() {
             return Err(Status::invalid_argument("lines[].product_id is required"));
         }
+        input::id("lines[].product_id", &line.product_id)?;
         if !(1..=limits.max_quantity).contains(&line.quantity) {
             return Err(Status::invalid_argument(format!(
                 "lines[].quantity must be between 1 and {}",
@@ -313,6 +315,7 @@ pub async fn get_order<C: Transport>(
     if order_id.is_empty() {
         return Err(Status::invalid_argument("order_id is required"));
     }
+    input::id("order_id", order_id)?;
     downstreams
         .orders
         .clone()
@@ -333,6 +336,7 @@ pub async fn list_orders<C: Transport>(
     page_size: i32,
     page_token: &str,
 ) -> Result<ListOrdersResponse, Status> {
+    input::token("page_token", page_token)?;
     Ok(downstreams
         .orders
         .clone()
@@ -355,6 +359,7 @@ pub async fn watch_order<C: Transport>(
     if order_id.is_empty() {
         return Err(Status::invalid_argument("order_id is required"));
     }
+    input::id("order_id", order_id)?;
     Ok(downstreams
         .orders
         .clone()
@@ -386,13 +391,19 @@ mod tests {
     fn refuses_unsafe_or_malformed_orders_with_the_field_named() {
         let ok = [line("prod-000001", 2)];
         assert!(validate("k-1", &ok, LIMITS).is_ok());
-        let cases: [(&str, Vec<LineInput>, &str); 6] = [
+        let cases: [(&str, Vec<LineInput>, &str); 8] = [
             ("", ok.to_vec(), "idempotency_key"),
             ("has space", ok.to_vec(), "idempotency_key"),
             ("k", vec![], "lines"),
             ("k", vec![line("", 1)], "product_id"),
             ("k", vec![line("p", 10)], "quantity"),
             ("k", vec![line("p", 1), line("p", 2)], "more than one line"),
+            (
+                "k",
+                vec![line(&"p".repeat(65), 1)],
+                "lines[].product_id must be at most",
+            ),
+            (&"k".repeat(129), ok.to_vec(), "idempotency_key"),
         ];
         for (key, lines, needle) in cases {
             let status = validate(key, &lines, LIMITS).unwrap_err();

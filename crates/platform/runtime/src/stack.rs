@@ -9,7 +9,7 @@
 //! | 3 | CORS | browser BFFs | answers preflights and refuses foreign origins before anything reads the body |
 //! | 4 | content type | every server | HTTP 415 for what is not gRPC (nor grpc-web where browsers are admitted), before any decoder sees it |
 //! | 5 | grpc-web guard and translation | browser BFFs | malformed grpc-web gets a clear status; below here every call is native gRPC |
-//! | 6 | message size | every server | a request message over the bound is RESOURCE_EXHAUSTED from its frame header, never buffered; below the grpc-web translation, so both wires meet the same bound |
+//! | 6 | message size | every server | metadata over 16 KiB, and a request message over the bound from its frame header (never buffered), are RESOURCE_EXHAUSTED; below the grpc-web translation, so both wires meet the same bound |
 //! | 7 | error mapping | every server | scrubs internals from every status produced below it, and notes the final status for the access log |
 //! | 8 | deadline | every server | an expired call is answered even while auth or the handler is still busy |
 //! | 9 | routing | every server | an unknown method is UNIMPLEMENTED for everyone, before credentials are asked for |

@@ -15,6 +15,7 @@ mod store;
 
 use std::path::PathBuf;
 
+use tailor_interceptors::input;
 use tailor_proto::inventory::v1::inventory_service_server::{
     InventoryService, InventoryServiceServer,
 };
@@ -83,6 +84,7 @@ impl<S: InventoryStore> InventoryService for Inventory<S> {
         if id.is_empty() {
             return Err(InventoryError::InvalidArgument("product_id is required".into()).into());
         }
+        input::id("product_id", &id)?;
         let stock = self
             .store
             .stock(vec![id.clone()])
@@ -104,6 +106,7 @@ impl<S: InventoryStore> InventoryService for Inventory<S> {
             ))
             .into());
         }
+        input::each_at_most("product_ids", &ids, input::MAX_ID_CHARS)?;
         let found = self
             .store
             .stock(ids.clone())
@@ -129,6 +132,9 @@ impl<S: InventoryStore> InventoryService for Inventory<S> {
         }
         if request.lines.is_empty() {
             return Err(InventoryError::InvalidArgument("lines must not be empty".into()).into());
+        }
+        for line in &request.lines {
+            input::id("lines[].product_id", &line.product_id)?;
         }
         if let Some(line) = request
             .lines

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use futures_util::Stream;
 use sha2::{Digest, Sha256};
 use tailor_interceptors::context::CallContext;
+use tailor_interceptors::input;
 use tailor_proto::orders::v1::orders_service_server::OrdersService;
 use tailor_proto::orders::v1::{
     CreateOrderRequest, CreateOrderResponse, GetOrderRequest, GetOrderResponse, ListOrdersRequest,
@@ -21,6 +22,12 @@ use crate::store::OrderStore;
 const MAX_LINES: usize = 100;
 const ORDERS: PageSize = PageSize::new(20, 100);
 const MAX_QUANTITY: i32 = 10_000;
+/// Titles are copied from the catalogue, whose are far shorter.
+const MAX_TITLE_CHARS: usize = 512;
+/// `web`, `mobile`, `partner`.
+const MAX_CHANNEL_CHARS: usize = 16;
+/// ISO 4217 codes.
+const MAX_CURRENCY_CHARS: usize = 3;
 
 /// The orders handlers over a store.
 #[derive(Debug, Clone)]
@@ -65,6 +72,11 @@ fn invalid(message: impl Into<String>) -> OrdersError {
     OrdersError::InvalidArgument(message.into())
 }
 
+/// A length check of `tailor_interceptors::input` as an orders error.
+fn bounded(check: Result<(), Status>) -> Result<(), OrdersError> {
+    check.map_err(|status| invalid(status.message()))
+}
+
 /// Validates a request and builds the order it asks for, with the total
 /// computed here and the fingerprint that identifies the request: products
 /// and quantities, not prices, so a retry after a price change is still the
@@ -82,6 +94,11 @@ fn new_order(
     if request.lines.is_empty() || request.lines.len() > MAX_LINES {
         return Err(invalid(format!("lines must hold 1 to {MAX_LINES} lines")));
     }
+    bounded(input::at_most(
+        "channel",
+        &request.channel,
+        MAX_CHANNEL_CHARS,
+    ))?;
     let mut currency = None;
     let mut total = 0i64;
     let mut hasher = Sha256::new();
@@ -89,6 +106,12 @@ fn new_order(
         if line.product_id.is_empty() {
             return Err(invalid("lines[].product_id is required"));
         }
+        bounded(input::id("lines[].product_id", &line.product_id))?;
+        bounded(input::at_most(
+            "lines[].title",
+            &line.title,
+            MAX_TITLE_CHARS,
+        ))?;
         if !(1..=MAX_QUANTITY).contains(&line.quantity) {
             return Err(invalid(format!(
                 "lines[].quantity must be between 1 and {MAX_QUANTITY}"
@@ -101,6 +124,11 @@ fn new_order(
         if price.amount_minor < 0 {
             return Err(invalid("lines[].unit_price must not be negative"));
         }
+        bounded(input::at_most(
+            "lines[].unit_price.currency_code",
+            &price.currency_code,
+            MAX_CURRENCY_CHARS,
+        ))?;
         if *currency.get_or_insert(price.currency_code.as_str()) != price.currency_code {
             return Err(invalid("all lines must be in one currency"));
         }
@@ -141,6 +169,7 @@ impl<S: OrderStore + Clone> Orders<S> {
         if order_id.is_empty() {
             return Err(invalid("order_id is required"));
         }
+        bounded(input::id("order_id", order_id))?;
         match self.store.get(order_id.to_owned()).await? {
             Some(order) if order.customer_id == customer_id => Ok(order),
             _ => Err(OrdersError::NotFound(order_id.to_owned())),
