@@ -370,7 +370,12 @@ async fn the_readmes_buf_curl_with_the_development_certificates_reaches_a_downst
         // Outside the repository: the schema comes from server reflection.
         .current_dir(std::env::temp_dir())
         .args(["curl", "--protocol", "grpc", "--cacert", &file("ca.crt")])
-        .args(["--cert", &file("web-bff.crt"), "--key", &file("web-bff.key")])
+        .args([
+            "--cert",
+            &file("web-bff.crt"),
+            "--key",
+            &file("web-bff.key"),
+        ])
         .args(["-d", r#"{"id": "prod-000042"}"#])
         .arg(format!(
             "https://{}/tailor.catalog.v1.CatalogService/GetProduct",
@@ -454,5 +459,9 @@ async fn a_bff_serves_its_public_api_over_tls_when_given_a_certificate() {
     .await
     .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    assert!(status.message().contains("TLS only"), "{}", status.message());
+    assert!(
+        status.message().contains("TLS only"),
+        "{}",
+        status.message()
+    );
 }

@@ -131,16 +131,21 @@ async fn main() -> ExitCode {
         match args.command {
             Some(Command::Keys(command)) => keys(store, command).await,
             None | Some(Command::Serve) => {
-                let downstreams = tailor_channel::Caller::new(args.server.mesh_credentials(tailor_partner_bff::NAME)?)
-                    .map_err(|e| e.to_string())
-                    .and_then(|caller| Downstreams::connect(&args.downstreams, &caller).map_err(|e| e.to_string()))
-                    .map_err(|e| e.to_string())?;
+                let downstreams = tailor_channel::Caller::new(
+                    args.server.mesh_credentials(tailor_partner_bff::NAME)?,
+                )
+                .map_err(|e| e.to_string())
+                .and_then(|caller| {
+                    Downstreams::connect(&args.downstreams, &caller).map_err(|e| e.to_string())
+                })
+                .map_err(|e| e.to_string())?;
                 let listener = tokio::net::TcpListener::bind(args.listen)
                     .await
                     .map_err(|e| format!("binding {}: {e}", args.listen))?;
                 let mut limits = tailor_partner_bff::plans::limits();
                 limits.extend(args.plan_limits.clone());
-                let mut server = tailor_partner_bff::build_server(downstreams, store, limits).await?;
+                let mut server =
+                    tailor_partner_bff::build_server(downstreams, store, limits).await?;
                 if let Some(tls) = args.server.public_tls()? {
                     server = server.with_tls(tls);
                 }
