@@ -831,14 +831,11 @@ fn padded<T>(mut request: tonic::Request<T>) -> tonic::Request<T> {
     request
 }
 
-// Needs the transport limits in crates/platform/runtime/src/server.rs
-// above the metadata bound (16 KiB), so that a 40 KB header block reaches
-// the stack and gets a gRPC status instead of the transport's bare HTTP 431
-// (which tonic clients report as UNKNOWN): HTTP/2 `max_header_list_size`
-// and HTTP/1.1 `max_buf_size` of 64 KiB. Remove the `ignore` with that
-// change.
+// The transport admits header blocks up to 64 KiB, above the stack's
+// metadata bound (16 KiB), so a 40 KB block reaches the stack and gets a
+// gRPC status instead of the transport's bare HTTP 431 (which tonic
+// clients report as UNKNOWN).
 #[tokio::test]
-#[ignore = "needs TransportLimits of 64 KiB for HTTP/2 header lists and HTTP/1.1 heads"]
 async fn a_40_kb_header_block_gets_resource_exhausted_over_http2_and_http1() {
     use tailor_e2e::grpc_web;
     use tailor_proto::mobile::v1::shop_service_client::ShopServiceClient as MobileClient;

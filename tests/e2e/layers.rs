@@ -101,9 +101,20 @@ async fn an_unknown_method_is_unimplemented_on_every_server_without_credentials(
 }
 
 #[tokio::test]
-async fn a_content_type_a_server_does_not_speak_is_http_415_everywhere() {
+async fn a_content_type_a_bff_does_not_speak_is_http_415_and_a_downstream_port_wants_tls() {
     let stack = Stack::start().await;
     for (name, server) in stack.servers() {
+        if server.service.is_some() {
+            // A downstream port speaks mutual TLS only: plaintext of any
+            // content type is told so before anything else.
+            let request = http::Request::post(format!("http://{}{LIST}", server.address))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap();
+            let response = grpc_web::open(server.address, Http::Two, request).await;
+            assert_eq!(response.headers()["grpc-status"], "16", "{name}");
+            continue;
+        }
         for (http, content_type) in [
             (Http::One, "application/json"),
             (Http::Two, "application/x-www-form-urlencoded"),

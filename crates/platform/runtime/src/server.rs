@@ -78,8 +78,11 @@ impl Default for TransportLimits {
         Self {
             max_connections: 4096,
             max_concurrent_streams: 256,
-            max_header_list_bytes: 16 * 1024,
-            max_http1_head_bytes: 16 * 1024,
+            // Above the 16 KiB metadata bound of the stack, so that a
+            // larger header block gets its clear RESOURCE_EXHAUSTED there;
+            // beyond these the transport refuses on its own.
+            max_header_list_bytes: 64 * 1024,
+            max_http1_head_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(300),
         }
     }

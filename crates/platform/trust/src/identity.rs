@@ -197,7 +197,7 @@ fn decode(token: &str, key: &DecodingKey, audience: &str, caller: &str) -> Resul
     validation.leeway = 5;
     jsonwebtoken::decode::<Claims>(token, key, &validation)
         .map(|data| data.claims)
-        .map_err(|error| forged(error))
+        .map_err(forged)
 }
 
 #[cfg(test)]
