@@ -116,51 +116,48 @@ async fn orders_serve_only_the_customer_the_calling_bff_signed_for() {
         page_token: String::new(),
     };
 
-    // The attack of the report: name the tenant in the request.
-    let status = orders
-        .list_orders(asking_for("partner:acme"))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    // A web user naming someone else.
-    let status = orders
-        .list_orders(on_behalf_of(
-            "web-bff",
-            "orders",
-            "alice",
-            asking_for("partner:acme"),
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    // The web BFF signing for a partner tenant: not its namespace.
-    let status = orders
-        .list_orders(on_behalf_of(
-            "web-bff",
-            "orders",
+    // Each attempt: who signed the identity (none, or a BFF for a service
+    // and subject), the customer the request names, the status.
+    let attempts = [
+        // The attack of the report: name the tenant in the request.
+        (None, "partner:acme", Code::Unauthenticated),
+        // A web user naming someone else.
+        (
+            Some(("web-bff", "orders", "alice")),
             "partner:acme",
-            asking_for(""),
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
-    // A token the partner BFF signed, replayed over the web BFF's connection.
-    let status = orders
-        .list_orders(on_behalf_of(
-            "partner-bff",
-            "orders",
-            "partner:acme",
-            asking_for(""),
-        ))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
-    // A token made for the catalog is no good at orders.
-    let status = orders
-        .list_orders(on_behalf_of("web-bff", "catalog", "alice", asking_for("")))
-        .await
-        .unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+            Code::PermissionDenied,
+        ),
+        // The web BFF signing for a partner tenant: not its namespace.
+        (
+            Some(("web-bff", "orders", "partner:acme")),
+            "",
+            Code::PermissionDenied,
+        ),
+        // A token the partner BFF signed, replayed over the web BFF's connection.
+        (
+            Some(("partner-bff", "orders", "partner:acme")),
+            "",
+            Code::Unauthenticated,
+        ),
+        // A token made for the catalog is no good at orders.
+        (
+            Some(("web-bff", "catalog", "alice")),
+            "",
+            Code::Unauthenticated,
+        ),
+    ];
+    for (signed, named, expected) in attempts {
+        let request = match signed {
+            None => tonic::Request::new(asking_for(named)),
+            Some((bff, service, subject)) => on_behalf_of(bff, service, subject, asking_for(named)),
+        };
+        let status = orders.list_orders(request).await.unwrap_err();
+        assert_eq!(
+            status.code(),
+            expected,
+            "{signed:?} naming {named:?}: {status:?}"
+        );
+    }
     // A forged token: well formed, signed by a key of no BFF.
     let mut forged = asking_for("");
     let stranger = tailor_trust::IdentitySigner::new(
