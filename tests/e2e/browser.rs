@@ -409,6 +409,8 @@ async fn cors_grants_allowed_origins_only() {
         "authorization",
         "x-request-id",
         "traceparent",
+        "tracestate",
+        "baggage",
     ] {
         assert!(granted.contains(header), "{header} not in {granted}");
     }

@@ -125,6 +125,13 @@ async fn keys(store: KeyStore, command: KeysCommand) -> Result<(), String> {
 async fn main() -> ExitCode {
     let args = Args::parse();
     args.server.init_logging();
+    let traces = match tailor_runtime::logging::init_traces(tailor_partner_bff::NAME) {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("tailor-partner-bff: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let run = async {
         let store =
             KeyStore::open(&args.server.data_dir.join("partner.db")).map_err(|e| e.to_string())?;
@@ -160,7 +167,9 @@ async fn main() -> ExitCode {
             }
         }
     };
-    match run.await {
+    let outcome = run.await;
+    traces.shutdown().await;
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("tailor-partner-bff: {error}");

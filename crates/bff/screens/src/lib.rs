@@ -68,8 +68,9 @@ impl<T> Part<T> {
 }
 
 /// Fetches an optional `section` of a screen when `wanted`: no call when it
-/// is not, [`Part::Degraded`] (logged) when the call fails. The screen's
-/// required parts are awaited with `?` instead.
+/// is not, [`Part::Degraded`] when the call fails: logged, and an event
+/// `tailor.degraded` (with the section and the status code) on the call's
+/// server span. The screen's required parts are awaited with `?` instead.
 pub async fn optional<T, F>(
     section: &'static str,
     wanted: bool,
@@ -85,6 +86,16 @@ where
         Ok(value) => Part::Ready(value),
         Err(status) => {
             tracing::warn!(section, code = ?status.code(), message = status.message(), "optional part degraded");
+            if let Some(call) = tailor_interceptors::CallContext::current() {
+                use opentelemetry::trace::TraceContextExt;
+                call.trace.span().add_event(
+                    "tailor.degraded",
+                    vec![
+                        opentelemetry::KeyValue::new("tailor.section", section),
+                        opentelemetry::KeyValue::new("rpc.grpc.status_code", status.code() as i64),
+                    ],
+                );
+            }
             Part::Degraded
         }
     }

@@ -25,7 +25,7 @@ pub const PREFLIGHT_MAX_AGE_SECS: u32 = 7200;
 
 /// Request headers grpc-web clients send, granted in preflights.
 pub const ALLOWED_HEADERS: &str = "content-type, x-grpc-web, x-user-agent, grpc-timeout, \
-     authorization, x-request-id, traceparent, x-tailor-csrf";
+     authorization, x-request-id, traceparent, tracestate, baggage, x-tailor-csrf";
 
 /// Response headers a page's script may read.
 pub const EXPOSED_HEADERS: &str = "grpc-status, grpc-message, grpc-status-details-bin, \

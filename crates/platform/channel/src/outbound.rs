@@ -3,6 +3,14 @@
 //! this BFF signs for the downstream service) into every downstream
 //! request, and ends the call with DEADLINE_EXCEEDED when the caller's
 //! deadline passes.
+//!
+//! Each downstream call (each attempt, when reads are retried) is a client
+//! span, a child of the call's server span ([`CallContext::trace`]), named
+//! `<package.Service>/<Method>` like the server span it leads to; its
+//! context goes out as `traceparent`/`tracestate` (and the caller's
+//! `baggage`), so the downstream service continues the same trace. Calls
+//! made at once (`tokio::join!`) are sibling spans overlapping in time. The
+//! span ends with the call's last frame, marked an error unless OK.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,6 +21,7 @@ use http::HeaderValue;
 use tailor_interceptors::context::CallContext;
 use tailor_interceptors::deadline::{GRPC_TIMEOUT_HEADER, format_grpc_timeout, parse_grpc_timeout};
 use tailor_interceptors::request_id::REQUEST_ID_HEADER;
+use tailor_interceptors::trace;
 use tailor_interceptors::{HttpRequest, HttpResponse, status_response};
 use tailor_trust::{IDENTITY_HEADER, IdentitySigner};
 use tonic::Status;
@@ -22,21 +31,33 @@ use tower::Service;
 /// current [`CallContext`] and ends with DEADLINE_EXCEEDED when the
 /// caller's deadline passes (dropping the downstream call, which cancels
 /// it on the downstream server too).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Outbound<S> {
     inner: S,
     service: &'static str,
     signer: Arc<IdentitySigner>,
+    tracer: Arc<opentelemetry::global::BoxedTracer>,
+}
+
+impl<S: std::fmt::Debug> std::fmt::Debug for Outbound<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbound")
+            .field("inner", &self.inner)
+            .field("service", &self.service)
+            .finish()
+    }
 }
 
 impl<S> Outbound<S> {
     /// Wraps `inner`, a channel to the downstream `service` (`orders`);
-    /// `signer` signs the caller's identity for it.
+    /// `signer` signs the caller's identity for it. Its spans go to the
+    /// process's tracer as installed now.
     pub fn new(inner: S, service: &'static str, signer: Arc<IdentitySigner>) -> Self {
         Self {
             inner,
             service,
             signer,
+            tracer: trace::tracer(),
         }
     }
 }
@@ -72,12 +93,21 @@ where
                 Err(status) => return Box::pin(async { Ok(status_response(status)) }),
             }
         }
+        let span = trace::client_span(
+            &self.tracer,
+            request.uri().path(),
+            self.service,
+            &context.trace,
+        );
+        trace::inject(&span, request.headers_mut());
         let Some(deadline) = context.deadline else {
-            return Box::pin(self.inner.call(request));
+            let response = self.inner.call(request);
+            return Box::pin(async move { trace::finish(span, response.await) });
         };
         let remaining = deadline.remaining();
         if remaining.is_zero() {
-            return Box::pin(async { Ok(status_response(expired_downstream())) });
+            let expired = status_response(expired_downstream());
+            return Box::pin(async move { trace::finish(span, Ok(expired)) });
         }
         // A per-call timeout set by the handler may be shorter still.
         let own = request
@@ -94,7 +124,7 @@ where
         let response = self.inner.call(request);
         Box::pin(async move {
             let deadline = tokio::time::Instant::from_std(deadline.0);
-            match tokio::time::timeout_at(deadline, response).await {
+            let result = match tokio::time::timeout_at(deadline, response).await {
                 // The channel's own timer (it honours `grpc-timeout` too) may
                 // fire first and call the expiry CANCELLED; it is the deadline.
                 Ok(Err(_)) if tokio::time::Instant::now() >= deadline => {
@@ -102,7 +132,8 @@ where
                 }
                 Ok(result) => result,
                 Err(_elapsed) => Ok(status_response(expired_downstream())),
-            }
+            };
+            trace::finish(span, result)
         })
     }
 }

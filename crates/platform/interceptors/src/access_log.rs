@@ -109,8 +109,19 @@ impl CallNotes {
         let _ = self.0.via.set(client.to_owned());
     }
 
-    fn status(&self) -> Option<Code> {
+    /// The status noted, if any.
+    pub fn status(&self) -> Option<Code> {
         self.0.status.get().copied()
+    }
+
+    /// The authenticated caller noted, if any.
+    pub fn caller(&self) -> Option<&str> {
+        self.0.caller.get().map(String::as_str)
+    }
+
+    /// The calling BFF noted, if any.
+    pub fn via(&self) -> Option<&str> {
+        self.0.via.get().map(String::as_str)
     }
 }
 
@@ -232,7 +243,13 @@ where
 
     fn call(&mut self, mut request: HttpRequest) -> Self::Future {
         self.stats.started.fetch_add(1, Ordering::Relaxed);
-        let notes = CallNotes::default();
+        // A layer above (the trace layer) may have put the notes there
+        // already, to read them too.
+        let notes = request
+            .extensions()
+            .get::<CallNotes>()
+            .cloned()
+            .unwrap_or_default();
         request.extensions_mut().insert(notes.clone());
         let caller = request
             .extensions()

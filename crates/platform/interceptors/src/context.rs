@@ -59,6 +59,30 @@ impl Identity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallingClient(pub String);
 
+/// The client type a server or caller stands for, as every metric series
+/// and server span labels it: `web-bff` (or `web`) is `web`, likewise
+/// `mobile` and `partner`; anything else is `unknown`. On a BFF pass its
+/// own name; on a downstream service, the calling BFF's
+/// ([`CallingClient`]).
+pub fn client_type(server_or_caller: &str) -> &'static str {
+    match server_or_caller
+        .strip_suffix("-bff")
+        .unwrap_or(server_or_caller)
+    {
+        "web" => "web",
+        "mobile" => "mobile",
+        "partner" => "partner",
+        _ => "unknown",
+    }
+}
+
+/// The OpenTelemetry context of a call: its server span, started by
+/// [`crate::trace::TraceLayer`], as a request extension and in
+/// [`CallContext::trace`]. Client spans of downstream calls and store spans
+/// are its children.
+#[derive(Debug, Clone, Default)]
+pub struct TraceContext(pub opentelemetry::Context);
+
 /// The request id of a call (`x-request-id`), as a request extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
@@ -88,6 +112,9 @@ pub struct CallContext {
     pub identity: Option<Identity>,
     /// On a downstream service: the BFF that called.
     pub calling_client: Option<String>,
+    /// The call's trace: its server span (an empty context when the call
+    /// is not traced).
+    pub trace: opentelemetry::Context,
 }
 
 tokio::task_local! {
@@ -105,5 +132,19 @@ impl CallContext {
     /// calls of one screen all carry the same request id and deadline.
     pub async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
         CURRENT.scope(self, future).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_type;
+
+    #[test]
+    fn client_types_come_from_bff_names() {
+        assert_eq!(client_type("web-bff"), "web");
+        assert_eq!(client_type("mobile-bff"), "mobile");
+        assert_eq!(client_type("partner"), "partner");
+        assert_eq!(client_type("catalog"), "unknown");
+        assert_eq!(client_type(""), "unknown");
     }
 }

@@ -29,6 +29,7 @@ pub mod protocol;
 pub mod request_id;
 pub mod routing;
 pub mod streams;
+pub mod trace;
 
 pub use context::{CallContext, Identity};
 

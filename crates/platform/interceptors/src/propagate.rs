@@ -1,10 +1,12 @@
 //! Context propagation, the way in: [`ContextLayer`] gathers the request
-//! id, deadline, identity and (on a downstream service) the calling BFF
-//! into a [`CallContext`] for the handler's task. The way out is
+//! id, deadline, identity, the call's trace (its server span) and (on a
+//! downstream service) the calling BFF into a [`CallContext`] for the
+//! handler's task. The way out is
 //! `tailor_channel::Outbound`, wrapped around every downstream channel,
 //! which writes them into the downstream request: `x-request-id`, the
 //! remaining time as `grpc-timeout`, and the caller as an identity token
-//! the BFF signs (`tailor-trust`). A handler never copies metadata by hand.
+//! the BFF signs (`tailor-trust`), and a client span's `traceparent`. A
+//! handler never copies metadata by hand.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,7 +15,7 @@ use std::task::{Context, Poll};
 
 use tower::{Layer, Service};
 
-use crate::context::{CallContext, CallingClient, Deadline, Identity, RequestId};
+use crate::context::{CallContext, CallingClient, Deadline, Identity, RequestId, TraceContext};
 use crate::{HttpRequest, HttpResponse};
 
 /// Adds [`ContextService`] to a stack; it must sit inside the request id,
@@ -54,6 +56,10 @@ where
             deadline: extensions.get::<Deadline>().copied(),
             identity: extensions.get::<Identity>().cloned(),
             calling_client: extensions.get::<CallingClient>().map(|c| c.0.clone()),
+            trace: extensions
+                .get::<TraceContext>()
+                .map(|t| t.0.clone())
+                .unwrap_or_default(),
         };
         let response = self.inner.call(request);
         Box::pin(context.scope(response))

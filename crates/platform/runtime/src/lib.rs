@@ -30,9 +30,10 @@ pub enum Role<'a> {
     Bff,
 }
 
-/// The body of every server binary's `main`: logging, build, secure as
-/// `role` says, bind, serve until SIGTERM/SIGINT; a failure is one line on
-/// stderr and exit code 1.
+/// The body of every server binary's `main`: logging and traces, build,
+/// secure as `role` says, bind, serve until SIGTERM/SIGINT, then export the
+/// spans still batched; a failure is one line on stderr and exit code 1.
+/// `build` runs after traces are set up, so its layers and channels trace.
 pub async fn serve_main<E: std::fmt::Display>(
     binary: &str,
     listen: std::net::SocketAddr,
@@ -41,6 +42,14 @@ pub async fn serve_main<E: std::fmt::Display>(
     build: impl std::future::Future<Output = Result<GrpcServer, E>>,
 ) -> std::process::ExitCode {
     args.init_logging();
+    // `tailor-web-bff` serves as `web-bff`, the default service name.
+    let traces = match logging::init_traces(binary.strip_prefix("tailor-").unwrap_or(binary)) {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("{binary}: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let shutdown = shutdown::on_signal();
     let run = async {
         let mut server = build.await.map_err(|e| e.to_string())?;
@@ -64,7 +73,9 @@ pub async fn serve_main<E: std::fmt::Display>(
             .await
             .map_err(|e| e.to_string())
     };
-    match run.await {
+    let outcome = run.await;
+    traces.shutdown().await;
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{binary}: {error}");

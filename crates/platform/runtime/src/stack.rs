@@ -4,22 +4,24 @@
 //!
 //! | # | layer | where | why here |
 //! |---|---|---|---|
-//! | 1 | request id | every server | outermost, so every answer, refusals included, carries `x-request-id` and every log line below can name it |
-//! | 2 | access log and call stats | every server | sees every call's final status and full latency, refusals by any layer below included: one line and one count per call |
-//! | 3 | CORS | browser BFFs | answers preflights and refuses foreign origins before anything reads the body |
-//! | 4 | content type | every server | HTTP 415 for what is not gRPC (nor grpc-web where browsers are admitted), before any decoder sees it |
-//! | 5 | grpc-web guard and translation | browser BFFs | malformed grpc-web gets a clear status; below here every call is native gRPC |
-//! | 6 | message size | every server | metadata over 16 KiB, and a request message over the bound from its frame header (never buffered), are RESOURCE_EXHAUSTED; below the grpc-web translation, so both wires meet the same bound |
-//! | 7 | error mapping | every server | scrubs internals from every status produced below it, and notes the final status for the access log |
-//! | 8 | deadline | every server | an expired call is answered even while auth or the handler is still busy |
-//! | 9 | routing | every server | an unknown method is UNIMPLEMENTED for everyone, before credentials are asked for |
-//! | 10 | callers (mutual TLS) or auth | downstream services / BFFs | a downstream admits only the BFFs its client certificates name, and takes the user from the identity token that BFF signed; a BFF authenticates its clients. Both refuse before any limit is spent or handler runs |
-//! | 11 | limits | partner BFF, sign-in | per credential, so after auth has said whose call it is |
-//! | 12 | context | every server | innermost of the policies: hands request id, deadline and identity to the handler's task and its downstream calls |
-//! | 13 | fault injection (latency, failures) | when configured | chaos hits the handler, never the layers that report it, nor health and reflection |
+//! | 1 | request id | every server | outermost, so every answer, refusals included, carries `x-request-id` and every log line and span below can name it |
+//! | 2 | trace | every server | continues the caller's W3C trace context (grpc-web included) or starts one, and holds the call's server span until the call really ends; outside the access log so its line, and every log line of the call, can name the trace |
+//! | 3 | access log and call stats | every server | sees every call's final status and full latency, refusals by any layer below included: one line and one count per call |
+//! | 4 | CORS | browser BFFs | answers preflights and refuses foreign origins before anything reads the body |
+//! | 5 | content type | every server | HTTP 415 for what is not gRPC (nor grpc-web where browsers are admitted), before any decoder sees it |
+//! | 6 | grpc-web guard and translation | browser BFFs | malformed grpc-web gets a clear status; below here every call is native gRPC |
+//! | 7 | message size | every server | metadata over 16 KiB, and a request message over the bound from its frame header (never buffered), are RESOURCE_EXHAUSTED; below the grpc-web translation, so both wires meet the same bound |
+//! | 8 | error mapping | every server | scrubs internals from every status produced below it, and notes the final status for the access log and the trace |
+//! | 9 | deadline | every server | an expired call is answered even while auth or the handler is still busy |
+//! | 10 | routing | every server | an unknown method is UNIMPLEMENTED for everyone, before credentials are asked for |
+//! | 11 | callers (mutual TLS) or auth | downstream services / BFFs | a downstream admits only the BFFs its client certificates name, and takes the user from the identity token that BFF signed; a BFF authenticates its clients. Both refuse before any limit is spent or handler runs |
+//! | 12 | limits | partner BFF, sign-in | per credential, so after auth has said whose call it is |
+//! | 13 | context | every server | innermost of the policies: hands request id, deadline, identity and the call's span to the handler's task and its downstream calls |
+//! | 14 | fault injection (latency, failures) | when configured | chaos hits the handler, never the layers that report it, nor health and reflection |
 //!
 //! Health and reflection pass every layer: they get ids and log lines, and
-//! the auth, limits and fault layers let them through untouched.
+//! the auth, limits and fault layers let them through untouched; health
+//! checks (and CORS preflights) are not traced.
 //!
 //! Request messages are bounded by [`Bounds`]: 256 KiB on the BFFs
 //! (servers that authenticate their callers), 4 MiB on downstream services,
@@ -46,6 +48,7 @@ use tailor_interceptors::propagate::ContextLayer;
 use tailor_interceptors::protocol::ContentTypeLayer;
 use tailor_interceptors::request_id::RequestIdLayer;
 use tailor_interceptors::routing::RoutingLayer;
+use tailor_interceptors::trace::TraceLayer;
 use tailor_interceptors::{HttpRequest, HttpResponse};
 use tailor_trust::CallerLayer;
 use tower::ServiceBuilder;
@@ -149,6 +152,7 @@ where
     BoxCloneService::new(
         ServiceBuilder::new()
             .layer(RequestIdLayer)
+            .layer(TraceLayer::new(config.server))
             .layer(AccessLogLayer::new(config.server, config.stats))
             .option_layer(browser.map(|b| CorsLayer::new(b.origins.clone())))
             .layer(ContentTypeLayer::new(browser.is_some()))

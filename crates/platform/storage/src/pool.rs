@@ -3,6 +3,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opentelemetry::global::BoxedTracer;
+use opentelemetry::trace::{SpanKind, Status as SpanStatus, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::StorageError;
@@ -27,6 +30,12 @@ impl Default for SqlitePoolOptions {
 
 /// A cloneable handle to one SQLite database file: several read connections
 /// and one write connection, each used on a blocking thread.
+///
+/// Each [`read`](Self::read) and [`write`](Self::write) is a client span
+/// `sqlite read` / `sqlite write` (`db.system.name` `sqlite`, `db.namespace`
+/// the file's stem), a child of the OpenTelemetry context current where it
+/// is awaited (a call's server span), timed from the request for a
+/// connection to the end of the work. No SQL text or value is recorded.
 #[derive(Clone)]
 pub struct SqlitePool {
     inner: Arc<Inner>,
@@ -37,6 +46,9 @@ struct Inner {
     readers: Vec<Mutex<Connection>>,
     writer: Mutex<Connection>,
     next_reader: AtomicUsize,
+    /// `db.namespace` of its spans.
+    namespace: String,
+    tracer: BoxedTracer,
 }
 
 impl std::fmt::Debug for SqlitePool {
@@ -81,6 +93,11 @@ impl SqlitePool {
                 readers,
                 writer: Mutex::new(writer),
                 next_reader: AtomicUsize::new(0),
+                namespace: path
+                    .file_stem()
+                    .map(|stem| stem.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                tracer: opentelemetry::global::tracer("tailor"),
             }),
         })
     }
@@ -96,13 +113,16 @@ impl SqlitePool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
     {
+        let span = self.span("read");
         let inner = self.inner.clone();
-        run_blocking(move || {
+        let result = run_blocking(move || {
             let index = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
             let conn = lock(&inner.readers[index]);
             work(&conn)
         })
-        .await
+        .await;
+        end_span(&span, &result);
+        result
     }
 
     /// Runs a closure on the single write connection; writes are serialised.
@@ -111,13 +131,50 @@ impl SqlitePool {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StorageError> + Send + 'static,
     {
+        let span = self.span("write");
         let inner = self.inner.clone();
-        run_blocking(move || {
+        let result = run_blocking(move || {
             let mut conn = lock(&inner.writer);
             work(&mut conn)
         })
-        .await
+        .await;
+        end_span(&span, &result);
+        result
     }
+
+    /// Starts the span of one `operation` (`read`, `write`), a child of the
+    /// current context: taken here, on the caller's task, because the work
+    /// runs on a blocking thread that does not share it.
+    fn span(&self, operation: &'static str) -> Context {
+        let parent = Context::current();
+        let span = self
+            .inner
+            .tracer
+            .span_builder(format!("sqlite {operation}"))
+            .with_kind(SpanKind::Client)
+            .with_attributes([
+                KeyValue::new("db.system.name", "sqlite"),
+                KeyValue::new("db.system", "sqlite"),
+                KeyValue::new("db.namespace", self.inner.namespace.clone()),
+                KeyValue::new("db.operation.name", operation),
+            ])
+            .start_with_context(&self.inner.tracer, &parent);
+        parent.with_span(span)
+    }
+}
+
+fn end_span<T>(cx: &Context, result: &Result<T, StorageError>) {
+    let span = cx.span();
+    if let Err(error) = result {
+        // The kind of failure only: a message may quote the data.
+        let kind = match error {
+            StorageError::Sqlite(_) => "sqlite",
+            _ => "storage",
+        };
+        span.set_attribute(KeyValue::new("error.type", kind));
+        span.set_status(SpanStatus::error(kind));
+    }
+    span.end();
 }
 
 impl SqlitePool {
