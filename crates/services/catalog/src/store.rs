@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS products (
 );
 CREATE INDEX IF NOT EXISTS products_by_category ON products (category_id, id);
 CREATE INDEX IF NOT EXISTS products_by_price ON products (category_id, price);
+CREATE INDEX IF NOT EXISTS products_by_price_id ON products (category_id, price, id);
 ";
 
 fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Product> {
@@ -85,6 +86,58 @@ fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Product> {
             Box::new(e),
         )
     })
+}
+
+/// The ids of the `limit` products of `category` nearest in price to
+/// `price` (ties by id), `id` excluded: the order of `ORDER BY ABS(price -
+/// ?), id`, found with two short walks of the `(category_id, price, id)`
+/// index instead of sorting the whole category. Each side contributes at
+/// most `limit` prices; every product at the farthest price taken on a side
+/// is a candidate, so ties at the edge are ordered by id exactly as the
+/// full sort would.
+fn nearest_by_price(
+    conn: &tailor_storage::rusqlite::Connection,
+    category: &str,
+    id: &str,
+    price: i64,
+    limit: usize,
+) -> tailor_storage::rusqlite::Result<Vec<String>> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    // The farthest price each side needs: the limit-th nearest one.
+    let edge = |sql: &str| -> tailor_storage::rusqlite::Result<Option<i64>> {
+        conn.prepare_cached(sql)?
+            .query_row(params![category, id, price, limit as i64 - 1], |r| r.get(0))
+            .optional()
+    };
+    let below = edge(
+        "SELECT price FROM products WHERE category_id = ?1 AND id <> ?2 AND price <= ?3
+         ORDER BY price DESC LIMIT 1 OFFSET ?4",
+    )?;
+    let above = edge(
+        "SELECT price FROM products WHERE category_id = ?1 AND id <> ?2 AND price > ?3
+         ORDER BY price ASC LIMIT 1 OFFSET ?4",
+    )?;
+    // Without a limit-th product on a side, that whole side is a candidate.
+    let low = below.unwrap_or(i64::MIN);
+    let high = above.unwrap_or(i64::MAX);
+    let mut statement = conn.prepare_cached(
+        "SELECT id, price FROM products WHERE category_id = ?1 AND id <> ?2
+         AND price BETWEEN ?3 AND ?4",
+    )?;
+    let mut candidates = statement
+        .query_map(params![category, id, low, high], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    candidates.sort_by(|(a_id, a), (b_id, b)| {
+        a.abs_diff(price)
+            .cmp(&b.abs_diff(price))
+            .then_with(|| a_id.cmp(b_id))
+    });
+    candidates.truncate(limit);
+    Ok(candidates.into_iter().map(|(id, _)| id).collect())
 }
 
 fn search_text(product: &Product) -> String {
@@ -228,15 +281,14 @@ impl CatalogStore for SqliteCatalogStore {
                 else {
                     return Ok(None);
                 };
-                let mut statement = conn.prepare(
-                    "SELECT message FROM products WHERE category_id = ?1 AND id <> ?2
-                     ORDER BY ABS(price - ?3), id LIMIT ?4",
-                )?;
-                let rows = statement
-                    .query_map(params![category, id, price, limit as i64], |r| {
-                        decode(r.get(0)?)
-                    })?;
-                Ok(Some(rows.collect::<Result<Vec<_>, _>>()?))
+                let ids = nearest_by_price(conn, &category, &id, price, limit)?;
+                let mut statement =
+                    conn.prepare_cached("SELECT message FROM products WHERE id = ?1")?;
+                let products = ids
+                    .iter()
+                    .map(|id| statement.query_row(params![id], |r| decode(r.get(0)?)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some(products))
             })
             .await
     }
@@ -258,5 +310,52 @@ impl CatalogStore for SqliteCatalogStore {
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index walk picks what the whole-category sort picked, edge ties
+    /// included.
+    #[tokio::test]
+    async fn related_products_are_the_nearest_in_price_as_a_full_sort_orders_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteCatalogStore::open(&dir.path().join("catalog.db"), 3_000)
+            .await
+            .unwrap();
+        let mismatches = store
+            .pool
+            .read(|conn| {
+                let mut full = conn.prepare(
+                    "SELECT id FROM products WHERE category_id = ?1 AND id <> ?2
+                     ORDER BY ABS(price - ?3), id LIMIT ?4",
+                )?;
+                let mut mismatches = Vec::new();
+                for index in (1..=3_000).step_by(7) {
+                    let id = tailor_seed::product(index).id;
+                    let (category, price): (String, i64) = conn.query_row(
+                        "SELECT category_id, price FROM products WHERE id = ?1",
+                        params![id],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                    for limit in [0, 1, 4, 12, 500] {
+                        let expected = full
+                            .query_map(params![category, id, price, limit as i64], |r| {
+                                r.get::<_, String>(0)
+                            })?
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let found = nearest_by_price(conn, &category, &id, price, limit)?;
+                        if found != expected {
+                            mismatches.push((id.clone(), limit, expected, found));
+                        }
+                    }
+                }
+                Ok(mismatches)
+            })
+            .await
+            .unwrap();
+        assert!(mismatches.is_empty(), "{:?}", mismatches.first());
     }
 }
