@@ -3,6 +3,7 @@ import { createClient, type Client, type Interceptor } from "@connectrpc/connect
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { SessionService } from "./gen/tailor/web/v1/session_pb.js";
 import { ShopService } from "./gen/tailor/web/v1/shop_pb.js";
+import { traceContext } from "./trace.js";
 
 export interface Api {
   shop: Client<typeof ShopService>;
@@ -41,7 +42,8 @@ export function createApi(webBffUrl: string): Api {
     // The BFF is on another port, so the session cookie only travels (and is
     // only stored from set-cookie) with credentials: "include".
     fetch: (input, init) => fetch(input, { ...init, credentials: "include" }),
-    interceptors: [csrfHeader],
+    // Every call carries the trace of the user action it was made for.
+    interceptors: [csrfHeader, traceContext],
   });
   return {
     shop: createClient(ShopService, transport),

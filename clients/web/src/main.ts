@@ -7,8 +7,10 @@ import { showError } from "./errors.js";
 import { ListView } from "./list-view.js";
 import { ProductView } from "./product-view.js";
 import { mountSessionArea, restoreSession, SessionStore } from "./session.js";
+import { traceUserActions } from "./trace.js";
 
 async function start(): Promise<void> {
+  traceUserActions();
   const api = createApi(await loadBffUrl());
   const session = new SessionStore();
   mountSessionArea(byTestId("session-area"), api, session);

@@ -185,11 +185,43 @@ step("the session survives a reload and ends with sign-out", async () => {
   assert.ok(await byTestId("error-area").isHidden(), `a signed-out visitor should see no error, shows: ${await byTestId("error-message").textContent()}`);
 });
 
-step("a failed call shows its status in the error area", async () => {
+/** The trace id of a W3C `traceparent` the app sent: version 00, sampled. */
+function sentTraceId(request) {
+  const traceparent = request.headers()["traceparent"];
+  const match = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(traceparent ?? "");
+  assert.ok(match, `the call should carry a sampled W3C traceparent, sent ${traceparent}`);
+  assert.notEqual(match[1], "0".repeat(32), "the trace id should not be all zeros");
+  return match[1];
+}
+
+const productPageCall = (request) => request.url().endsWith("/tailor.web.v1.ShopService/GetProductPage") && request.method() === "POST";
+
+let failedTraceId;
+
+step("a failed call shows its status and the trace id it sent in the error area", async () => {
+  const sent = page.waitForRequest(productPageCall);
   await page.goto(`${stack.shopUrl}#/product/prod-999999`);
+  failedTraceId = sentTraceId(await sent);
   await byTestId("error-area").waitFor();
   assert.match(await byTestId("error-message").textContent(), /NOT_FOUND, code 5/, "the error should name the gRPC status");
   assert.equal(await byTestId("error-area").getAttribute("data-code"), "5", "the error area should carry the status code");
+  assert.equal(await byTestId("error-trace").textContent(), `Trace ${failedTraceId}`, "the error area should show the trace id the call sent");
+  assert.equal(await byTestId("error-area").getAttribute("data-trace-id"), failedTraceId);
+});
+
+step("each user action is a trace of its own", async () => {
+  const sent = page.waitForRequest(productPageCall);
+  await page.evaluate(() => {
+    location.hash = "#/product/prod-999998";
+  });
+  const next = sentTraceId(await sent);
+  assert.notEqual(next, failedTraceId, "a new action should start a new trace");
+  await byTestId("error-trace").filter({ hasText: next }).waitFor();
+  assert.equal(await byTestId("error-area").getAttribute("data-trace-id"), next, "the error area should show the latest failed call's trace");
+
+  await byTestId("error-dismiss").click();
+  assert.ok(await byTestId("error-area").isHidden(), "dismissing should hide the error area");
+  assert.equal(await byTestId("error-trace").textContent(), "", "dismissing should clear the trace id");
 });
 
 step("the page threw no errors", async () => {
