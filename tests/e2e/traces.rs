@@ -24,10 +24,11 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode;
 use tailor_e2e::grpc_web::{self, Http, Mode};
-use tailor_e2e::{PRODUCTS, Process, bearer, mobile_token};
+use tailor_e2e::{PRODUCTS, Process, api_key, bearer, create_key_with_cli, mobile_token};
 use tailor_proto::mobile::v1::shop_service_client::ShopServiceClient as MobileClient;
+use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
 use tailor_proto::web::v1::shop_service_client::ShopServiceClient as WebClient;
-use tailor_proto::{mobile, web};
+use tailor_proto::{mobile, partner, web};
 
 /// One span as a collector received it, with the resource it came from.
 #[derive(Debug, Clone)]
@@ -191,7 +192,11 @@ struct Traced {
 /// Starts the four downstream services and the BFFs `bffs`, each with
 /// `env` (the OTLP endpoint among it) in its environment.
 async fn start(bffs: &[&'static str], env: &[(&str, &str)]) -> Traced {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), bffs, env).await
+}
+
+/// [`start`], keeping every process's files in `dir`.
+async fn start_in(dir: tempfile::TempDir, bffs: &[&'static str], env: &[(&str, &str)]) -> Traced {
     let data = dir.path().to_str().unwrap().to_owned();
     let products = PRODUCTS.to_string();
     let seeded = ["--data-dir", &data, "--products", &products];
@@ -598,6 +603,84 @@ async fn a_degraded_part_is_an_event_on_the_page_span_and_its_failed_calls_are_e
             "UNAVAILABLE: {}",
             call.describe()
         );
+    }
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn a_partner_call_names_its_tenant_and_never_its_key() {
+    let (collector, endpoint) = Collector::start().await;
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key_with_cli(dir.path().to_str().unwrap(), "acme", "trial").await;
+    let stack = start_in(dir, &["tailor-partner-bff"], &env).await;
+    let mut client = PartnerServiceClient::new(
+        tailor_e2e::connect(stack.bffs["tailor-partner-bff"].address).await,
+    );
+    let mut request = api_key(
+        &key,
+        partner::v1::BatchGetAvailabilityRequest {
+            product_ids: vec!["prod-000001".into(), "prod-000002".into()],
+        },
+    );
+    request
+        .metadata_mut()
+        .insert("x-request-id", "partner-traced-1".parse().unwrap());
+    client.batch_get_availability(request).await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (root, spans) = loop {
+        let root = collector.all().into_iter().find(|s| {
+            s.service == "partner-bff"
+                && s.kind() == SpanKind::Server
+                && s.attr("tailor.request_id").as_deref() == Some("partner-traced-1")
+        });
+        if let Some(root) = root {
+            let spans = collector.trace(&root.span.trace_id);
+            let downstream = spans
+                .iter()
+                .filter(|s| s.service != "partner-bff" && s.kind() == SpanKind::Server)
+                .count();
+            if downstream >= 1 {
+                break (root, spans);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the partner call's trace never came"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(root.attr("tailor.client_type").as_deref(), Some("partner"));
+    assert_eq!(root.attr("tailor.tenant").as_deref(), Some("acme"));
+    assert_eq!(
+        root.attr("rpc.method").as_deref(),
+        Some("BatchGetAvailability")
+    );
+    for span in spans
+        .iter()
+        .filter(|s| s.service != "partner-bff" && s.kind() == SpanKind::Server)
+    {
+        assert_eq!(
+            span.attr("tailor.client_type").as_deref(),
+            Some("partner"),
+            "{}",
+            span.describe()
+        );
+    }
+    // Nothing a caller proves itself with is span data, anywhere.
+    for received in collector.all() {
+        let text = format!("{:?} {:?}", received.span, received.resource);
+        assert!(
+            !text.contains(&key),
+            "the API key in {}",
+            received.describe()
+        );
+        assert!(!text.to_ascii_lowercase().contains("x-api-key"));
+        assert!(!text.contains("x-tailor-identity"));
     }
     stack.stop().await;
 }
