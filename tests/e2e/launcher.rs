@@ -76,6 +76,56 @@ async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanl
         .into_inner();
     assert!(availability.availabilities[0].known);
 
+    // Each server's metrics address is printed, and listed for Prometheus
+    // in the targets file deploy/prometheus/prometheus.yml reads.
+    let targets: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join("prometheus/targets.json")).unwrap(),
+    )
+    .unwrap();
+    let targets = targets.as_array().unwrap();
+    assert_eq!(targets.len(), 7, "{targets:?}");
+    assert_eq!(mode("prometheus/targets.json"), 0o600);
+    for (name, health) in &table.health {
+        assert!(
+            printed.contains(&format!("http://{health}/metrics")),
+            "{name}'s metrics address: {printed}"
+        );
+        let target = targets
+            .iter()
+            .find(|t| t["labels"]["server"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} is not a target: {targets:?}"));
+        assert_eq!(target["targets"], serde_json::json!([health.to_string()]));
+        let client_type = name.strip_suffix("-bff").map(serde_json::Value::from);
+        assert_eq!(
+            target["labels"].get("client_type"),
+            client_type.as_ref(),
+            "{target}"
+        );
+    }
+    let web_admin = table
+        .health
+        .iter()
+        .find(|(name, _)| name == "web-bff")
+        .unwrap()
+        .1;
+    let request = http::Request::get(format!("http://{web_admin}/metrics"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response =
+        tailor_e2e::grpc_web::open(web_admin, tailor_e2e::grpc_web::Http::One, request).await;
+    assert_eq!(response.status(), http::StatusCode::OK);
+    let metrics = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains(
+            r#"rpc_server_calls_total{client_type="web",method="tailor.web.v1.ShopService/ListProducts",protocol="grpc",server="web-bff",status="OK"} 1"#
+        ),
+        "{metrics}"
+    );
+
     // The example phone app walks its screens against the launched stack.
     let example = tailor_e2e::command("tailor-mobile-example")
         .arg("--mobile")
@@ -113,5 +163,42 @@ async fn tailor_up_starts_seven_servers_prints_how_to_call_them_and_stops_cleanl
             tokio::net::TcpStream::connect(address).await.is_err(),
             "{name} still listens after the launcher stopped"
         );
+    }
+}
+
+#[tokio::test]
+async fn servers_stop_when_the_launcher_is_killed_without_stopping_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut launcher = tailor_e2e::command("tailor")
+        .args(["up", "--any-ports", "--products", "50", "--bin-dir"])
+        .arg(bin_dir())
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(launcher.stdout.take().unwrap()).lines();
+    let table = tokio::time::timeout(Duration::from_secs(90), UpTable::read(&mut lines))
+        .await
+        .expect("the launcher printed its table in time")
+        .expect("the launcher printed its table");
+    assert_eq!(table.servers.len(), 7, "{}", table.printed);
+
+    // SIGKILL: the launcher gets no chance to stop its servers.
+    launcher.start_kill().unwrap();
+    launcher.wait().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for (name, address) in &table.servers {
+        loop {
+            if tokio::net::TcpStream::connect(address).await.is_err() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} still serves 20 s after its launcher was killed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }

@@ -246,7 +246,7 @@ async fn web_calls(address: SocketAddr, text: bool, ids: Vec<String>) -> CallerR
 }
 
 /// Concatenated, separately padded base64 pieces.
-fn decode_text(raw: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn decode_text(raw: &[u8]) -> Result<Vec<u8>, String> {
     let engine = base64::engine::general_purpose::STANDARD;
     let mut out = Vec::with_capacity(raw.len() / 4 * 3);
     for quad in raw.chunks(4) {

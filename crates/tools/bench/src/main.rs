@@ -8,11 +8,16 @@
 //!   against native gRPC on the same web BFF.
 //! - `payload`: bytes on the wire per screen, web BFF against mobile BFF,
 //!   plain and compressed.
+//! - `load`: a load generator for one scenario (closed or open loop,
+//!   concurrency levels, duration), with each server process's CPU and
+//!   peak memory during the run.
 
 #![forbid(unsafe_code)]
 
 mod grpc_web;
+mod load;
 mod page;
+mod procs;
 
 use std::time::Duration;
 
@@ -34,6 +39,9 @@ enum Command {
     GrpcWeb(grpc_web::Args),
     /// Bytes per screen: web BFF against mobile BFF, plain and compressed.
     Payload(PayloadArgs),
+    /// Load one scenario and report throughput, latency percentiles,
+    /// errors and each server's CPU and peak memory.
+    Load(load::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,6 +134,7 @@ async fn main() -> std::process::ExitCode {
         Command::Page(args) => page::run(args).await,
         Command::GrpcWeb(args) => grpc_web::run(args).await,
         Command::Payload(args) => payload(args).await,
+        Command::Load(args) => load::run(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
