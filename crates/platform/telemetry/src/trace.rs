@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::{Value, global};
-use opentelemetry_otlp::{SpanExporter, WithExportConfig};
+use opentelemetry_otlp::SpanExporter;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
@@ -96,9 +96,10 @@ pub fn init(service: &str) -> Result<Traces, TraceSetupError> {
                 "only the OTLP gRPC protocol is built in; exporting spans over gRPC"
             );
         }
+        // Endpoint, timeout, headers and compression: the exporter reads
+        // the OTEL_EXPORTER_OTLP_* variables itself.
         let exporter = SpanExporter::builder()
             .with_tonic()
-            .with_timeout(Duration::from_secs(10))
             .build()
             .map_err(|e| TraceSetupError(e.to_string()))?;
         SdkTracerProvider::builder()
@@ -146,8 +147,8 @@ impl Traces {
     }
 }
 
-/// A resource attribute of the spans this process exports, for tests and
-/// start-up logs.
+/// The service name spans of the server `service` are reported under, as
+/// the environment and the default decide it.
 pub fn service_name(service: &str) -> String {
     resource(service)
         .get(&opentelemetry::Key::from_static_str("service.name"))
