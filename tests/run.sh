@@ -12,6 +12,9 @@ started=$(date +%s)
 
 step "test tools: buf (npm @bufbuild/buf), Chromium and openssl (Debian packages)"
 npm ci --prefix tests --no-audit --no-fund --loglevel=error
+# The benchmark's Node.js peer of the web BFF, which a test compares with it
+# (its prepare script generates the stubs).
+npm ci --prefix crates/tools/bench/node-peer --no-audit --no-fund --loglevel=error
 missing=()
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
 # The RS256 tests make their key pairs and tokens with openssl.

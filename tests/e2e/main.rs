@@ -17,6 +17,7 @@ mod layers;
 mod logs;
 mod mobile;
 mod mobile_payload;
+mod node_peer;
 mod orders;
 mod partner;
 mod partner_limits;
