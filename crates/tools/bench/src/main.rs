@@ -8,6 +8,7 @@
 //!   against native gRPC on the same web BFF.
 //! - `payload`: bytes on the wire per screen, web BFF against mobile BFF,
 //!   plain and compressed.
+//! - `otlp-sink`: a trace receiver for measuring what exporting costs.
 //! - `load`: a load generator for one scenario (closed or open loop,
 //!   concurrency levels, duration), with each server process's CPU and
 //!   peak memory during the run.
@@ -18,6 +19,7 @@ mod grpc_web;
 mod load;
 mod page;
 mod procs;
+mod sink;
 
 use std::time::Duration;
 
@@ -42,6 +44,8 @@ enum Command {
     /// Load one scenario and report throughput, latency percentiles,
     /// errors and each server's CPU and peak memory.
     Load(load::Args),
+    /// An OTLP/gRPC trace receiver that counts spans and keeps nothing.
+    OtlpSink(sink::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -135,6 +139,7 @@ async fn main() -> std::process::ExitCode {
         Command::GrpcWeb(args) => grpc_web::run(args).await,
         Command::Payload(args) => payload(args).await,
         Command::Load(args) => load::run(args).await,
+        Command::OtlpSink(args) => sink::run(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
