@@ -16,6 +16,7 @@
 //! | frame longer than the body              | INVALID_ARGUMENT   |
 //! | no message, or more than one            | INVALID_ARGUMENT   |
 //! | compressed or trailer frame in a request | INVALID_ARGUMENT  |
+//! | reserved flag bits set in the frame     | INVALID_ARGUMENT   |
 //! | message or body over the size limit     | RESOURCE_EXHAUSTED |
 //!
 //! Native gRPC (`application/grpc`) passes untouched; below the
@@ -108,9 +109,7 @@ where
                 Ok(bytes) => bytes,
                 Err(status) => return Ok(refused(status, wire)),
             };
-            let frames = match decode_body(bytes, wire)
-                .and_then(|frames| check_frames(&frames, max_message).map(|()| frames))
-            {
+            let frames = match request_frames(bytes, wire, max_message) {
                 Ok(frames) => frames,
                 Err(status) => return Ok(refused(status, wire)),
             };
@@ -213,6 +212,18 @@ fn decode_text(text: &[u8]) -> Result<Vec<u8>, Status> {
     Ok(decoded)
 }
 
+/// What the guard makes of a grpc-web request body read whole: the one
+/// binary message frame to hand to the translation (the body itself, or
+/// the base64 of a `-text` body decoded), or the status the caller gets.
+///
+/// Public so that the decoder can be exercised on its own (the fuzz
+/// targets in `fuzz/` call it); the guard calls nothing else.
+pub fn request_frames(body: Bytes, wire: Wire, max_message_bytes: usize) -> Result<Bytes, Status> {
+    let frames = decode_body(body, wire)?;
+    check_frames(&frames, max_message_bytes)?;
+    Ok(frames)
+}
+
 /// The frames of a request body: base64-decoded in text mode.
 fn decode_body(body: Bytes, wire: Wire) -> Result<Bytes, Status> {
     match wire {
@@ -244,6 +255,13 @@ fn check_frames(frames: &[u8], max_message: usize) -> Result<(), Status> {
         return Err(Status::invalid_argument(
             "compressed request messages are not accepted over grpc-web",
         ));
+    }
+    // The other bits are reserved: tonic's decoder would refuse them with
+    // an INTERNAL status the caller cannot act on.
+    if flags != 0 {
+        return Err(Status::invalid_argument(format!(
+            "grpc-web frame has reserved flag bits set ({flags:#04x})"
+        )));
     }
     if length > max_message {
         return Err(Status::resource_exhausted(format!(
@@ -351,6 +369,27 @@ mod tests {
                 Wire::GrpcWeb,
                 tonic::Code::InvalidArgument,
                 "trailers frame",
+            ),
+            // Found by the grpc_web_frames fuzz target: a flags byte with
+            // only reserved bits set passed the guard, and tonic's decoder
+            // then answered INTERNAL.
+            (
+                vec![0x0a, 0, 0, 0, 0],
+                Wire::GrpcWeb,
+                tonic::Code::InvalidArgument,
+                "reserved flag bits set (0x0a)",
+            ),
+            (
+                text(&[0x02, 0, 0, 0, 1, 0x08]),
+                Wire::GrpcWebText,
+                tonic::Code::InvalidArgument,
+                "reserved flag bits",
+            ),
+            (
+                [vec![0x40], frame(b"")[1..].to_vec()].concat(),
+                Wire::GrpcWeb,
+                tonic::Code::InvalidArgument,
+                "reserved flag bits",
             ),
         ];
         for (body, wire, code, needle) in cases {
