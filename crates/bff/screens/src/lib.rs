@@ -68,9 +68,9 @@ impl<T> Part<T> {
 }
 
 /// Fetches an optional `section` of a screen when `wanted`: no call when it
-/// is not, [`Part::Degraded`] when the call fails: logged, and an event
-/// `tailor.degraded` (with the section and the status code) on the call's
-/// server span. The screen's required parts are awaited with `?` instead.
+/// is not, [`Part::Degraded`] when the call fails: logged, counted by
+/// section (`tailor_degraded_parts_total`), and an event `tailor.degraded`
+/// (with the section and the status code) on the call's server span. The screen's required parts are awaited with `?` instead.
 pub async fn optional<T, F>(
     section: &'static str,
     wanted: bool,
@@ -86,6 +86,7 @@ where
         Ok(value) => Part::Ready(value),
         Err(status) => {
             tracing::warn!(section, code = ?status.code(), message = status.message(), "optional part degraded");
+            tailor_interceptors::metrics::degraded(section);
             if let Some(call) = tailor_interceptors::CallContext::current() {
                 use opentelemetry::trace::TraceContextExt;
                 call.trace.span().add_event(

@@ -10,7 +10,9 @@
 //!   a read (`NO_SIDE_EFFECTS`, [`RetryReads`]);
 //! - fails with a status a client may read: about the request (not found,
 //!   invalid, ...) as the service said it, about the service's health as
-//!   UNAVAILABLE naming the service, never its address ([`NamedChannel`]).
+//!   UNAVAILABLE naming the service, never its address ([`NamedChannel`]);
+//! - is timed and counted by method and status, retries too, in the BFF's
+//!   downstream metrics (`rpc_client_*`, by target service).
 //!
 //! Handlers therefore never map downstream errors, copy metadata or retry
 //! by hand. What is *not* here: which services a BFF calls and what it
@@ -18,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+mod metrics;
 mod named;
 mod outbound;
 pub mod retry;
@@ -121,14 +124,17 @@ pub fn channel(
         .keep_alive_timeout(Duration::from_secs(5))
         .keep_alive_while_idle(true)
         .connect_lazy();
+    let metrics = metrics::DownstreamMetrics::new(caller.name(), service);
     Ok(NamedChannel::new(
         service,
         RetryReads::new(
             Outbound::new(channel, service, caller.signer.clone()),
             READS.clone(),
             RetryPolicy::default(),
-        ),
-    ))
+        )
+        .with_metrics(metrics.clone()),
+    )
+    .with_metrics(metrics))
 }
 
 /// Where the downstream services listen; shared by every BFF binary.

@@ -1,10 +1,13 @@
 //! The one place that decides what a BFF's client may read of a failed
 //! downstream call. The channel knows which service it leads to, so the
 //! mapping happens once, on every answer, instead of at each call site.
+//! It also times every call and counts it by the status the service
+//! answered, for the BFF's downstream metrics.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -14,6 +17,8 @@ use tailor_interceptors::context::CallContext;
 use tailor_interceptors::{HttpRequest, HttpResponse, status_response};
 use tonic::{Code, Status};
 use tower::Service;
+
+use crate::metrics::{CallTimer, DownstreamMetrics};
 
 /// Maps the status of a failed call to `service` to what the BFF's client
 /// sees. Statuses about the request itself (not found, invalid, failed
@@ -64,12 +69,23 @@ fn rename(service: &'static str, headers: &mut HeaderMap) {
 pub struct NamedChannel<S> {
     service: &'static str,
     inner: S,
+    metrics: Option<Arc<DownstreamMetrics>>,
 }
 
 impl<S> NamedChannel<S> {
     /// Wraps the channel `inner` to `service`.
     pub fn new(service: &'static str, inner: S) -> Self {
-        Self { service, inner }
+        Self {
+            service,
+            inner,
+            metrics: None,
+        }
+    }
+
+    /// Times and counts every call in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Arc<DownstreamMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The service this channel leads to.
@@ -98,17 +114,42 @@ where
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
         let service = self.service;
+        let timer = self
+            .metrics
+            .clone()
+            .map(|metrics| CallTimer::start(metrics, request.uri().path()));
         let response = self.inner.call(request);
         Box::pin(async move {
             match response.await {
                 Ok(mut response) => {
+                    // A trailers-only answer ends the call here.
+                    let timer = match (timer, Status::from_header_map(response.headers())) {
+                        (Some(timer), Some(status)) => {
+                            timer.end(status.code());
+                            None
+                        }
+                        (timer, _) => timer,
+                    };
                     rename(service, response.headers_mut());
-                    Ok(response.map(|inner| tonic::body::Body::new(NamedBody { inner, service })))
+                    Ok(response.map(|inner| {
+                        tonic::body::Body::new(NamedBody {
+                            inner,
+                            service,
+                            timer,
+                        })
+                    }))
                 }
-                Err(error) => Ok(status_response(name_failure(
-                    service,
-                    Status::from_error(error.into()),
-                ))),
+                Err(error) => {
+                    let status = Status::from_error(error.into());
+                    if let Some(timer) = timer {
+                        // No answer came: the service is not reachable.
+                        timer.end(match status.code() {
+                            Code::Unknown => Code::Unavailable,
+                            code => code,
+                        });
+                    }
+                    Ok(status_response(name_failure(service, status)))
+                }
             }
         })
     }
@@ -119,6 +160,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: tonic::body::Body,
         service: &'static str,
+        timer: Option<CallTimer>,
     }
 }
 
@@ -133,6 +175,18 @@ impl Body for NamedBody {
         let this = self.project();
         let service = *this.service;
         let frame = std::task::ready!(this.inner.poll_frame(cx));
+        let ended = match &frame {
+            Some(Ok(frame)) => frame
+                .trailers_ref()
+                .map(|trailers| Status::from_header_map(trailers).map_or(Code::Ok, |s| s.code())),
+            Some(Err(status)) => Some(status.code()),
+            None => Some(Code::Unknown),
+        };
+        if let Some(code) = ended
+            && let Some(timer) = this.timer.take()
+        {
+            timer.end(code);
+        }
         Poll::Ready(frame.map(|frame| match frame {
             Ok(frame) => match frame.into_trailers() {
                 Ok(mut trailers) => {

@@ -13,7 +13,7 @@
 //!
 //! A retry waits a short, growing, jittered pause and only happens when the
 //! caller's deadline leaves room for it; the last failure is returned as it
-//! came.
+//! came. Each retry is counted by target service (`rpc_client_retries_total`).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -28,6 +28,8 @@ use prost::Message;
 use tower::{Service, ServiceExt};
 
 use tailor_interceptors::context::CallContext;
+
+use crate::metrics::DownstreamMetrics;
 use tailor_interceptors::{HttpRequest, HttpResponse, status_response};
 
 /// How often and how patiently to retry.
@@ -85,6 +87,7 @@ pub struct RetryReads<S> {
     inner: S,
     methods: Arc<HashSet<String>>,
     policy: RetryPolicy,
+    metrics: Option<Arc<DownstreamMetrics>>,
 }
 
 impl<S> RetryReads<S> {
@@ -94,7 +97,14 @@ impl<S> RetryReads<S> {
             inner,
             methods,
             policy,
+            metrics: None,
         }
+    }
+
+    /// Counts every retry in `metrics`.
+    pub(crate) fn with_metrics(mut self, metrics: Arc<DownstreamMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 
@@ -127,6 +137,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy;
+        let metrics = self.metrics.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             // A unary request is one small message: keep it to send again.
@@ -163,6 +174,9 @@ where
                     attempt,
                     "retrying an idempotent call after a transient failure"
                 );
+                if let Some(metrics) = &metrics {
+                    metrics.retried(parts.uri.path());
+                }
                 tokio::time::sleep(pause).await;
                 backoff *= 2;
                 attempt += 1;

@@ -3,7 +3,9 @@
 //! type and the caller. The line is written when the call really ends: after
 //! the last message of a stream, or when the client goes away (status
 //! `cancelled`). [`CallStats`] counts the same outcomes for health checks
-//! and tests.
+//! and tests, and the same moment records the call's metrics
+//! ([`crate::metrics`]): its count by status, latency, bytes, the calls in
+//! flight, and a rate-limit refusal noted by the limits layer.
 //!
 //! The layer stands outermost but for the request id, so refusals by every
 //! layer inside it (CORS, content type, grpc-web framing, routing, auth,
@@ -27,6 +29,7 @@ use tonic::{Code, Status};
 use tower::{Layer, Service};
 
 use crate::context::{Identity, RequestId};
+use crate::metrics::{self, ClientType, ServerMetrics, SlotId};
 use crate::{HttpRequest, HttpResponse};
 
 /// Counts of calls by outcome, shared by every connection of a server.
@@ -36,6 +39,8 @@ pub struct CallStats {
     succeeded: AtomicU64,
     failed: AtomicU64,
     cancelled: AtomicU64,
+    /// The methods the server routes, which metrics name.
+    methods: std::sync::OnceLock<Vec<String>>,
 }
 
 /// A snapshot of [`CallStats`].
@@ -67,6 +72,14 @@ impl CallStats {
         }
     }
 
+    /// Names the methods the server routes (full paths): metrics label a
+    /// call with its method only when it is one of these (or health or
+    /// reflection), so made-up paths cannot grow the series. Takes effect
+    /// for access log layers built afterwards; the first naming counts.
+    pub fn label_methods(&self, methods: impl IntoIterator<Item = String>) {
+        let _ = self.methods.set(methods.into_iter().collect());
+    }
+
     /// The counts now.
     pub fn snapshot(&self) -> CallCounts {
         CallCounts {
@@ -90,6 +103,7 @@ struct Notes {
     status: std::sync::OnceLock<Code>,
     caller: std::sync::OnceLock<String>,
     via: std::sync::OnceLock<String>,
+    refusal: std::sync::OnceLock<(String, &'static str)>,
 }
 
 impl CallNotes {
@@ -101,6 +115,13 @@ impl CallNotes {
     /// Notes the authenticated caller.
     pub fn record_caller(&self, subject: &str) {
         let _ = self.0.caller.set(subject.to_owned());
+    }
+
+    /// Notes that a `limit` (`rate` or `quota`) of `plan` refused the call,
+    /// for the refusals metric; `plan` must be one the limiter knows, so
+    /// the label stays bounded.
+    pub fn record_refusal(&self, plan: &str, limit: &'static str) {
+        let _ = self.0.refusal.set((plan.to_owned(), limit));
     }
 
     /// Notes the BFF a downstream call came from, as its client
@@ -130,12 +151,26 @@ impl CallNotes {
 pub struct AccessLogLayer {
     server: &'static str,
     stats: Arc<CallStats>,
+    metrics: Arc<ServerMetrics>,
 }
 
 impl AccessLogLayer {
-    /// Logs as `server` (for example `web-bff` or `catalog`), counting into `stats`.
+    /// Logs as `server` (for example `web-bff` or `catalog`), counting into
+    /// `stats` and the metrics of `server`, which name the methods given to
+    /// [`CallStats::label_methods`].
     pub fn new(server: &'static str, stats: Arc<CallStats>) -> Self {
-        Self { server, stats }
+        let routed = stats
+            .methods
+            .get()
+            .into_iter()
+            .flatten()
+            .map(String::as_str);
+        let metrics = Arc::new(ServerMetrics::new(server, routed));
+        Self {
+            server,
+            stats,
+            metrics,
+        }
     }
 }
 
@@ -146,6 +181,7 @@ impl<S> Layer<S> for AccessLogLayer {
             inner,
             server: self.server,
             stats: self.stats.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -156,6 +192,7 @@ pub struct AccessLogService<S> {
     inner: S,
     server: &'static str,
     stats: Arc<CallStats>,
+    metrics: Arc<ServerMetrics>,
 }
 
 /// What is known about a call while it runs; logged once when it ends.
@@ -167,6 +204,9 @@ struct CallRecord {
     notes: CallNotes,
     started: Instant,
     stats: Arc<CallStats>,
+    metrics: Arc<ServerMetrics>,
+    slot: SlotId,
+    client_type: &'static str,
     logged: bool,
 }
 
@@ -175,7 +215,16 @@ impl CallRecord {
         if std::mem::replace(&mut self.logged, true) {
             return;
         }
-        let latency_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        let latency = self.started.elapsed().as_secs_f64();
+        let latency_ms = latency * 1000.0;
+        let bound = self.metrics.bound(self.slot);
+        bound.active.add(-1);
+        bound.duration.record(latency);
+        self.metrics
+            .count_call(self.slot, code.unwrap_or(Code::Cancelled));
+        if let Some((plan, limit)) = self.notes.0.refusal.get() {
+            self.metrics.count_refusal(self.client_type, plan, limit);
+        }
         let status = match code {
             Some(Code::Ok) => {
                 self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
@@ -256,6 +305,25 @@ where
             .get::<Identity>()
             .map(|i| i.subject.clone())
             .unwrap_or_default();
+        let client_type = self
+            .metrics
+            .client_type(request.extensions().get::<ClientType>());
+        let grpc_web = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc-web"));
+        let slot = self
+            .metrics
+            .slot(request.uri().path(), client_type, grpc_web);
+        let bound = self.metrics.bound(slot);
+        bound.active.add(1);
+        let request_size = bound.request_size.clone();
+        let request = request.map(|inner| {
+            tonic::body::Body::new(CountedBody {
+                inner,
+                bytes: request_size,
+            })
+        });
         let mut record = CallRecord {
             server: self.server,
             method: request.uri().path().to_owned(),
@@ -268,11 +336,15 @@ where
             notes: notes.clone(),
             started: Instant::now(),
             stats: self.stats.clone(),
+            metrics: self.metrics.clone(),
+            slot,
+            client_type,
             logged: false,
         };
         let response = self.inner.call(request);
+        let server = self.server;
         Box::pin(async move {
-            let response = response.await?;
+            let response = metrics::scope(server, client_type, response).await?;
             if let Some(code) = status_of(response.headers()) {
                 record.finish(Some(code));
                 return Ok(response);
@@ -307,6 +379,12 @@ impl Body for LoggedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let mut this = self.project();
         let frame = std::task::ready!(this.inner.as_mut().poll_frame(cx));
+        if let (Some(Ok(frame)), Some(record)) = (&frame, this.record.as_ref())
+            && let Some(data) = frame.data_ref()
+        {
+            let bound = record.metrics.bound(record.slot);
+            bound.response_size.add(data.len() as u64);
+        }
         let code = match &frame {
             Some(Ok(frame)) => match frame.trailers_ref() {
                 Some(trailers) => Some(status_of(trailers).unwrap_or(Code::Ok)),
@@ -322,6 +400,42 @@ impl Body for LoggedBody {
             && let Some(mut record) = this.record.take()
         {
             record.finish(Some(code));
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request body that counts its bytes as they are read.
+    struct CountedBody {
+        #[pin]
+        inner: tonic::body::Body,
+        bytes: opentelemetry::metrics::BoundCounter<u64>,
+    }
+}
+
+impl Body for CountedBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(frame)) = &frame
+            && let Some(data) = frame.data_ref()
+        {
+            this.bytes.add(data.len() as u64);
         }
         Poll::Ready(frame)
     }

@@ -24,6 +24,7 @@ pub mod fault;
 pub mod input;
 pub mod limits;
 pub mod message_size;
+pub mod metrics;
 pub mod propagate;
 pub mod protocol;
 pub mod request_id;

@@ -16,6 +16,9 @@
 //! Calls without a key (bearer tokens, sessions) and keys without a known
 //! plan are not limited here.
 //!
+//! Each refusal is noted for the access log, which counts it by plan
+//! (`tailor_rate_limit_refusals_total`).
+//!
 //! Quota counts survive restarts when the limiter has a [`QuotaLedger`]:
 //! today's counts are loaded when it starts and changed counts are saved
 //! every second, so a crash loses at most a second of counting.
@@ -141,6 +144,15 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Which limit refused: `rate` or `quota`, as the refusals metric
+    /// labels it.
+    pub fn limit(&self) -> &'static str {
+        match self {
+            Refusal::Rate { .. } => "rate",
+            Refusal::Quota { .. } => "quota",
+        }
+    }
+
     /// The status a client sees, with RetryInfo (and QuotaFailure).
     /// `what` names the limited thing for people ("this API key"),
     /// `subject` for programs (`api-key:<id>`).
@@ -449,6 +461,12 @@ where
         if let Some(identity) = request.extensions().get::<Identity>()
             && let Err(refusal) = self.limiter.admit(identity)
         {
+            if let (Some(notes), Some(plan)) = (
+                request.extensions().get::<crate::access_log::CallNotes>(),
+                &identity.plan,
+            ) {
+                notes.record_refusal(plan, refusal.limit());
+            }
             let key = identity.key_id.clone().unwrap_or_default();
             let response =
                 status_response(refusal.status("this API key", &format!("api-key:{key}")));

@@ -9,6 +9,7 @@ use tailor_auth::AuthLayer;
 use tailor_browser::BrowserAccess;
 use tailor_interceptors::access_log::CallStats;
 use tailor_interceptors::limits::{LimitLayer, Limiter};
+use tailor_interceptors::metrics::ClientType;
 use tailor_interceptors::routing::methods_of;
 
 use crate::stack::{Admission, Faults, GrpcService, StackConfig, server_stack};
@@ -37,8 +38,9 @@ pub struct ServeOptions {
     /// Every n-th call to the served services answers UNAVAILABLE: a chaos
     /// knob for retry tests.
     pub inject_unavailable_every: Option<u64>,
-    /// Where to answer plaintext health checks (probes), beside the API
-    /// port; nothing else is served there.
+    /// Where to answer plaintext health checks (probes), `GET /metrics`
+    /// (Prometheus text) and `GET /livez`, beside the API port; nothing
+    /// else is served there.
     pub admin_listen: Option<SocketAddr>,
     /// Transport limits.
     pub transport: TransportLimits,
@@ -117,8 +119,10 @@ const REFLECTION_V1: &str = "grpc.reflection.v1.ServerReflection";
 const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
 
 impl GrpcServer {
-    /// A server named `name` in logs (`catalog`, `web-bff`).
+    /// A server named `name` in logs (`catalog`, `web-bff`). The process's
+    /// metrics are set up with the first server (`tailor_telemetry::metrics`).
     pub fn new(name: &'static str) -> Self {
+        tailor_telemetry::metrics::install(name);
         let (health, health_service) = tonic_health::server::health_reporter();
         let mut routes = RoutesBuilder::default();
         let mut admin_routes = RoutesBuilder::default();
@@ -240,11 +244,13 @@ impl GrpcServer {
             .expect("the embedded descriptor sets are valid");
         self.routes.add_service(v1).add_service(v1alpha);
         let routes = self.routes.routes().prepare();
+        let methods = methods_of(tailor_proto::FILE_DESCRIPTOR_SET, &self.service_names);
+        self.stats.label_methods(methods.iter().cloned());
         let config = StackConfig {
             server: self.name,
             stats: self.stats,
             browser: self.browser,
-            methods: methods_of(tailor_proto::FILE_DESCRIPTOR_SET, &self.service_names),
+            methods,
             admission: self.admission,
             faults: Faults {
                 latency: options.injected_latency,
@@ -269,14 +275,28 @@ impl GrpcServer {
         shutdown: CancellationToken,
         options: ServeOptions,
     ) -> std::io::Result<()> {
-        let name = self.name;
-        let address = listener.local_addr()?;
         let admin = match options.admin_listen {
             Some(admin) => Some(TcpListener::bind(admin).await.map_err(|e| {
                 std::io::Error::new(e.kind(), format!("binding the admin port {admin}: {e}"))
             })?),
             None => None,
         };
+        self.serve_with_admin(listener, admin, shutdown, options)
+            .await
+    }
+
+    /// Like [`GrpcServer::serve`], with the admin port already bound as
+    /// `admin` (so a caller binding port 0 knows where it is);
+    /// `options.admin_listen` is not used.
+    pub async fn serve_with_admin(
+        self,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+        shutdown: CancellationToken,
+        options: ServeOptions,
+    ) -> std::io::Result<()> {
+        let name = self.name;
+        let address = listener.local_addr()?;
         let prepared = self.into_service(&options);
         for service_name in &prepared.service_names {
             prepared
@@ -302,12 +322,15 @@ impl GrpcServer {
             let admin_address = admin.local_addr().ok();
             if let Some(admin_address) = admin_address {
                 println!("{name} admin (plaintext health) on {admin_address}");
+                println!("{name} metrics on http://{admin_address}/metrics");
             }
-            let admin_service = tower::util::BoxCloneService::new(
-                tailor_interceptors::protocol::ContentTypeLayer::new(false)
-                    .layer(prepared.admin.clone()),
-            );
-            let connections = connections.clone();
+            let admin_service = admin_service(name, prepared.admin.clone());
+            // Probes and scrapers have places of their own: a client holding
+            // every API connection does not blind them, nor they it.
+            let connections = Connections {
+                slots: Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+                ..connections.clone()
+            };
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
                 connections
@@ -345,6 +368,10 @@ impl GrpcServer {
             () = tokio::time::sleep(options.drain_timeout) => {
                 tracing::warn!(server = name, "drain timeout passed, closing remaining connections");
             }
+        }
+        // The last calls' metrics reach the OTLP collector too.
+        if let Some(metrics) = tailor_telemetry::metrics::installed() {
+            metrics.flush().await;
         }
         Ok(())
     }
@@ -406,9 +433,13 @@ struct Prepared {
     tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// The connections of one server (API and admin ports together): how many
-/// may be open, how each is served, and the tasks that serve them, which
-/// shutdown closes gracefully and drains.
+/// Connections the admin port holds open at once (health probes,
+/// Prometheus scrapes), apart from the API port's.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
+/// The connections of one port of a server: how many may be open, how
+/// each is served, and the tasks that serve them (shared by the API and
+/// admin ports), which shutdown closes gracefully and drains.
 #[derive(Clone)]
 struct Connections {
     builder: auto::Builder<TokioExecutor>,
@@ -506,7 +537,22 @@ impl Connections {
                 service,
             ),
         };
-        let hyper_service = hyper_service(service, connection, addresses, last_call.clone());
+        let client_type = match &connection {
+            Connection::Tls(Some(peer)) => peer
+                .names()
+                .iter()
+                .map(|name| tailor_interceptors::context::client_type(name))
+                .find(|client| *client != "unknown")
+                .map(ClientType),
+            _ => None,
+        };
+        let hyper_service = hyper_service(
+            service,
+            connection,
+            client_type,
+            addresses,
+            last_call.clone(),
+        );
         let conn = self
             .builder
             .serve_connection(TokioIo::new(io), hyper_service)
@@ -544,6 +590,52 @@ fn connect_info(stream: &TcpStream) -> tonic::transport::server::TcpConnectInfo 
     }
 }
 
+/// The admin port: `GET /metrics` (the server's series as Prometheus
+/// text) and `GET /livez` (`ok` while the process serves) as plain HTTP,
+/// over HTTP/1.1 or HTTP/2, chosen by path before anything asks for gRPC;
+/// everything else is gRPC health behind the content-type check.
+fn admin_service(name: &'static str, health: tonic::service::Routes) -> GrpcService {
+    let grpc = tailor_interceptors::protocol::ContentTypeLayer::new(false).layer(health);
+    tower::util::BoxCloneService::new(tower::service_fn(
+        move |request: tailor_interceptors::HttpRequest| {
+            let page = match request.uri().path() {
+                "/metrics" => Some(true),
+                "/livez" => Some(false),
+                _ => None,
+            };
+            let grpc = grpc.clone();
+            async move {
+                let Some(metrics) = page else {
+                    return grpc.oneshot(request).await;
+                };
+                if !matches!(*request.method(), http::Method::GET | http::Method::HEAD) {
+                    let mut response = http::Response::new(Body::empty());
+                    *response.status_mut() = http::StatusCode::METHOD_NOT_ALLOWED;
+                    response.headers_mut().insert(
+                        http::header::ALLOW,
+                        http::HeaderValue::from_static("GET, HEAD"),
+                    );
+                    return Ok(response);
+                }
+                let (content_type, text) = if metrics {
+                    let text = tailor_telemetry::metrics::installed()
+                        .map(|m| m.render(Some(name)))
+                        .unwrap_or_default();
+                    (tailor_telemetry::metrics::PROMETHEUS_CONTENT_TYPE, text)
+                } else {
+                    ("text/plain; charset=utf-8", "ok\n".to_owned())
+                };
+                let mut response = http::Response::new(Body::new(text));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(content_type),
+                );
+                Ok(response)
+            }
+        },
+    ))
+}
+
 /// What a TLS port answers a client that speaks plaintext to it.
 fn refuse_plaintext() -> GrpcService {
     tower::util::BoxCloneService::new(tower::service_fn(|_request| async {
@@ -556,11 +648,12 @@ fn refuse_plaintext() -> GrpcService {
 }
 
 /// Adapts the tower service to hyper, one clone per connection; every
-/// request carries what is known about its `connection` and its
-/// `addresses`.
+/// request carries what is known about its `connection` (and the client
+/// type its certificate names, for metrics) and its `addresses`.
 fn hyper_service(
     service: GrpcService,
     connection: Connection,
+    client_type: Option<ClientType>,
     addresses: tonic::transport::server::TcpConnectInfo,
     last_call: Arc<std::sync::Mutex<tokio::time::Instant>>,
 ) -> impl hyper::service::Service<
@@ -574,6 +667,9 @@ fn hyper_service(
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(connection.clone());
         request.extensions_mut().insert(addresses.clone());
+        if let Some(client_type) = client_type {
+            request.extensions_mut().insert(client_type);
+        }
         service.clone().oneshot(request)
     })
 }
