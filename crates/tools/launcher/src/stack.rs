@@ -127,6 +127,11 @@ async fn start(
         .arg(if args.json_logs { "json" } else { "text" })
         .arg("--trust-dir")
         .arg(args.data_dir.join(TRUST_DIR))
+        // Gone with the launcher, even one killed without stopping them.
+        .env(
+            tailor_runtime::shutdown::PARENT_PID_ENV,
+            std::process::id().to_string(),
+        )
         .arg("--admin-listen")
         .arg(format!("127.0.0.1:{admin_port}"))
         .args(&spec.args)
@@ -187,6 +192,38 @@ async fn start(
 
 /// Where `tailor up` keeps the stack's certificates, in its data directory.
 const TRUST_DIR: &str = "trust";
+
+/// Where `tailor up` lists every server's metrics address for Prometheus
+/// (file-based service discovery), in its data directory;
+/// `deploy/prometheus/prometheus.yml` reads it from the default one.
+const PROMETHEUS_TARGETS: &str = "prometheus/targets.json";
+
+/// Writes the Prometheus targets of `running`: each server's admin
+/// address, labelled with its name (`server`) and, for a BFF, the client
+/// type it serves. Written whole and then renamed into place, so
+/// Prometheus, which watches the file, never reads half of it.
+fn write_prometheus_targets(running: &[Running], data_dir: &Path) -> Result<(), String> {
+    let path = data_dir.join(PROMETHEUS_TARGETS);
+    let dir = path.parent().expect("the targets file is in a directory");
+    tailor_storage::private_dir(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let targets: Vec<serde_json::Value> = running
+        .iter()
+        .map(|server| {
+            let mut labels = serde_json::json!({ "server": server.name });
+            let client_type = tailor_interceptors::context::client_type(server.name);
+            if client_type != "unknown" {
+                labels["client_type"] = client_type.into();
+            }
+            serde_json::json!({ "targets": [server.admin.to_string()], "labels": labels })
+        })
+        .collect();
+    let text = serde_json::to_string_pretty(&targets).expect("JSON values serialise");
+    let partial = path.with_extension("json.partial");
+    private_file_for_writing(&partial)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, text.as_bytes()))
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .map_err(|e| format!("writing {}: {e}", path.display()))
+}
 
 /// Polls `grpc.health.v1.Health/Check` for `""` on the plaintext health
 /// port until SERVING.
@@ -371,8 +408,8 @@ fn print_table(
     );
     println!();
     println!(
-        "  {:<12} {:<22} {:<22} role",
-        "server", "address", "health (plaintext)"
+        "  {:<12} {:<22} {:<22} {:<38} role",
+        "server", "address", "health (plaintext)", "metrics (Prometheus text)"
     );
     for server in running {
         let role = if server.name.ends_with("-bff") {
@@ -381,16 +418,18 @@ fn print_table(
             "downstream, mutual TLS only"
         };
         println!(
-            "  {:<12} {:<22} {:<22} {role}",
+            "  {:<12} {:<22} {:<22} {:<38} {role}",
             server.name,
             server.address.to_string(),
-            server.admin.to_string()
+            server.admin.to_string(),
+            format!("http://{}/metrics", server.admin)
         );
     }
     println!(
-        "  {:<12} {:<22} {:<22} browser app",
+        "  {:<12} {:<22} {:<22} {:<38} browser app",
         "web-app",
         web_app.to_string(),
+        "",
         ""
     );
     let at = |name: &str| {
@@ -445,6 +484,12 @@ fn print_table(
         "  grpcurl -cacert {0}/ca.crt -cert {0}/web-bff.crt -key {0}/web-bff.key -d '{{\"id\": \"prod-000042\"}}' {1} tailor.catalog.v1.CatalogService/GetProduct",
         trust.display(),
         at("catalog")
+    );
+    println!();
+    println!("  # metrics of every server, per client type: a Prometheus scraping the stack");
+    println!(
+        "  prometheus --config.file=deploy/prometheus/prometheus.yml   # targets: {}",
+        data_dir.join(PROMETHEUS_TARGETS).display()
     );
     println!();
     println!(
@@ -585,6 +630,10 @@ pub async fn up(args: UpArgs) -> Result<(), String> {
             );
         }
         webapp::serve(listener, args.web_dir.clone(), port);
+    }
+
+    if result.is_ok() {
+        result = write_prometheus_targets(&running, &args.data_dir);
     }
 
     if result.is_ok() {
