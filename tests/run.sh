@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 started=$(date +%s)
 
-step "test tools: buf (npm @bufbuild/buf), Chromium and openssl (Debian packages)"
+step "test tools: buf (npm @bufbuild/buf), Chromium, openssl and Prometheus (Debian packages)"
 npm ci --prefix tests --no-audit --no-fund --loglevel=error
 # The benchmark's Node.js peer of the web BFF, which a test compares with it
 # (its prepare script generates the stubs).
@@ -24,6 +24,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# The metrics tests run a real Prometheus with deploy/prometheus's
+# configuration against the stack: the server binary alone, without what
+# the package recommends (node exporter and friends).
+if [ ! -x "${PROMETHEUS_PATH:-/usr/bin/prometheus}" ]; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 step "the browser app (clients/web: npm ci, generate stubs, typecheck, bundle)"

@@ -15,6 +15,7 @@ mod jwks;
 mod launcher;
 mod layers;
 mod logs;
+mod metrics;
 mod mobile;
 mod mobile_payload;
 mod node_peer;

@@ -113,6 +113,8 @@ pub struct Server {
     pub stats: Arc<CallStats>,
     /// For a downstream service: its name, which its certificate bears.
     pub service: Option<&'static str>,
+    /// Its plaintext admin port (health, `/metrics`, `/livez`).
+    pub admin: SocketAddr,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -138,13 +140,21 @@ impl Server {
     ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = admin_listener.local_addr().unwrap();
         let stats = server.stats();
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(server.serve(listener, shutdown.clone(), options));
+        let task = tokio::spawn(server.serve_with_admin(
+            listener,
+            Some(admin_listener),
+            shutdown.clone(),
+            options,
+        ));
         Server {
             address,
             stats,
             service,
+            admin,
             shutdown,
             task,
         }
