@@ -3,7 +3,9 @@
 //! stack with the repository's configuration (`deploy/prometheus`), and its
 //! HTTP API answers how many calls each client type made, which failed, and
 //! how the downstream services counted them; the Grafana dashboards
-//! (`deploy/grafana`) parse and ask only for metrics the servers export.
+//! (`deploy/grafana`) parse and ask only for metrics the servers export; a
+//! server process told where an OTLP collector is pushes the same metrics
+//! there.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -15,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
 use tailor_e2e::grpc_web::{self, Http, Mode};
-use tailor_e2e::{Stack, all_scopes, api_key};
+use tailor_e2e::{Process, Stack, all_scopes, api_key};
 use tailor_proto::mobile::v1::shop_service_client::ShopServiceClient as MobileClient;
 use tailor_proto::partner::v1::BatchGetAvailabilityRequest;
 use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
@@ -815,4 +817,149 @@ async fn the_dashboards_ask_only_for_metrics_the_servers_export() {
             );
         }
     }
+}
+
+/// An OTLP/gRPC metrics collector on a loopback port, keeping every
+/// request.
+#[derive(Clone, Default)]
+struct MetricsCollector {
+    received: std::sync::Arc<
+        std::sync::Mutex<
+            Vec<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest>,
+        >,
+    >,
+}
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsService
+    for MetricsCollector
+{
+    async fn export(
+        &self,
+        request: tonic::Request<
+            opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
+        >,
+    ) -> Result<
+        tonic::Response<
+            opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse,
+        >,
+        tonic::Status,
+    > {
+        self.received.lock().unwrap().push(request.into_inner());
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+/// The string value of attribute `key` in `attributes`.
+fn otlp_attribute(
+    attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+    key: &str,
+) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    match attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?
+    {
+        Any::StringValue(text) => Some(text.clone()),
+        _ => None,
+    }
+}
+
+impl MetricsCollector {
+    /// The latest value pushed by service `service` of the counter `name`
+    /// for the data point whose attributes include `labels`.
+    fn counter(&self, service: &str, name: &str, labels: &[(&str, &str)]) -> Option<i64> {
+        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+        use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as Number;
+        let received = self.received.lock().unwrap();
+        let mut latest = None;
+        for request in received.iter() {
+            for resource in &request.resource_metrics {
+                let attributes = resource.resource.as_ref().map(|r| &r.attributes[..]);
+                if otlp_attribute(attributes.unwrap_or_default(), "service.name").as_deref()
+                    != Some(service)
+                {
+                    continue;
+                }
+                for metric in resource.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                    let Some(Data::Sum(sum)) = metric.data.as_ref().filter(|_| metric.name == name)
+                    else {
+                        continue;
+                    };
+                    for point in &sum.data_points {
+                        let matches = labels.iter().all(|(key, value)| {
+                            otlp_attribute(&point.attributes, key).as_deref() == Some(*value)
+                        });
+                        if let (true, Some(Number::AsInt(value))) = (matches, point.value) {
+                            latest = Some(value);
+                        }
+                    }
+                }
+            }
+        }
+        latest
+    }
+}
+
+#[tokio::test]
+async fn a_server_pushes_its_metrics_to_the_otlp_collector_it_is_given() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let collector = MetricsCollector::default();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(
+                opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::MetricsServiceServer::new(
+                    collector.clone(),
+                ),
+            )
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let mut catalog = Process::start_with(
+        "tailor-catalog",
+        &["--data-dir", data, "--products", "50"],
+        &[
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint.as_str()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+        ],
+        None,
+    )
+    .await;
+    let channel = tailor_e2e::connect_mesh(catalog.address, "catalog", "mobile-bff").await;
+    let mut client =
+        tailor_proto::catalog::v1::catalog_service_client::CatalogServiceClient::new(channel);
+    for _ in 0..3 {
+        client
+            .get_product(tailor_proto::catalog::v1::GetProductRequest {
+                id: "prod-000001".into(),
+            })
+            .await
+            .unwrap();
+    }
+    let labels = [
+        ("server", "catalog"),
+        ("client_type", "mobile"),
+        ("method", "tailor.catalog.v1.CatalogService/GetProduct"),
+        ("status", "OK"),
+        ("protocol", "grpc"),
+    ];
+    let started = Instant::now();
+    while collector.counter("catalog", "rpc.server.calls", &labels) != Some(3) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the collector did not receive the three calls: {:?}",
+            collector.counter("catalog", "rpc.server.calls", &labels)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The last export at shutdown does not hold up the exit.
+    catalog.terminate();
+    let status = catalog.exited(Duration::from_secs(15)).await;
+    assert!(status.success(), "{status:?}");
 }
