@@ -316,14 +316,25 @@ async fn retries_stop_when_the_callers_deadline_leaves_no_room() {
                 request.set_timeout(deadline);
             }
             let status = client.get_product_page(request).await.unwrap_err();
-            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-            stats.settled().await.started - before
+            (status, stats.settled().await.started - before)
         }
     };
     // The page asks the catalog for the product and for related products:
     // two reads, each tried up to three times with room to spare.
-    assert_eq!(attempts(Some(Duration::from_secs(5))).await, 6);
+    let (status, tried) = attempts(Some(Duration::from_secs(5))).await;
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(tried, 6);
     // With 30 ms, a retry's pause (20 ms and more, doubled for safety)
-    // never fits: each read is tried once.
-    assert_eq!(attempts(Some(Duration::from_millis(30))).await, 2);
+    // never fits: each read is tried once. On a loaded machine the 30 ms
+    // may run out before the BFF's answer arrives (the client's own timer
+    // then ends the call), but never with a retry made.
+    let (status, tried) = attempts(Some(Duration::from_millis(30))).await;
+    assert!(
+        matches!(
+            status.code(),
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+        ),
+        "{status:?}"
+    );
+    assert!(tried <= 2, "{tried} catalog calls: a read was retried");
 }
