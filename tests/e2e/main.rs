@@ -11,6 +11,7 @@ mod drain;
 mod errors;
 mod feed_memory;
 mod health;
+mod hostile;
 mod jwks;
 mod launcher;
 mod layers;
