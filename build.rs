@@ -43,6 +43,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // Ordered maps: an answer encodes to the same bytes every time
+        // (answer versions, caches and byte-for-byte comparisons rely on it).
+        .btree_map(".")
         .compile_fds(descriptors)?;
     Ok(())
 }
