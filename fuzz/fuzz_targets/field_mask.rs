@@ -11,6 +11,8 @@
 //! hands the bytes back unchanged; when the bytes are a valid message, so
 //! is the masked result, without the fields the mask leaves out and with
 //! every field it names whole, unchanged.
+//!
+//! Crash inputs kept as regression tests: `tailor-fieldmask`'s unit tests.
 
 #![no_main]
 
@@ -18,6 +20,7 @@ use std::sync::LazyLock;
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
 use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor};
 use tailor_fieldmask::{FieldMask, requested};
 
@@ -87,6 +90,40 @@ fn path(message: &MessageDescriptor, segments: &[Segment]) -> String {
     names.join(".")
 }
 
+/// Whether `bytes` are `message` as prost's generated code would accept
+/// it. `DynamicMessage` alone is laxer: it decodes a map field sent with a
+/// varint wire type as if it were length-delimited (prost-reflect 0.16),
+/// which generated code refuses and no encoder produces.
+fn strict(message: &MessageDescriptor, mut bytes: &[u8], depth: u32) -> bool {
+    if depth > 32 {
+        return false;
+    }
+    while !bytes.is_empty() {
+        let Ok((number, wire_type)) = decode_key(&mut bytes) else {
+            return false;
+        };
+        let mut value = bytes;
+        if skip_field(wire_type, number, &mut bytes, DecodeContext::default()).is_err() {
+            return false;
+        }
+        let Some(field) = message.get_field(number) else {
+            continue;
+        };
+        if let Kind::Message(inner) = field.kind() {
+            if wire_type != WireType::LengthDelimited {
+                return false;
+            }
+            let Ok(len) = decode_varint(&mut value) else {
+                return false;
+            };
+            if !strict(&inner, &value[..len as usize], depth + 1) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 fuzz_target!(|input: Input<'_>| {
     let messages = &*MESSAGES;
     let message = &messages[usize::from(input.message) % messages.len()];
@@ -136,6 +173,9 @@ fuzz_target!(|input: Input<'_>| {
     let Ok(original) = DynamicMessage::decode(message.clone(), input.bytes) else {
         return;
     };
+    if !strict(message, input.bytes, 0) {
+        return;
+    }
     let result = DynamicMessage::decode(message.clone(), masked.as_slice())
         .expect("a valid message stays valid when masked");
     for field in message.fields() {

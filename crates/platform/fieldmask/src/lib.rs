@@ -20,7 +20,9 @@
 use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut};
-use prost::encoding::{WireType, decode_key, decode_varint, encode_key, encode_varint};
+use prost::encoding::{
+    DecodeContext, WireType, decode_key, decode_varint, encode_key, encode_varint, skip_field,
+};
 use prost_reflect::{Kind, MessageDescriptor};
 
 /// Why a mask was refused.
@@ -258,31 +260,19 @@ fn prune(mut bytes: &[u8], node: &Node) -> Vec<u8> {
             break;
         };
         let key_len = start.len() - bytes.len();
-        // Length of the varint at the front of `bytes` and its value.
-        let varint = |mut probe: &[u8]| {
-            let before = probe.len();
-            decode_varint(&mut probe).map(|value| (before - probe.len(), value))
-        };
-        let (prefix_len, value_len) = match wire_type {
-            WireType::Varint => match varint(bytes) {
-                Ok((len, _)) => (0, len),
-                Err(_) => break,
-            },
-            WireType::SixtyFourBit => (0, 8),
-            WireType::ThirtyTwoBit => (0, 4),
-            WireType::LengthDelimited => match varint(bytes) {
-                Ok((len, payload)) => (len, len + payload as usize),
-                Err(_) => break,
-            },
-            // Groups are not used by proto3; stop rather than guess.
-            WireType::StartGroup | WireType::EndGroup => break,
-        };
-        let Some(field) = start.get(..key_len + value_len) else {
+        // The field's extent, whatever its wire type: groups too, which
+        // proto3 never writes but a peer may send as unknown fields.
+        if skip_field(wire_type, number, &mut bytes, DecodeContext::default()).is_err() {
             break;
-        };
+        }
+        let field = &start[..start.len() - bytes.len()];
         match fields.get(&number) {
             Some(child) if wire_type == WireType::LengthDelimited && !child.selects_all() => {
-                let inner = prune(&field[key_len + prefix_len..], child);
+                let mut payload = &field[key_len..];
+                let Ok(_) = decode_varint(&mut payload) else {
+                    break;
+                };
+                let inner = prune(payload, child);
                 encode_key(number, WireType::LengthDelimited, &mut out);
                 encode_varint(inner.len() as u64, &mut out);
                 out.put_slice(&inner);
@@ -290,7 +280,6 @@ fn prune(mut bytes: &[u8], node: &Node) -> Vec<u8> {
             Some(_) => out.extend_from_slice(field),
             None => {}
         }
-        bytes = &start[field.len()..];
     }
     out
 }
@@ -468,6 +457,30 @@ mod tests {
         assert!(pick(&[], None).selects("id") && !pick(&[], None).selects("title"));
         assert!(requested(&d, &[], Some(" "), &[]).unwrap().is_all());
         assert!(requested(&d, &[], Some("nope"), &[]).is_err());
+    }
+
+    #[test]
+    fn fields_after_a_group_are_kept() {
+        use prost::Message;
+        use tailor_proto::orders::v1::CreateOrderResponse;
+        let d = descriptor("tailor.orders.v1.CreateOrderResponse");
+        let mask = FieldMask::parse(&d, &["replayed"]).unwrap();
+        // An unknown group (field 14: one varint) before `replayed`: the
+        // copy stopped at the group and dropped the selected field.
+        let minimal = [0x73, 0x08, 0x05, 0x74, 0x10, 0x01];
+        assert_eq!(mask.apply_encoded(&minimal), [0x10, 0x01]);
+        // The input the field_mask fuzz target found it with.
+        let mut found = b"eviews\x10\x10\x10\x10\x10\x10\x10\x10hha".to_vec();
+        found.extend([0x1a; 86]);
+        found.extend(b"lt_texthhhhhhh\xb4h\x10\xd6\x10\x10\xfa\x10\x10\x10");
+        let masked = CreateOrderResponse::decode(mask.apply_encoded(&found).as_slice()).unwrap();
+        assert_eq!(
+            masked,
+            CreateOrderResponse::decode(found.as_slice()).unwrap()
+        );
+        assert!(masked.replayed);
+        // An unfinished group still ends the copy, as any unreadable bytes do.
+        assert_eq!(mask.apply_encoded(&[0x10, 0x01, 0x73, 0x08]), [0x10, 0x01]);
     }
 
     #[test]
