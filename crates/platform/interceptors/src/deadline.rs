@@ -27,7 +27,9 @@ pub const GRPC_TIMEOUT_HEADER: &str = "grpc-timeout";
 /// Parses a `grpc-timeout` value: at most eight digits and a unit
 /// (`H`, `M`, `S`, `m`, `u`, `n`).
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    if value.len() < 2 || value.len() > 9 {
+    // ASCII first: the unit is split off by byte, which must not land
+    // inside a character.
+    if !value.is_ascii() || value.len() < 2 || value.len() > 9 {
         return None;
     }
     let (digits, unit) = value.split_at(value.len() - 1);
@@ -190,7 +192,19 @@ mod tests {
         assert_eq!(parse_grpc_timeout("3M"), Some(Duration::from_secs(180)));
         assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
         assert_eq!(parse_grpc_timeout("9n"), Some(Duration::from_nanos(9)));
-        for bad in ["", "m", "10", "123456789m", "-5m", "5x", "1.5S"] {
+        // The last two were found by the grpc_timeout fuzz target: a
+        // character of several bytes at the end made the split panic.
+        for bad in [
+            "",
+            "m",
+            "10",
+            "123456789m",
+            "-5m",
+            "5x",
+            "1.5S",
+            "5\u{b5}",
+            ";9m\0\r\u{a38e3}",
+        ] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
         }
     }
