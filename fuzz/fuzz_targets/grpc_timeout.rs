@@ -5,6 +5,9 @@
 //! (one to eight digits and a unit), and the deadline it sets can be
 //! reached from now without overflow; a duration formatted for a
 //! downstream call parses back to no more time than there was.
+//!
+//! Crash inputs kept as regression tests: `tailor-interceptors`'s unit
+//! tests (`deadline::tests`).
 
 #![no_main]
 

@@ -7,6 +7,9 @@
 //! itself, and the same frame again when sent as base64 text (whole or in
 //! separately padded pieces); every message within the limit is accepted in
 //! both formats.
+//!
+//! Crash inputs kept as regression tests: `tailor-browser`'s unit tests
+//! (`grpc_web::tests`).
 
 #![no_main]
 
