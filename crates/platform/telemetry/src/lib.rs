@@ -14,3 +14,21 @@
 
 pub mod metrics;
 pub mod trace;
+
+/// An environment variable's value, if set and not blank.
+pub(crate) fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Whether the environment asks for `signal` (`TRACES`, `METRICS`) to be
+/// exported over OTLP: an endpoint for it or for all signals, the SDK not
+/// disabled, and its exporter not `none`.
+pub(crate) fn otlp_configured(signal: &str) -> bool {
+    let endpoint = env(&format!("OTEL_EXPORTER_OTLP_{signal}_ENDPOINT"))
+        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        .is_some();
+    let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let no_exporter =
+        env(&format!("OTEL_{signal}_EXPORTER")).is_some_and(|v| v.eq_ignore_ascii_case("none"));
+    endpoint && !disabled && !no_exporter
+}

@@ -49,18 +49,9 @@ pub struct Metrics {
 
 static METRICS: OnceLock<Metrics> = OnceLock::new();
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 /// Whether the environment asks for metrics to be exported over OTLP.
 pub fn export_configured() -> bool {
-    let endpoint = env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
-        .is_some();
-    let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let no_exporter = env("OTEL_METRICS_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
-    endpoint && !disabled && !no_exporter
+    crate::otlp_configured("METRICS")
 }
 
 /// Installs the process's meter provider as the global one, once: later
@@ -311,29 +302,25 @@ fn write_samples<T: Sample>(
                 .any(|kv| kv.key.as_str() == "server" && kv.value.as_str() == server)
         })
     };
+    // A counter's or gauge's point: one line.
+    let single = |out: &mut Vec<String>, attributes: Vec<&KeyValue>, value: T| {
+        if wanted(&attributes) {
+            out.push(format!(
+                "{name}{} {}\n",
+                labels(&attributes, None),
+                value.text()
+            ));
+        }
+    };
     match data {
         MetricData::Sum(sum) => {
             for point in sum.data_points() {
-                let attributes: Vec<&KeyValue> = point.attributes().collect();
-                if wanted(&attributes) {
-                    out.push(format!(
-                        "{name}{} {}\n",
-                        labels(&attributes, None),
-                        point.value().text()
-                    ));
-                }
+                single(out, point.attributes().collect(), point.value());
             }
         }
         MetricData::Gauge(gauge) => {
             for point in gauge.data_points() {
-                let attributes: Vec<&KeyValue> = point.attributes().collect();
-                if wanted(&attributes) {
-                    out.push(format!(
-                        "{name}{} {}\n",
-                        labels(&attributes, None),
-                        point.value().text()
-                    ));
-                }
+                single(out, point.attributes().collect(), point.value());
             }
         }
         MetricData::Histogram(histogram) => {

@@ -18,6 +18,7 @@
 //! `baggage`. Only the gRPC protocol is built in; another
 //! `OTEL_EXPORTER_OTLP_PROTOCOL` is reported and gRPC used.
 
+use crate::env;
 use std::time::Duration;
 
 use opentelemetry::propagation::TextMapCompositePropagator;
@@ -47,18 +48,9 @@ pub struct Traces {
     exporting: bool,
 }
 
-fn env(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
 /// Whether the environment asks for spans to be exported.
 pub fn export_configured() -> bool {
-    let endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
-        .is_some();
-    let disabled = env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    let no_exporter = env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"));
-    endpoint && !disabled && !no_exporter
+    crate::otlp_configured("TRACES")
 }
 
 /// The resource spans are reported under: what the SDK reads from the
