@@ -39,13 +39,10 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let build = async {
         let tokens = args.jwt.authenticator(&args.jwt_audience)?;
-        let downstreams =
-            tailor_channel::Caller::new(args.server.mesh_credentials(tailor_mobile_bff::NAME)?)
-                .map_err(|e| e.to_string())
-                .and_then(|caller| {
-                    Downstreams::connect(&args.downstreams, &caller).map_err(|e| e.to_string())
-                })
-                .map_err(|e| e.to_string())?;
+        let downstreams = Downstreams::connect_with(
+            &args.downstreams,
+            args.server.mesh_credentials(tailor_mobile_bff::NAME)?,
+        )?;
         let orders = args
             .order_limits
             .unwrap_or(tailor_screens::order::DEFAULT_ORDER_RATE);

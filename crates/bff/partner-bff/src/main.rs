@@ -138,14 +138,10 @@ async fn main() -> ExitCode {
         match args.command {
             Some(Command::Keys(command)) => keys(store, command).await,
             None | Some(Command::Serve) => {
-                let downstreams = tailor_channel::Caller::new(
+                let downstreams = Downstreams::connect_with(
+                    &args.downstreams,
                     args.server.mesh_credentials(tailor_partner_bff::NAME)?,
-                )
-                .map_err(|e| e.to_string())
-                .and_then(|caller| {
-                    Downstreams::connect(&args.downstreams, &caller).map_err(|e| e.to_string())
-                })
-                .map_err(|e| e.to_string())?;
+                )?;
                 let listener = tokio::net::TcpListener::bind(args.listen)
                     .await
                     .map_err(|e| format!("binding {}: {e}", args.listen))?;

@@ -57,6 +57,16 @@ impl Downstreams {
             channel("orders", &args.orders_addr, caller)?,
         ))
     }
+
+    /// Lazily connecting clients for the BFF with `credentials` (from the
+    /// stack's trust directory); the error says what failed.
+    pub fn connect_with(
+        args: &DownstreamArgs,
+        credentials: tailor_channel::MeshCredentials,
+    ) -> Result<Self, String> {
+        let caller = Caller::new(credentials).map_err(|e| e.to_string())?;
+        Self::connect(args, &caller).map_err(|e| e.to_string())
+    }
 }
 
 impl<C: Transport> Downstreams<C> {

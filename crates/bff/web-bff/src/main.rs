@@ -151,13 +151,10 @@ async fn main() -> ExitCode {
     let build = async {
         let tokens = args.jwt.authenticator(&args.jwt_audience)?;
         let origins = AllowedOrigins::new(&args.cors_origins).map_err(|e| e.to_string())?;
-        let downstreams =
-            tailor_channel::Caller::new(args.server.mesh_credentials(tailor_web_bff::NAME)?)
-                .map_err(|e| e.to_string())
-                .and_then(|caller| {
-                    Downstreams::connect(&args.downstreams, &caller).map_err(|e| e.to_string())
-                })
-                .map_err(|e| e.to_string())?;
+        let downstreams = Downstreams::connect_with(
+            &args.downstreams,
+            args.server.mesh_credentials(tailor_web_bff::NAME)?,
+        )?;
 
         if args.insecure_cookies {
             tracing::warn!("session cookies are set without Secure (plain-HTTP development)");

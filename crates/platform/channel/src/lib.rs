@@ -29,7 +29,8 @@ use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use tailor_trust::{IdentitySigner, MeshCredentials, TrustError};
+pub use tailor_trust::MeshCredentials;
+use tailor_trust::{IdentitySigner, TrustError};
 use tonic::transport::{Channel, Endpoint};
 
 pub use named::{NamedChannel, name_failure};
