@@ -7,7 +7,8 @@
 #        (tailor-bench otlp-sink), and every server's /metrics scraped once
 #        a second, as Prometheus would.
 # The same closed-loop load (tailor-bench load, web product page) runs
-# against them in turn, off then on, for several rounds, so both see the
+# against them in turn, off and on (alternating which goes first), for
+# several rounds, so both see the
 # same machine; it prints each run, the receiver's CPU, and the median
 # throughput ratio.
 #
@@ -74,8 +75,13 @@ load() {
 rate() { awk '$1 ~ /^[0-9]+$/ && NF >= 6 && $2 ~ /^[0-9]+$/ {print $2; exit}' "$1"; }
 ratios=()
 for round in $(seq "$rounds"); do
-  load off "$round"
-  load on "$round"
+  # Alternate which goes first, so a drift of the machine during a round
+  # does not always favour the same side.
+  if [ $((round % 2)) -eq 1 ]; then
+    load off "$round"; load on "$round"
+  else
+    load on "$round"; load off "$round"
+  fi
   off=$(rate "$work/off/load-$round.out"); on=$(rate "$work/on/load-$round.out")
   ratios+=("$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.3f", a / b}')")
   echo "round $round: off $off pages/s, on $on pages/s"
