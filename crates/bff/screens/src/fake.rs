@@ -3,7 +3,7 @@
 //! which methods were called, behind the same error naming the real
 //! channels use.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -20,6 +20,7 @@ use crate::Downstreams;
 #[derive(Clone, Default)]
 pub struct FakeService {
     answers: Arc<HashMap<String, Result<Bytes, Status>>>,
+    hangs: Arc<HashSet<String>>,
     calls: Arc<Mutex<Vec<String>>>,
 }
 
@@ -36,6 +37,12 @@ impl FakeService {
         self
     }
 
+    /// Never answers `method`, like a service that stopped responding.
+    pub fn hang(mut self, method: &str) -> Self {
+        Arc::make_mut(&mut self.hangs).insert(method.into());
+        self
+    }
+
     /// The methods called so far, in order.
     pub fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
@@ -45,7 +52,7 @@ impl FakeService {
 impl tower::Service<HttpRequest> for FakeService {
     type Response = HttpResponse;
     type Error = Infallible;
-    type Future = std::future::Ready<Result<HttpResponse, Infallible>>;
+    type Future = futures_util::future::BoxFuture<'static, Result<HttpResponse, Infallible>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         Poll::Ready(Ok(()))
@@ -54,6 +61,9 @@ impl tower::Service<HttpRequest> for FakeService {
     fn call(&mut self, request: HttpRequest) -> Self::Future {
         let method = request.uri().path().to_owned();
         self.calls.lock().unwrap().push(method.clone());
+        if self.hangs.contains(&method) {
+            return Box::pin(std::future::pending());
+        }
         let response = match self.answers.get(&method) {
             Some(Ok(message)) => {
                 let mut frame = Vec::with_capacity(message.len() + 5);
@@ -77,7 +87,7 @@ impl tower::Service<HttpRequest> for FakeService {
             Some(Err(status)) => status_response(status.clone()),
             None => status_response(Status::unimplemented(method)),
         };
-        std::future::ready(Ok(response))
+        Box::pin(std::future::ready(Ok(response)))
     }
 }
 

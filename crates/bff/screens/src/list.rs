@@ -9,7 +9,16 @@ use tailor_proto::inventory::v1::{BatchGetStockRequest, ProductStock};
 use tailor_proto::reviews::v1::{BatchGetReviewSummariesRequest, ReviewSummary};
 use tonic::Status;
 
-use crate::{Downstreams, Part, Transport, optional};
+use crate::{Downstreams, OPTIONAL_PART_TIMEOUT, Part, Screen, Transport};
+
+/// The product list's parts: the catalogue page is required; ratings and
+/// stock per product are optional.
+pub const SCREEN: Screen = Screen {
+    name: "product list",
+    required: &["products"],
+    optional: &["ratings", "stock"],
+    optional_timeout: OPTIONAL_PART_TIMEOUT,
+};
 
 /// What the client asked to see.
 #[derive(Debug, Clone, Default)]
@@ -75,7 +84,7 @@ pub async fn product_list<C: Transport>(
     let ids: Vec<String> = page.products.iter().map(|p| p.id.clone()).collect();
     // An empty page needs no ratings or stock: nothing to ask for.
     let any = !ids.is_empty();
-    let ratings = optional("ratings", parts.ratings, || async {
+    let ratings = SCREEN.optional("ratings", parts.ratings, || async {
         if !any {
             return Ok(HashMap::new());
         }
@@ -89,7 +98,7 @@ pub async fn product_list<C: Transport>(
             .await?;
         Ok(by_product(answer.into_inner().summaries, |s| &s.product_id))
     });
-    let stock = optional("stock", parts.stock, || async {
+    let stock = SCREEN.optional("stock", parts.stock, || async {
         if !any {
             return Ok(HashMap::new());
         }

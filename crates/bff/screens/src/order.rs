@@ -45,6 +45,16 @@ use tonic::{Code, Status, Streaming};
 
 use crate::{Downstreams, Transport};
 
+/// Placing an order has no optional part: prices, the stock reservation
+/// and the order itself are all required, and a failure of any of them
+/// fails the call with the downstream's status.
+pub const PLACE_ORDER: crate::Screen = crate::Screen {
+    name: "place order",
+    required: &["prices", "reservation", "order"],
+    optional: &[],
+    optional_timeout: crate::OPTIONAL_PART_TIMEOUT,
+};
+
 /// One line as a client asks for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LineInput {

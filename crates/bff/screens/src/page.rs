@@ -10,7 +10,16 @@ use tailor_proto::reviews::v1::{
 };
 use tonic::Status;
 
-use crate::{Downstreams, Part, Transport, optional};
+use crate::{Downstreams, OPTIONAL_PART_TIMEOUT, Part, Screen, Transport};
+
+/// The product page's parts: the product itself is required; stock, the
+/// rating summary, the newest reviews and related products are optional.
+pub const SCREEN: Screen = Screen {
+    name: "product page",
+    required: &["product"],
+    optional: &["stock", "summary", "reviews", "related"],
+    optional_timeout: OPTIONAL_PART_TIMEOUT,
+};
 
 /// Which optional parts a page needs; a part not asked for costs no call.
 #[derive(Debug, Clone, Copy, Default)]
@@ -63,7 +72,7 @@ pub async fn product_page<C: Transport>(
             .product
             .ok_or_else(|| Status::not_found(format!("product {product_id} not found")))
     };
-    let stock = optional("stock", parts.stock, || async {
+    let stock = SCREEN.optional("stock", parts.stock, || async {
         let request = GetStockRequest { product_id: id() };
         let answer = downstreams.inventory.clone().get_stock(request).await?;
         answer
@@ -71,7 +80,7 @@ pub async fn product_page<C: Transport>(
             .stock
             .ok_or_else(|| Status::internal("inventory answered without stock"))
     });
-    let summary = optional("summary", parts.summary, || async {
+    let summary = SCREEN.optional("summary", parts.summary, || async {
         let request = GetReviewSummaryRequest { product_id: id() };
         let answer = downstreams
             .reviews
@@ -83,7 +92,7 @@ pub async fn product_page<C: Transport>(
             .summary
             .ok_or_else(|| Status::internal("reviews answered without a summary"))
     });
-    let reviews = optional("reviews", parts.reviews > 0, || async {
+    let reviews = SCREEN.optional("reviews", parts.reviews > 0, || async {
         let request = ListReviewsRequest {
             product_id: id(),
             page_size: parts.reviews,
@@ -92,7 +101,7 @@ pub async fn product_page<C: Transport>(
         let answer = downstreams.reviews.clone().list_reviews(request).await?;
         Ok(answer.into_inner().reviews)
     });
-    let related = optional("related", parts.related > 0, || async {
+    let related = SCREEN.optional("related", parts.related > 0, || async {
         let request = ListRelatedProductsRequest {
             product_id: id(),
             page_size: parts.related,
@@ -203,6 +212,19 @@ mod tests {
         assert!(page.reviews.is_degraded());
         assert_eq!(page.stock.as_ready().unwrap().product_id, "p1");
         assert_eq!(page.related.as_ready().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_service_that_does_not_answer_degrades_its_part_after_the_optional_timeout() {
+        let mut fakes = healthy();
+        fakes.inventory = FakeService::default().hang(STOCK);
+        let started = std::time::Instant::now();
+        let page = product_page(&fakes.clients(), "p1", EVERYTHING)
+            .await
+            .unwrap();
+        assert!(page.stock.is_degraded());
+        assert_eq!(page.summary.as_ready().unwrap().review_count, 4);
+        assert!(started.elapsed() >= SCREEN.optional_timeout);
     }
 
     #[tokio::test]
