@@ -13,6 +13,12 @@
 //! layer hides the status from it (grpc-web carries trailers inside the
 //! body), the error-mapping layer notes the final status in the call's
 //! [`CallNotes`], and so does the auth layer with the caller.
+//!
+//! A call refused before any work (a rate limit or quota noted by the
+//! limits layer, a busy server's admission or shedding, any
+//! RESOURCE_EXHAUSTED) is counted like every call but gets no line of its
+//! own: it is added to a once-a-second summary per caller and reason
+//! ([`crate::refusals`]), so a flood of refusals cannot fill a disk.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,6 +36,7 @@ use tower::{Layer, Service};
 
 use crate::context::{Identity, RequestId};
 use crate::metrics::{self, ClientType, ServerMetrics, SlotId};
+use crate::refusals::{RefusalLog, Refused};
 use crate::{HttpRequest, HttpResponse};
 
 /// Counts of calls by outcome, shared by every connection of a server.
@@ -104,6 +111,7 @@ struct Notes {
     caller: std::sync::OnceLock<String>,
     via: std::sync::OnceLock<String>,
     refusal: std::sync::OnceLock<(String, &'static str)>,
+    overload: std::sync::OnceLock<&'static str>,
 }
 
 impl CallNotes {
@@ -124,6 +132,15 @@ impl CallNotes {
         let _ = self.0.refusal.set((plan.to_owned(), limit));
     }
 
+    /// Notes that the server refused the call because it was busy:
+    /// `reason` is `admission` (the calling client type's share of a
+    /// downstream service was full) or `shed` (the server's bound on calls
+    /// in flight was reached), for the overload metric and the access
+    /// log's refusal summaries.
+    pub fn record_overload(&self, reason: &'static str) {
+        let _ = self.0.overload.set(reason);
+    }
+
     /// Notes the BFF a downstream call came from, as its client
     /// certificate names it.
     pub fn record_via(&self, client: &str) {
@@ -140,6 +157,11 @@ impl CallNotes {
         self.0.caller.get().map(String::as_str)
     }
 
+    /// Why a busy server refused the call, if it did.
+    pub fn overload(&self) -> Option<&'static str> {
+        self.0.overload.get().copied()
+    }
+
     /// The calling BFF noted, if any.
     pub fn via(&self) -> Option<&str> {
         self.0.via.get().map(String::as_str)
@@ -152,6 +174,7 @@ pub struct AccessLogLayer {
     server: &'static str,
     stats: Arc<CallStats>,
     metrics: Arc<ServerMetrics>,
+    refusals: Arc<RefusalLog>,
 }
 
 impl AccessLogLayer {
@@ -170,6 +193,7 @@ impl AccessLogLayer {
             server,
             stats,
             metrics,
+            refusals: RefusalLog::new(server),
         }
     }
 }
@@ -182,6 +206,7 @@ impl<S> Layer<S> for AccessLogLayer {
             server: self.server,
             stats: self.stats.clone(),
             metrics: self.metrics.clone(),
+            refusals: self.refusals.clone(),
         }
     }
 }
@@ -193,6 +218,7 @@ pub struct AccessLogService<S> {
     server: &'static str,
     stats: Arc<CallStats>,
     metrics: Arc<ServerMetrics>,
+    refusals: Arc<RefusalLog>,
 }
 
 /// What is known about a call while it runs; logged once when it ends.
@@ -205,6 +231,7 @@ struct CallRecord {
     started: Instant,
     stats: Arc<CallStats>,
     metrics: Arc<ServerMetrics>,
+    refusals: Arc<RefusalLog>,
     slot: SlotId,
     client_type: &'static str,
     logged: bool,
@@ -225,6 +252,30 @@ impl CallRecord {
         if let Some((plan, limit)) = self.notes.0.refusal.get() {
             self.metrics.count_refusal(self.client_type, plan, limit);
         }
+        let overload = self.notes.0.overload.get().copied();
+        if let Some(reason) = overload {
+            self.metrics.count_overload(self.client_type, reason);
+        }
+        let caller = self.notes.0.caller.get().unwrap_or(&self.caller);
+        let via = self.notes.0.via.get().map_or("", String::as_str);
+        let refused = match (self.notes.0.refusal.get(), overload, code) {
+            (Some((_, limit)), _, _) => Some(*limit),
+            (None, Some(reason), _) => Some(reason),
+            (None, None, Some(Code::ResourceExhausted)) => Some("resource_exhausted"),
+            _ => None,
+        };
+        if let (Some(reason), Some(code)) = (refused, code) {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            self.refusals.note(Refused {
+                caller,
+                via,
+                reason,
+                method: &self.method,
+                code,
+                request_id: &self.request_id,
+            });
+            return;
+        }
         let status = match code {
             Some(Code::Ok) => {
                 self.stats.succeeded.fetch_add(1, Ordering::Relaxed);
@@ -240,8 +291,6 @@ impl CallRecord {
             }
         };
         let quiet = self.method.starts_with("/grpc.health.v1.");
-        let caller = self.notes.0.caller.get().unwrap_or(&self.caller);
-        let via = self.notes.0.via.get().map_or("", String::as_str);
         macro_rules! line {
             ($level:ident) => {
                 tracing::$level!(
@@ -337,6 +386,7 @@ where
             started: Instant::now(),
             stats: self.stats.clone(),
             metrics: self.metrics.clone(),
+            refusals: self.refusals.clone(),
             slot,
             client_type,
             logged: false,
@@ -446,5 +496,125 @@ impl Body for CountedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// Everything the test's subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<String> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        }
+    }
+
+    /// The partner BFF's limits layer refusing every call of `acme`'s key,
+    /// but for one that the handler answers.
+    fn limited(
+        request: HttpRequest,
+    ) -> impl Future<Output = Result<HttpResponse, Infallible>> + Send {
+        let notes = request.extensions().get::<CallNotes>().cloned().unwrap();
+        notes.record_caller("partner:acme");
+        let admitted = request.uri().path() == "/a.B/Admitted";
+        if !admitted {
+            notes.record_refusal("free", "rate");
+        }
+        async move {
+            Ok(crate::status_response(if admitted {
+                Status::ok("")
+            } else {
+                Status::resource_exhausted("rate limit")
+            }))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_refusals_is_a_couple_of_summary_lines_that_count_them_all() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let stats = Arc::new(CallStats::default());
+        let service =
+            AccessLogLayer::new("partner-bff", stats.clone()).layer(tower::service_fn(limited));
+        let request = |path: &str| {
+            http::Request::builder()
+                .uri(path)
+                .body(tonic::body::Body::empty())
+                .unwrap()
+        };
+        for _ in 0..10_000 {
+            service
+                .clone()
+                .oneshot(request("/a.B/Refused"))
+                .await
+                .unwrap();
+        }
+        service
+            .clone()
+            .oneshot(request("/a.B/Admitted"))
+            .await
+            .unwrap();
+        // The summaries are written within a second.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let lines = captured.lines();
+        let summaries: Vec<&String> = lines.iter().filter(|l| l.contains("refusals=")).collect();
+        assert!(
+            (1..=2).contains(&summaries.len()),
+            "{} summary lines: {lines:#?}",
+            summaries.len()
+        );
+        let total: u64 = summaries
+            .iter()
+            .map(|line| {
+                let count = line.split("refusals=").nth(1).unwrap();
+                count.split(' ').next().unwrap().parse::<u64>().unwrap()
+            })
+            .sum();
+        assert_eq!(total, 10_000);
+        assert!(
+            summaries
+                .iter()
+                .all(|l| l.contains("reason=\"rate\"") && l.contains("partner:acme"))
+        );
+        // The admitted call has its own line, and nothing else was written.
+        let admitted: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("/a.B/Admitted"))
+            .collect();
+        assert_eq!(admitted.len(), 1, "{lines:#?}");
+        assert_eq!(lines.len(), summaries.len() + 1, "{lines:#?}");
+        // Every call is still counted.
+        let counts = stats.snapshot();
+        assert_eq!(counts.started, 10_001);
+        assert_eq!((counts.failed, counts.succeeded), (10_000, 1));
     }
 }

@@ -16,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod admission;
 pub mod compression;
 pub mod context;
 pub mod deadline;
@@ -27,8 +28,10 @@ pub mod message_size;
 pub mod metrics;
 pub mod propagate;
 pub mod protocol;
+pub mod refusals;
 pub mod request_id;
 pub mod routing;
+pub mod shed;
 pub mod streams;
 pub mod trace;
 

@@ -1,8 +1,8 @@
 //! What every server counts of its calls, through the OpenTelemetry
 //! metrics API: calls by method and gRPC status, latency, calls in flight,
 //! bytes in and out, grpc-web against native gRPC, rate-limit refusals by
-//! plan and degraded screen parts by section. Every series carries the
-//! server's name (`server`) and the client type it serves (`client_type`:
+//! plan, refusals of a busy server by client type, and degraded screen
+//! parts by section. Every series carries the server's name (`server`) and the client type it serves (`client_type`:
 //! `web`, `mobile`, `partner`): on a BFF its own, on a downstream service
 //! the calling BFF's, from the certificate of the connection ([`ClientType`]),
 //! `unknown` when no BFF is named.
@@ -57,6 +57,11 @@ pub mod names {
     /// Calls refused by a rate limit or daily quota (counter): server,
     /// client_type, plan, limit (`rate` or `quota`).
     pub const RATE_LIMIT_REFUSALS: &str = "tailor.rate_limit.refusals";
+    /// Calls refused because the server was busy (counter): server,
+    /// client_type, reason (`admission`: the client type's share of a
+    /// downstream service was full; `shed`: a BFF's bound on calls in
+    /// flight was reached).
+    pub const OVERLOAD_REFUSALS: &str = "tailor.overload.refusals";
     /// Optional screen parts answered without their data (counter): server,
     /// client_type, section.
     pub const DEGRADED_PARTS: &str = "tailor.degraded_parts";
@@ -175,6 +180,7 @@ struct ServerInstruments {
     request_size: Counter<u64>,
     response_size: Counter<u64>,
     refusals: Counter<u64>,
+    overload: Counter<u64>,
 }
 
 impl ServerInstruments {
@@ -210,6 +216,11 @@ impl ServerInstruments {
                 .u64_counter(names::RATE_LIMIT_REFUSALS)
                 .with_unit("{call}")
                 .with_description("Calls refused by a rate limit or daily quota, by plan")
+                .build(),
+            overload: meter
+                .u64_counter(names::OVERLOAD_REFUSALS)
+                .with_unit("{call}")
+                .with_description("Calls refused because the server was busy, by client type")
                 .build(),
         }
     }
@@ -347,6 +358,21 @@ impl ServerMetrics {
                 KeyValue::new("client_type", client),
                 KeyValue::new("plan", plan.to_owned()),
                 KeyValue::new("limit", limit),
+            ],
+        );
+    }
+}
+
+impl ServerMetrics {
+    /// Counts a call from `client` refused because the server was busy,
+    /// for `reason` (`admission`, `shed`).
+    pub(crate) fn count_overload(&self, client: &'static str, reason: &'static str) {
+        self.instruments.overload.add(
+            1,
+            &[
+                KeyValue::new("server", self.server),
+                KeyValue::new("client_type", client),
+                KeyValue::new("reason", reason),
             ],
         );
     }

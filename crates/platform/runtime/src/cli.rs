@@ -20,6 +20,37 @@ pub struct ServerArgs {
     #[arg(long, env = "TAILOR_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
 
+    /// Write the log to this file instead of stderr, rotated by size
+    /// (`<path>.1` the newest rotated, up to `--log-keep`); created 0600.
+    /// What a process prints before its logging starts still goes to
+    /// stderr.
+    #[arg(long, env = "TAILOR_LOG_FILE")]
+    pub log_file: Option<PathBuf>,
+
+    /// The size at which `--log-file` is rotated, in bytes.
+    #[arg(long, env = "TAILOR_LOG_MAX_BYTES", default_value_t = crate::logging::DEFAULT_MAX_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    pub log_max_bytes: u64,
+
+    /// Rotated files of `--log-file` kept (`<path>.1` .. `<path>.<n>`);
+    /// 0 keeps none.
+    #[arg(long, env = "TAILOR_LOG_KEEP", default_value_t = crate::logging::DEFAULT_KEEP)]
+    pub log_keep: usize,
+
+    /// Calls in flight beyond which new calls are refused at once
+    /// (RESOURCE_EXHAUSTED with RetryInfo; health and reflection never).
+    /// Default 256 on BFFs, none on downstream services (their
+    /// `--admission` shares bound them); 0 turns shedding off.
+    #[arg(long, env = "TAILOR_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+
+    /// Downstream services: each calling client type's share, as
+    /// `<client type>=<calls at once>:<queue>`, comma-separated (e.g.
+    /// `web=16:64,mobile=8:32,partner=8:32`). A call beyond its client
+    /// type's share and queue is refused at once with RESOURCE_EXHAUSTED
+    /// and RetryInfo. Client types left out get 8:32.
+    #[arg(long, env = "TAILOR_ADMISSION", default_value = "")]
+    pub admission: tailor_interceptors::admission::Shares,
+
     /// Milliseconds in-flight calls get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "TAILOR_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
@@ -69,13 +100,39 @@ pub struct CallerArgs {
 }
 
 impl ServerArgs {
-    /// Installs logging as the flags say.
+    /// Installs logging as the flags say. A log file that cannot be opened
+    /// is said on stderr, and the log goes there instead.
     pub fn init_logging(&self) {
-        crate::logging::init(self.log_format == "json");
+        let json = self.log_format == "json";
+        let Some(path) = &self.log_file else {
+            crate::logging::init(json);
+            return;
+        };
+        match crate::logging::RotatingFile::open(path, self.log_max_bytes, self.log_keep) {
+            Ok(file) => crate::logging::init_to_file(json, file),
+            Err(error) => {
+                eprintln!(
+                    "cannot write the log to {}: {error}; logging to stderr",
+                    path.display()
+                );
+                crate::logging::init(json);
+            }
+        }
     }
 
-    /// The serve options the flags describe.
+    /// How much load the flags let the servers take.
+    pub fn load(&self) -> crate::stack::Load {
+        crate::stack::Load {
+            shares: self.admission,
+            max_in_flight: self.max_in_flight,
+        }
+    }
+
+    /// The serve options the flags describe. Sets the process's load
+    /// limits ([`ServerArgs::load`], see [`crate::stack::set_load`]) for
+    /// the servers built afterwards, too.
     pub fn serve_options(&self) -> ServeOptions {
+        crate::stack::set_load(self.load());
         ServeOptions {
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             injected_latency: (self.inject_latency_ms > 0)

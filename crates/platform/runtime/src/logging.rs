@@ -1,6 +1,7 @@
 //! Log and trace set-up shared by every binary.
 //!
-//! Logs: `tracing` to stderr, human-readable or JSON lines
+//! Logs: `tracing` to stderr, or to a file rotated by size
+//! ([`RotatingFile`], `--log-file`), human-readable or JSON lines
 //! (`--log-format json` / `TAILOR_LOG_FORMAT=json`), filtered by `RUST_LOG`
 //! (default `info`). In JSON, every line written during a call carries the
 //! call's `trace_id`, `span_id` and `request_id` (the trace layer's `call`
@@ -11,16 +12,40 @@
 //! provider as the standard `OTEL_*` environment variables say
 //! (`tailor_telemetry::trace`).
 
-use std::io::IsTerminal;
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
+
+/// The size at which a log file is rotated unless configured: 16 MiB.
+pub const DEFAULT_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Rotated log files kept unless configured.
+pub const DEFAULT_KEEP: usize = 3;
 
 /// The `tracing` target of the span every call runs in (see
 /// `tailor_interceptors::trace`).
 const CALL_IDS_TARGET: &str = "call_ids";
 
-/// Installs the global subscriber; a second call is a no-op.
+/// Installs the global subscriber writing to stderr; a second call is a
+/// no-op.
 pub fn init(json: bool) {
+    install(json, std::io::stderr().is_terminal(), std::io::stderr);
+}
+
+/// Installs the global subscriber writing to `file`; a second call is a
+/// no-op.
+pub fn init_to_file(json: bool, file: RotatingFile) {
+    install(json, false, file);
+}
+
+fn install<W>(json: bool, ansi: bool, writer: W)
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     if !json {
         // Text lines would repeat the call's ids as a prefix on every line.
@@ -32,8 +57,8 @@ pub fn init(json: bool) {
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_ansi(ansi)
+        .with_writer(writer);
     let _ = if json {
         builder
             .json()
@@ -44,6 +69,119 @@ pub fn init(json: bool) {
     } else {
         builder.compact().try_init()
     };
+}
+
+/// A log file that is rotated when it would pass a size: `path` is moved
+/// to `path.1`, `path.1` to `path.2` and so on, the oldest beyond `keep`
+/// is removed, and a new `path` is begun. At most `keep + 1` files exist,
+/// each at most `max_bytes` (or one line, if a line is longer). Files are
+/// created 0600 (logs name users and requests); an existing `path` is
+/// appended to. Each write is one whole log line, which never straddles
+/// two files.
+#[derive(Debug)]
+pub struct RotatingFile {
+    path: PathBuf,
+    max_bytes: u64,
+    keep: usize,
+    current: Mutex<Current>,
+}
+
+#[derive(Debug)]
+struct Current {
+    file: File,
+    written: u64,
+}
+
+impl RotatingFile {
+    /// Opens (or creates) `path`, and its directory if missing (0700).
+    pub fn open(path: &Path, max_bytes: u64, keep: usize) -> std::io::Result<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+        }
+        let file = open_private(path)?;
+        let written = file.metadata()?.len();
+        Ok(Self {
+            path: path.to_owned(),
+            max_bytes: max_bytes.max(1),
+            keep,
+            current: Mutex::new(Current { file, written }),
+        })
+    }
+
+    /// The `n`-th rotated file (`path.n`).
+    pub fn rotated(&self, n: usize) -> PathBuf {
+        let mut name = self.path.clone().into_os_string();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
+    }
+
+    /// Moves the files one place down and begins a new `path`.
+    fn rotate(&self, current: &mut Current) -> std::io::Result<()> {
+        if self.keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            for n in (1..self.keep).rev() {
+                let from = self.rotated(n);
+                if from.exists() {
+                    std::fs::rename(&from, self.rotated(n + 1))?;
+                }
+            }
+            std::fs::rename(&self.path, self.rotated(1))?;
+        }
+        current.file = open_private(&self.path)?;
+        current.written = 0;
+        Ok(())
+    }
+}
+
+fn open_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)?;
+    // An older file keeps its mode on open: make it private too.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+impl Write for &RotatingFile {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.written > 0
+            && current.written + line.len() as u64 > self.max_bytes
+            && let Err(error) = self.rotate(&mut current)
+        {
+            // The cap holds even when the files cannot be moved (a full or
+            // read-only directory): the current file starts over rather
+            // than growing without bound.
+            current.file.set_len(0)?;
+            current.written = 0;
+            let note = format!("log rotation failed ({error}); earlier lines were dropped\n");
+            current.file.write_all(note.as_bytes())?;
+            current.written += note.len() as u64;
+        }
+        current.file.write_all(line)?;
+        current.written += line.len() as u64;
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for RotatingFile {
+    type Writer = &'a RotatingFile;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self
+    }
 }
 
 /// Installs the W3C propagators and the tracer provider for the server
@@ -60,4 +198,81 @@ pub fn init_traces(server: &str) -> Result<tailor_telemetry::trace::Traces, Stri
         );
     }
     Ok(traces)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::RotatingFile;
+
+    fn sizes(dir: &std::path::Path) -> Vec<(String, u64)> {
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| {
+                let entry = entry.unwrap();
+                (
+                    entry.file_name().to_string_lossy().into_owned(),
+                    entry.metadata().unwrap().len(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn writing_past_the_cap_rotates_and_keeps_a_bounded_number_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("logs").join("catalog.log");
+        let log = RotatingFile::open(&path, 1_000, 2).unwrap();
+        let line = format!("{}\n", "x".repeat(99));
+        for n in 0..1_000 {
+            let mut line = line.clone();
+            line.replace_range(0..4, &format!("{n:04}"));
+            (&log).write_all(line.as_bytes()).unwrap();
+        }
+        let files = sizes(path.parent().unwrap());
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["catalog.log", "catalog.log.1", "catalog.log.2"]);
+        assert!(files.iter().all(|(_, size)| *size <= 1_000), "{files:?}");
+        let total: u64 = files.iter().map(|(_, size)| size).sum();
+        assert!(total <= 3_000, "{total} bytes kept");
+        // The newest lines are in the file, whole, the older ones behind.
+        let current = std::fs::read_to_string(&path).unwrap();
+        assert!(current.ends_with(&format!("0999{}\n", "x".repeat(95))));
+        assert!(current.lines().all(|l| l.len() == 99));
+        let previous = std::fs::read_to_string(log.rotated(1)).unwrap();
+        let first_current: u32 = current[..4].parse().unwrap();
+        let last_previous: u32 = previous.lines().last().unwrap()[..4].parse().unwrap();
+        assert_eq!(last_previous + 1, first_current);
+    }
+
+    #[test]
+    fn files_are_private_and_an_existing_log_is_continued() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web-bff.log");
+        std::fs::write(&path, "earlier\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let log = RotatingFile::open(&path, 20, 1).unwrap();
+        (&log).write_all(b"later\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "earlier\nlater\n");
+        (&log).write_all(b"rotated away\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "rotated away\n");
+        for file in [path.clone(), log.rotated(1)] {
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+        // With nothing to keep, the file starts over.
+        let bare = RotatingFile::open(&dir.path().join("bare.log"), 10, 0).unwrap();
+        for _ in 0..5 {
+            (&bare).write_all(b"0123456\n").unwrap();
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("bare.log")).unwrap(),
+            "0123456\n"
+        );
+        assert!(!dir.path().join("bare.log.1").exists());
+    }
 }

@@ -10,17 +10,20 @@
 //! | 4 | CORS | browser BFFs | answers preflights and refuses foreign origins before anything reads the body |
 //! | 5 | content type | every server | HTTP 415 for what is not gRPC (nor grpc-web where browsers are admitted), before any decoder sees it |
 //! | 6 | grpc-web guard and translation | browser BFFs | malformed grpc-web gets a clear status; below here every call is native gRPC |
-//! | 7 | message size | every server | metadata over 16 KiB, and a request message over the bound from its frame header (never buffered), are RESOURCE_EXHAUSTED; below the grpc-web translation, so both wires meet the same bound |
-//! | 8 | error mapping | every server | scrubs internals from every status produced below it, and notes the final status for the access log and the trace |
-//! | 9 | deadline | every server | an expired call is answered even while auth or the handler is still busy |
-//! | 10 | routing | every server | an unknown method is UNIMPLEMENTED for everyone, before credentials are asked for |
-//! | 11 | callers (mutual TLS) or auth | downstream services / BFFs | a downstream admits only the BFFs its client certificates name, and takes the user from the identity token that BFF signed; a BFF authenticates its clients. Both refuse before any limit is spent or handler runs |
-//! | 12 | limits | partner BFF, sign-in | per credential, so after auth has said whose call it is |
-//! | 13 | context | every server | innermost of the policies: hands request id, deadline, identity and the call's span to the handler's task and its downstream calls |
-//! | 14 | fault injection (latency, failures) | when configured | chaos hits the handler, never the layers that report it, nor health and reflection |
+//! | 7 | load shedding | BFFs (and where `--max-in-flight` is set) | beyond the server's bound on calls in flight, a new call is RESOURCE_EXHAUSTED with RetryInfo at once, never queued; health and reflection never; inside the access log so shed calls are counted, below the grpc-web translation so a browser can read the refusal |
+//! | 8 | message size | every server | metadata over 16 KiB, and a request message over the bound from its frame header (never buffered), are RESOURCE_EXHAUSTED; below the grpc-web translation, so both wires meet the same bound |
+//! | 9 | error mapping | every server | scrubs internals from every status produced below it, and notes the final status for the access log and the trace |
+//! | 10 | deadline | every server | an expired call is answered even while auth, an admission queue or the handler is still busy |
+//! | 11 | routing | every server | an unknown method is UNIMPLEMENTED for everyone, before credentials are asked for |
+//! | 12 | callers (mutual TLS) or auth | downstream services / BFFs | a downstream admits only the BFFs its client certificates name, and takes the user from the identity token that BFF signed; a BFF authenticates its clients. Both refuse before any limit is spent or handler runs |
+//! | 13 | fair admission | downstream services | each calling client type (web, mobile, partner) has its own share of calls at once and a bounded queue; beyond both, RESOURCE_EXHAUSTED with RetryInfo at once, so one BFF's flood never queues ahead of the others; after the callers layer has said which BFF calls |
+//! | 14 | limits | partner BFF, sign-in | per credential, so after auth has said whose call it is |
+//! | 15 | context | every server | innermost of the policies: hands request id, deadline, identity and the call's span to the handler's task and its downstream calls |
+//! | 16 | fault injection (latency, failures) | when configured | chaos hits the handler, never the layers that report it, nor health and reflection |
 //!
 //! Health and reflection pass every layer: they get ids and log lines, and
-//! the auth, limits and fault layers let them through untouched; health
+//! the shedding, auth, admission, limits and fault layers let them through
+//! untouched; health
 //! checks (and CORS preflights) are not traced.
 //!
 //! Request messages are bounded by [`Bounds`]: 256 KiB on the BFFs
@@ -28,15 +31,22 @@
 //! unless configured; on a BFF that admits browsers the smaller of that and
 //! its grpc-web limit (`BrowserAccess::max_request_bytes`) applies to both
 //! wires.
+//!
+//! How much load a server takes before refusing ([`Load`]: the admission
+//! shares of downstream services, the BFFs' bound on calls in flight) is
+//! set once per process with [`set_load`] (the shared flags do it,
+//! `--admission` and `--max-in-flight`); servers built without it get the
+//! defaults.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tailor_auth::AuthLayer;
 use tailor_browser::{BrowserAccess, CorsLayer, GrpcWebGuardLayer};
 use tailor_interceptors::access_log::{AccessLogLayer, CallStats};
+use tailor_interceptors::admission::{AdmissionLayer, Shares};
 use tailor_interceptors::deadline::DeadlineLayer;
 use tailor_interceptors::error::ErrorMappingLayer;
 use tailor_interceptors::fault::{InjectLatencyLayer, InjectUnavailableLayer};
@@ -48,6 +58,7 @@ use tailor_interceptors::propagate::ContextLayer;
 use tailor_interceptors::protocol::ContentTypeLayer;
 use tailor_interceptors::request_id::RequestIdLayer;
 use tailor_interceptors::routing::RoutingLayer;
+use tailor_interceptors::shed::{DEFAULT_MAX_IN_FLIGHT, ShedLayer};
 use tailor_interceptors::trace::TraceLayer;
 use tailor_interceptors::{HttpRequest, HttpResponse};
 use tailor_trust::CallerLayer;
@@ -90,6 +101,31 @@ pub struct Faults {
     pub unavailable_every: Option<u64>,
 }
 
+/// How much load the servers of a process take before they refuse calls.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Load {
+    /// Each calling client type's share of a downstream service.
+    pub shares: Shares,
+    /// The bound on calls in flight. `None`: [`DEFAULT_MAX_IN_FLIGHT`] on
+    /// a server that authenticates its callers (a BFF), none on a
+    /// downstream service (its admission shares bound it); `Some(0)`: no
+    /// bound.
+    pub max_in_flight: Option<usize>,
+}
+
+static LOAD: OnceLock<Load> = OnceLock::new();
+
+/// Sets the load limits of every server this process builds afterwards;
+/// the first setting counts. Returns whether this one did.
+pub fn set_load(load: Load) -> bool {
+    LOAD.set(load).is_ok()
+}
+
+/// The process's load limits: as [`set_load`] set them, or the defaults.
+pub fn load() -> Load {
+    LOAD.get().copied().unwrap_or_default()
+}
+
 /// Everything that decides a server's layers besides its routes.
 pub struct StackConfig {
     /// The server's name in logs (`web-bff`, `catalog`).
@@ -128,15 +164,29 @@ where
             DEFAULT_MAX_MESSAGE_BYTES
         })
         .min(browser.map_or(usize::MAX, |b| b.max_request_bytes));
+    let load = load();
+    let is_bff = config.admission.auth.is_some();
+    let max_in_flight =
+        load.max_in_flight
+            .unwrap_or(if is_bff { DEFAULT_MAX_IN_FLIGHT } else { 0 });
+    let shed = (max_in_flight > 0).then(|| ShedLayer::new(config.server, max_in_flight));
+    // Shares are per calling BFF, which only the callers layer knows.
+    let fair = config
+        .admission
+        .callers
+        .is_some()
+        .then(|| AdmissionLayer::new(config.server, load.shares));
     // The admission and handler half, boxed so the browser layers above can
     // wrap one named type.
     let inner: GrpcService = BoxCloneService::new(
         ServiceBuilder::new()
+            .option_layer(shed)
             .layer(MessageSizeLayer::new(max_message))
             .layer(ErrorMappingLayer)
             .layer(DeadlineLayer)
             .layer(RoutingLayer::new(config.methods))
             .option_layer(config.admission.callers)
+            .option_layer(fair)
             .option_layer(config.admission.auth)
             .option_layer(config.admission.limits)
             .layer(ContextLayer)
