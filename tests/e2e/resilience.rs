@@ -104,3 +104,28 @@ async fn a_crashed_bff_does_not_touch_the_other_bffs() {
     assert_eq!(page.id, "prod-000042");
     assert!(page.degraded_sections.is_empty());
 }
+
+#[tokio::test]
+async fn the_mobile_example_shows_a_product_screen_without_reviews_when_reviews_are_down() {
+    let mut stack = start().await;
+    stack.reviews.crash().await;
+    let example = tailor_e2e::command("tailor-mobile-example")
+        .arg("--mobile")
+        .arg(format!("http://{}", stack.mobile.address))
+        .arg("--secret")
+        .arg(std::str::from_utf8(tailor_e2e::SECRET).unwrap())
+        .output()
+        .await
+        .unwrap();
+    // The walk goes on to watch an order this stack does not fulfil; what
+    // matters here is the product screen, shown with what could be had.
+    let walked = String::from_utf8_lossy(&example.stdout);
+    let screen = walked
+        .lines()
+        .find(|line| line.starts_with("product screen "))
+        .unwrap_or_else(|| panic!("no product screen in:\n{walked}"));
+    assert!(
+        screen.contains("0 reviews shown") && screen.contains("not available right now: reviews"),
+        "{screen}"
+    );
+}

@@ -122,10 +122,11 @@ async fn run(args: Args) -> Result<(), String> {
         "product screen",
         &counted,
         &format!(
-            "{} reviews shown, stock {:?}, version {}",
+            "{} reviews shown, stock {:?}, version {}{}",
             page.top_reviews.len(),
             page.stock(),
-            page.version
+            page.version,
+            not_available(&page.degraded_sections)
         ),
     );
     let again = shop
@@ -217,6 +218,16 @@ async fn run(args: Args) -> Result<(), String> {
     let shown: Vec<String> = statuses.iter().map(|s| format!("{s:?}")).collect();
     line("order status (stream)", &counted, &shown.join(" -> "));
     Ok(())
+}
+
+/// What a screen says of the parts the BFF could not get: the app shows the
+/// rest and names what is missing, instead of failing the screen.
+fn not_available(sections: &[String]) -> String {
+    if sections.is_empty() {
+        String::new()
+    } else {
+        format!(" (not available right now: {})", sections.join(", "))
+    }
 }
 
 #[tokio::main]
