@@ -16,6 +16,14 @@
 //! and the handler is never called. tonic's decoder hands the body's
 //! status to the caller unchanged.
 //!
+//! A message must also arrive whole within [`MESSAGE_ARRIVAL_TIMEOUT`] of
+//! its first byte: a client that stalls in the middle of a message would
+//! otherwise hold the part already buffered (up to the bound) for as long
+//! as the connection's idle timeout, and many such clients a lot of
+//! memory. The body then fails with DEADLINE_EXCEEDED, which tonic hands to
+//! the caller, and the buffered part is dropped. Pauses between messages
+//! of a client stream are not limited here.
+//!
 //! The length checked is the length on the wire, compressed or not; what a
 //! compressed message may grow to is bounded by tonic's own decoding limit
 //! (4 MiB by default), which refuses with RESOURCE_EXHAUSTED too.
@@ -48,6 +56,12 @@ pub const BFF_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// identity, ids and deadlines) stays far below it.
 pub const MAX_METADATA_BYTES: usize = 16 * 1024;
 
+/// How long one request message may take to arrive, from its first byte
+/// to its last: far beyond what any real client needs for the largest
+/// message allowed, short enough that stalled clients cannot pile up
+/// buffered halves.
+pub const MESSAGE_ARRIVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Length of a gRPC frame header: a flags byte and a big-endian u32.
 const FRAME_HEADER: usize = 5;
 
@@ -55,12 +69,24 @@ const FRAME_HEADER: usize = 5;
 #[derive(Debug, Clone, Copy)]
 pub struct MessageSizeLayer {
     max_message_bytes: usize,
+    arrival_timeout: std::time::Duration,
 }
 
 impl MessageSizeLayer {
-    /// Refuses request messages longer than `max_message_bytes`.
+    /// Refuses request messages longer than `max_message_bytes`, and
+    /// messages that take longer than [`MESSAGE_ARRIVAL_TIMEOUT`] to
+    /// arrive.
     pub fn new(max_message_bytes: usize) -> Self {
-        Self { max_message_bytes }
+        Self {
+            max_message_bytes,
+            arrival_timeout: MESSAGE_ARRIVAL_TIMEOUT,
+        }
+    }
+
+    /// The same layer with another bound on a message's arrival.
+    pub fn with_arrival_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.arrival_timeout = timeout;
+        self
     }
 }
 
@@ -70,6 +96,7 @@ impl<S> Layer<S> for MessageSizeLayer {
         MessageSize {
             inner,
             max_message_bytes: self.max_message_bytes,
+            arrival_timeout: self.arrival_timeout,
         }
     }
 }
@@ -79,6 +106,7 @@ impl<S> Layer<S> for MessageSizeLayer {
 pub struct MessageSize<S> {
     inner: S,
     max_message_bytes: usize,
+    arrival_timeout: std::time::Duration,
 }
 
 /// The size of a header list as HTTP/2 counts it (RFC 9113, 6.5.2).
@@ -112,12 +140,12 @@ where
             return Box::pin(async move { Ok(status_response(status)) });
         }
         let max = self.max_message_bytes;
-        Box::pin(self.inner.call(request.map(|body| {
-            tonic::body::Body::new(BoundedFrames {
-                inner: body,
-                frames: FrameReader::new(max),
-            })
-        })))
+        let arrival_timeout = self.arrival_timeout;
+        Box::pin(
+            self.inner.call(request.map(|body| {
+                tonic::body::Body::new(BoundedFrames::new(body, max, arrival_timeout))
+            })),
+        )
     }
 }
 
@@ -140,6 +168,12 @@ impl FrameReader {
             header_seen: 0,
             message_left: 0,
         }
+    }
+
+    /// Whether part of a message (or of its header) has arrived and the
+    /// rest has not.
+    fn in_message(&self) -> bool {
+        self.header_seen > 0 || self.message_left > 0
     }
 
     /// Takes the next chunk of the body; an error once a frame announces
@@ -177,6 +211,20 @@ impl FrameReader {
 struct BoundedFrames {
     inner: tonic::body::Body,
     frames: FrameReader,
+    arrival_timeout: std::time::Duration,
+    /// When the message under way must have arrived whole.
+    arrival: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl BoundedFrames {
+    fn new(inner: tonic::body::Body, max: usize, arrival_timeout: std::time::Duration) -> Self {
+        Self {
+            inner,
+            frames: FrameReader::new(max),
+            arrival_timeout,
+            arrival: None,
+        }
+    }
 }
 
 impl Body for BoundedFrames {
@@ -188,14 +236,30 @@ impl Body for BoundedFrames {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = &mut *self;
-        let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-            Some(Ok(frame)) => frame,
-            other => return Poll::Ready(other),
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => frame,
+            Poll::Ready(other) => return Poll::Ready(other),
+            Poll::Pending => {
+                if let Some(arrival) = this.arrival.as_mut() {
+                    ready!(arrival.as_mut().poll(cx));
+                    this.arrival = None;
+                    return Poll::Ready(Some(Err(Status::deadline_exceeded(format!(
+                        "a request message did not arrive whole within {} s of its first byte",
+                        this.arrival_timeout.as_secs_f64()
+                    )))));
+                }
+                return Poll::Pending;
+            }
         };
-        if let Some(data) = frame.data_ref()
-            && let Err(status) = this.frames.read(data.chunk())
-        {
-            return Poll::Ready(Some(Err(status)));
+        if let Some(data) = frame.data_ref() {
+            if let Err(status) = this.frames.read(data.chunk()) {
+                return Poll::Ready(Some(Err(status)));
+            }
+            if !this.frames.in_message() {
+                this.arrival = None;
+            } else if this.arrival.is_none() {
+                this.arrival = Some(Box::pin(tokio::time::sleep(this.arrival_timeout)));
+            }
         }
         Poll::Ready(Some(Ok(frame)))
     }
@@ -211,6 +275,8 @@ impl Body for BoundedFrames {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use http_body_util::BodyExt;
 
     use super::*;
@@ -283,11 +349,91 @@ mod tests {
     #[tokio::test]
     async fn the_body_fails_with_the_status_tonic_passes_on() {
         let huge = frame(5000)[..FRAME_HEADER + 10].to_vec();
-        let body = BoundedFrames {
-            inner: tonic::body::Body::new(http_body_util::Full::new(Bytes::from(huge))),
-            frames: FrameReader::new(4096),
-        };
+        let body = BoundedFrames::new(
+            tonic::body::Body::new(http_body_util::Full::new(Bytes::from(huge))),
+            4096,
+            MESSAGE_ARRIVAL_TIMEOUT,
+        );
         let error = tonic::body::Body::new(body).collect().await.unwrap_err();
         assert_eq!(error.code(), tonic::Code::ResourceExhausted);
+    }
+
+    /// A request body whose chunks a test sends through a channel.
+    struct Sent(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl Body for Sent {
+        type Data = Bytes;
+        type Error = Status;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+        }
+    }
+
+    /// A body sending each of `parts` after its pause (seconds), then
+    /// ending, or stalling for ever when `stall`.
+    fn sent(parts: Vec<(u64, Vec<u8>)>, stall: bool) -> BoundedFrames {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            for (pause, part) in parts {
+                tokio::time::sleep(Duration::from_secs(pause)).await;
+                tx.send(Bytes::from(part)).await.unwrap();
+            }
+            if stall {
+                tx.closed().await;
+            }
+        });
+        BoundedFrames::new(
+            tonic::body::Body::new(Sent(rx)),
+            4096,
+            MESSAGE_ARRIVAL_TIMEOUT,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_that_stalls_halfway_fails_after_the_arrival_timeout() {
+        let message = frame(1000);
+        let body = sent(vec![(1, message[..500].to_vec())], true);
+        let began = tokio::time::Instant::now();
+        let error = tokio::time::timeout(
+            Duration::from_secs(60),
+            tonic::body::Body::new(body).collect(),
+        )
+        .await
+        .expect("the stalled body fails")
+        .unwrap_err();
+        assert_eq!(error.code(), tonic::Code::DeadlineExceeded);
+        // Counted from the message's first byte, not from the call's start.
+        assert_eq!(
+            began.elapsed(),
+            Duration::from_secs(1) + MESSAGE_ARRIVAL_TIMEOUT
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_but_whole_messages_and_pauses_between_messages_pass() {
+        // Each message arrives in two halves 6 s apart: within the bound.
+        // Between the messages the client waits 30 s: not a message's time.
+        let (first, second) = (frame(1000), frame(1000));
+        let body = sent(
+            vec![
+                (0, first[..500].to_vec()),
+                (6, first[500..].to_vec()),
+                (30, second[..3].to_vec()),
+                (6, second[3..].to_vec()),
+            ],
+            false,
+        );
+        let bytes = tonic::body::Body::new(body)
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes();
+        assert_eq!(bytes.len(), 2 * 1005);
     }
 }
