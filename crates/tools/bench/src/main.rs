@@ -12,9 +12,13 @@
 //! - `load`: a load generator for one scenario (closed or open loop,
 //!   concurrency levels, duration), with each server process's CPU and
 //!   peak memory during the run.
+//! - `chaos`: a stack of its own under steady web load while faults hit
+//!   the other BFFs and the downstream services, against the isolation
+//!   targets.
 
 #![forbid(unsafe_code)]
 
+mod chaos;
 mod grpc_web;
 mod load;
 mod page;
@@ -46,6 +50,9 @@ enum Command {
     Load(load::Args),
     /// An OTLP/gRPC trace receiver that counts spans and keeps nothing.
     OtlpSink(sink::Args),
+    /// Web pages under steady load while faults hit the rest of the
+    /// system: a table per fault, checked against the isolation targets.
+    Chaos(chaos::Args),
 }
 
 #[derive(Debug, clap::Args)]
@@ -140,6 +147,7 @@ async fn main() -> std::process::ExitCode {
         Command::Payload(args) => payload(args).await,
         Command::Load(args) => load::run(args).await,
         Command::OtlpSink(args) => sink::run(args).await,
+        Command::Chaos(args) => chaos::run(args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
