@@ -294,6 +294,7 @@ pub fn downstream_args(
         inventory_addr: inventory.to_owned(),
         reviews_addr: reviews.to_owned(),
         orders_addr: orders.to_owned(),
+        policy: Default::default(),
     }
 }
 

@@ -7,6 +7,11 @@ use tailor_channel::DownstreamArgs;
 use tailor_runtime::cli::ServerArgs;
 use tailor_screens::Downstreams;
 
+/// The downstream services this BFF cannot work without
+/// (a screen without its product is no screen):
+/// while one is unreachable, its health says NOT_SERVING.
+const REQUIRED_DOWNSTREAMS: &[&str] = &["catalog"];
+
 /// The mobile BFF: the shop API for phone apps.
 #[derive(Debug, Parser)]
 #[command(name = "tailor-mobile-bff", version)]
@@ -39,14 +44,18 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let build = async {
         let tokens = args.jwt.authenticator(&args.jwt_audience)?;
-        let downstreams = Downstreams::connect_with(
+        let (downstreams, readiness) = Downstreams::connect_with(
             &args.downstreams,
             args.server.mesh_credentials(tailor_mobile_bff::NAME)?,
+            REQUIRED_DOWNSTREAMS,
         )?;
         let orders = args
             .order_limits
             .unwrap_or(tailor_screens::order::DEFAULT_ORDER_RATE);
-        Ok::<_, String>(tailor_mobile_bff::build_server(downstreams, tokens, orders))
+        Ok::<_, String>(
+            tailor_mobile_bff::build_server(downstreams, tokens, orders)
+                .with_readiness(readiness.watch()),
+        )
     };
     tailor_runtime::serve_main(
         "tailor-mobile-bff",

@@ -7,6 +7,11 @@ use tailor_partner_bff::KeyStore;
 use tailor_runtime::cli::ServerArgs;
 use tailor_screens::Downstreams;
 
+/// The downstream services this BFF cannot work without
+/// (the feed and availability are the partner API):
+/// while one is unreachable, its health says NOT_SERVING.
+const REQUIRED_DOWNSTREAMS: &[&str] = &["catalog", "inventory"];
+
 /// The partner BFF: the stable API for third-party integrators.
 #[derive(Debug, Parser)]
 #[command(name = "tailor-partner-bff", version)]
@@ -138,17 +143,19 @@ async fn main() -> ExitCode {
         match args.command {
             Some(Command::Keys(command)) => keys(store, command).await,
             None | Some(Command::Serve) => {
-                let downstreams = Downstreams::connect_with(
+                let (downstreams, readiness) = Downstreams::connect_with(
                     &args.downstreams,
                     args.server.mesh_credentials(tailor_partner_bff::NAME)?,
+                    REQUIRED_DOWNSTREAMS,
                 )?;
                 let listener = tokio::net::TcpListener::bind(args.listen)
                     .await
                     .map_err(|e| format!("binding {}: {e}", args.listen))?;
                 let mut limits = tailor_partner_bff::plans::limits();
                 limits.extend(args.plan_limits.clone());
-                let mut server =
-                    tailor_partner_bff::build_server(downstreams, store, limits).await?;
+                let mut server = tailor_partner_bff::build_server(downstreams, store, limits)
+                    .await?
+                    .with_readiness(readiness.watch());
                 if let Some(tls) = args.server.public_tls()? {
                     server = server.with_tls(tls);
                 }

@@ -1,12 +1,12 @@
 //! The downstream services a BFF calls, as typed clients. In a running BFF
-//! each client sits on a [`ServiceChannel`] (context propagation, retries,
-//! errors named by service); the screens are generic over the transport so
+//! each client sits on a [`ServiceChannel`] (context propagation, call
+//! policies, errors named by service); the screens are generic over the transport so
 //! their rules (what degrades, what fails the screen) can be tested
 //! against in-process fakes, without sockets.
 
 use std::convert::Infallible;
 
-use tailor_channel::{Caller, ChannelError, DownstreamArgs, ServiceChannel, channel};
+use tailor_channel::{Caller, ChannelError, Connected, DownstreamArgs, Readiness, ServiceChannel};
 use tailor_interceptors::{HttpRequest, HttpResponse};
 use tailor_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
 use tailor_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
@@ -48,24 +48,36 @@ pub struct Downstreams<C = ServiceChannel> {
 }
 
 impl Downstreams {
-    /// Lazily connecting clients, over mutual TLS as the BFF `caller`.
+    /// Lazily connecting clients, over mutual TLS as the BFF `caller`,
+    /// with the call policies `args` give.
     pub fn connect(args: &DownstreamArgs, caller: &Caller) -> Result<Self, ChannelError> {
-        Ok(Self::over(
-            channel("catalog", &args.catalog_addr, caller)?,
-            channel("inventory", &args.inventory_addr, caller)?,
-            channel("reviews", &args.reviews_addr, caller)?,
-            channel("orders", &args.orders_addr, caller)?,
-        ))
+        Ok(Self::of(&args.connect(caller)?))
+    }
+
+    fn of(connected: &Connected) -> Self {
+        Self::over(
+            connected.catalog.channel.clone(),
+            connected.inventory.channel.clone(),
+            connected.reviews.channel.clone(),
+            connected.orders.channel.clone(),
+        )
     }
 
     /// Lazily connecting clients for the BFF with `credentials` (from the
-    /// stack's trust directory); the error says what failed.
+    /// stack's trust directory), and its readiness judged by the services
+    /// `--required-downstreams` names or else `required` (the BFF's own
+    /// list); the error says what failed.
     pub fn connect_with(
         args: &DownstreamArgs,
         credentials: tailor_channel::MeshCredentials,
-    ) -> Result<Self, String> {
+        required: &[&str],
+    ) -> Result<(Self, Readiness), String> {
         let caller = Caller::new(credentials).map_err(|e| e.to_string())?;
-        Self::connect(args, &caller).map_err(|e| e.to_string())
+        let connected = args.connect(&caller).map_err(|e| e.to_string())?;
+        let readiness = connected
+            .readiness(args, required)
+            .map_err(|e| e.to_string())?;
+        Ok((Self::of(&connected), readiness))
     }
 }
 

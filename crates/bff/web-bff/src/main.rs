@@ -12,6 +12,11 @@ use tailor_runtime::cli::ServerArgs;
 use tailor_screens::Downstreams;
 use tailor_web_bff::{Accounts, DEFAULT_SIGN_IN_ATTEMPTS, SignInLimits, WebOptions};
 
+/// The downstream services this BFF cannot work without
+/// (a page without its product is no page):
+/// while one is unreachable, its health says NOT_SERVING.
+const REQUIRED_DOWNSTREAMS: &[&str] = &["catalog"];
+
 /// The web BFF: the shop API for browsers (gRPC and grpc-web on one port).
 #[derive(Debug, Parser)]
 #[command(name = "tailor-web-bff", version)]
@@ -151,9 +156,10 @@ async fn main() -> ExitCode {
     let build = async {
         let tokens = args.jwt.authenticator(&args.jwt_audience)?;
         let origins = AllowedOrigins::new(&args.cors_origins).map_err(|e| e.to_string())?;
-        let downstreams = Downstreams::connect_with(
+        let (downstreams, readiness) = Downstreams::connect_with(
             &args.downstreams,
             args.server.mesh_credentials(tailor_web_bff::NAME)?,
+            REQUIRED_DOWNSTREAMS,
         )?;
 
         if args.insecure_cookies {
@@ -180,12 +186,10 @@ async fn main() -> ExitCode {
                 .order_limits
                 .unwrap_or(tailor_screens::order::DEFAULT_ORDER_RATE),
         };
-        Ok::<_, String>(tailor_web_bff::build_server(
-            downstreams,
-            tokens,
-            open_accounts()?,
-            options,
-        ))
+        Ok::<_, String>(
+            tailor_web_bff::build_server(downstreams, tokens, open_accounts()?, options)
+                .with_readiness(readiness.watch()),
+        )
     };
     tailor_runtime::serve_main(
         "tailor-web-bff",

@@ -1,5 +1,9 @@
 //! What a BFF counts of its calls to one downstream service: calls by
-//! method and status, their latency (retries included) and the retries,
+//! method and status, their latency (retries included), the retries and
+//! hedges made and those the budget refused, calls refused here (circuit
+//! open, bulkhead full; `rpc_client_refused_total` by `reason`) and the
+//! circuit's state (`rpc_client_circuit_state`: 0 closed, 1 half-open,
+//! 2 open),
 //! each labelled with the BFF (`server`), its client type and the service
 //! called (`target`). Names and buckets are those of
 //! `tailor_interceptors::metrics`; statuses are what the service answered,
@@ -10,10 +14,27 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram};
+use opentelemetry::metrics::{Counter, Gauge, Histogram};
 use tailor_interceptors::context::client_type;
 use tailor_interceptors::metrics::{LATENCY_BUCKETS, code_name, meter, names};
 use tonic::Code;
+
+use crate::breaker::CircuitState;
+
+/// Names of the instruments only downstream channels record (in
+/// Prometheus text `rpc_client_retries_refused_total`,
+/// `rpc_client_hedges_total`, `rpc_client_refused_total`,
+/// `rpc_client_circuit_state`).
+pub mod series {
+    /// Retries and hedges the retry budget did not allow.
+    pub const RETRIES_REFUSED: &str = "rpc.client.retries.refused";
+    /// Reads sent a second time because the first answer was slow.
+    pub const HEDGES: &str = "rpc.client.hedges";
+    /// Calls refused in the BFF, by `reason` (`circuit_open`, `max_in_flight`).
+    pub const REFUSED: &str = "rpc.client.refused";
+    /// The circuit of each target: 0 closed, 1 half-open, 2 open.
+    pub const CIRCUIT_STATE: &str = "rpc.client.circuit.state";
+}
 
 /// One downstream channel's series.
 pub(crate) struct DownstreamMetrics {
@@ -28,6 +49,10 @@ struct Instruments {
     calls: Counter<u64>,
     duration: Histogram<f64>,
     retries: Counter<u64>,
+    retries_refused: Counter<u64>,
+    hedges: Counter<u64>,
+    refused: Counter<u64>,
+    circuit: Gauge<i64>,
 }
 
 impl std::fmt::Debug for DownstreamMetrics {
@@ -72,6 +97,29 @@ impl DownstreamMetrics {
                     .with_unit("{retry}")
                     .with_description("Downstream reads tried again after a transient failure")
                     .build(),
+                retries_refused: meter
+                    .u64_counter(series::RETRIES_REFUSED)
+                    .with_unit("{retry}")
+                    .with_description(
+                        "Retries and hedges of downstream reads the retry budget refused",
+                    )
+                    .build(),
+                hedges: meter
+                    .u64_counter(series::HEDGES)
+                    .with_unit("{call}")
+                    .with_description(
+                        "Downstream reads sent again because the first answer was slow",
+                    )
+                    .build(),
+                refused: meter
+                    .u64_counter(series::REFUSED)
+                    .with_unit("{call}")
+                    .with_description("Downstream calls refused in the BFF, by reason")
+                    .build(),
+                circuit: meter
+                    .i64_gauge(series::CIRCUIT_STATE)
+                    .with_description("Circuit of each downstream: 0 closed, 1 half-open, 2 open")
+                    .build(),
             }
         })
     }
@@ -85,6 +133,38 @@ impl DownstreamMetrics {
     /// Counts a retry of a call to `path`.
     pub(crate) fn retried(&self, path: &str) {
         self.instruments().retries.add(1, &self.attributes(path));
+    }
+
+    /// Counts a retry or hedge of a call to `path` the budget refused.
+    pub(crate) fn retry_refused(&self, path: &str) {
+        self.instruments()
+            .retries_refused
+            .add(1, &self.attributes(path));
+    }
+
+    /// Counts a hedge of a call to `path`.
+    pub(crate) fn hedged(&self, path: &str) {
+        self.instruments().hedges.add(1, &self.attributes(path));
+    }
+
+    /// Counts a call to `path` refused here for `reason`.
+    pub(crate) fn refused(&self, path: &str, reason: &'static str) {
+        let [server, client, target, method] = self.attributes(path);
+        self.instruments().refused.add(
+            1,
+            &[
+                server,
+                client,
+                target,
+                method,
+                KeyValue::new("reason", reason),
+            ],
+        );
+    }
+
+    /// Records the circuit's state.
+    pub(crate) fn circuit(&self, state: CircuitState) {
+        self.instruments().circuit.record(state.gauge(), &self.base);
     }
 }
 

@@ -55,8 +55,14 @@ fn rename(service: &'static str, headers: &mut HeaderMap) {
         return;
     };
     let code = status.code();
+    let message = status.message().to_owned();
     let named = name_failure(service, status);
-    if named.code() != code || matches!(code, Code::DeadlineExceeded | Code::Cancelled) {
+    // An UNAVAILABLE keeps its code but not its text, which may name an
+    // address or a transport error.
+    if named.code() != code
+        || named.message() != message
+        || matches!(code, Code::DeadlineExceeded | Code::Cancelled)
+    {
         headers.remove("grpc-status-details-bin");
         let _ = named.add_header(headers);
     }
@@ -249,5 +255,18 @@ mod tests {
         let status = Status::from_header_map(response.headers()).unwrap();
         assert_eq!(status.code(), Code::Unavailable);
         assert!(!status.message().contains("table"));
+
+        let unavailable = tower::service_fn(|_: HttpRequest| async {
+            Ok::<_, Infallible>(status_response(Status::unavailable(
+                "tcp connect error 10.0.0.7:50053",
+            )))
+        });
+        let response = NamedChannel::new("reviews", unavailable)
+            .call(HttpRequest::new(tonic::body::Body::empty()))
+            .await
+            .unwrap();
+        let status = Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "reviews is unavailable");
     }
 }

@@ -14,6 +14,20 @@
 //! A retry waits a short, growing, jittered pause and only happens when the
 //! caller's deadline leaves room for it; the last failure is returned as it
 //! came. Each retry is counted by target service (`rpc_client_retries_total`).
+//!
+//! Retries are budgeted, as Finagle and Envoy do: every call deposits into
+//! a [`TpsBudget`], every retry (and every hedge) withdraws, so retries add
+//! at most the policy's share of the calls made over the last ten seconds,
+//! plus a small floor per second. When a service fails outright, retrying
+//! every call would triple its load just as it struggles; beyond the budget
+//! the failure is returned at once and counted
+//! (`rpc_client_retries_refused_total`). Refusals made in this BFF (an open
+//! circuit, a full bulkhead) are never retried: they would be refused again.
+//!
+//! Hedging (off by default) sends a unary read a second time when no answer
+//! came after a delay, and takes the first answer that is not a transient
+//! failure: a tail-latency remedy for reads, paid from the same budget and
+//! counted (`rpc_client_hedges_total`). Streams are never hedged.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -25,11 +39,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use prost::Message;
+use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Service, ServiceExt};
 
 use tailor_interceptors::context::CallContext;
 
+use crate::breaker::is_local_refusal;
 use crate::metrics::DownstreamMetrics;
+use crate::policy::BudgetPolicy;
 use tailor_interceptors::{HttpRequest, HttpResponse, status_response};
 
 /// How often and how patiently to retry.
@@ -81,24 +98,101 @@ pub fn read_methods(encoded_set: &[u8]) -> HashSet<String> {
     methods
 }
 
+/// The full paths of the methods an encoded `FileDescriptorSet` declares
+/// streaming, either way: never coalesced, hedged or bounded per attempt.
+pub fn streaming_methods(encoded_set: &[u8]) -> HashSet<String> {
+    let Ok(set) = prost_types::FileDescriptorSet::decode(encoded_set) else {
+        return HashSet::new();
+    };
+    let mut methods = HashSet::new();
+    for file in &set.file {
+        for service in &file.service {
+            for method in &service.method {
+                if method.client_streaming() || method.server_streaming() {
+                    methods.insert(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    methods
+}
+
+/// The retry budget of one downstream channel, shared by its clones.
+pub struct RetryBudget(TpsBudget);
+
+impl std::fmt::Debug for RetryBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl RetryBudget {
+    /// Retries at most `policy.ratio` of the calls over ten seconds, plus
+    /// `policy.floor_per_sec`.
+    pub fn new(policy: BudgetPolicy) -> Self {
+        Self(TpsBudget::new(
+            Duration::from_secs(10),
+            policy.floor_per_sec,
+            policy.ratio.clamp(0.0, 1000.0),
+        ))
+    }
+
+    fn deposit(&self) {
+        self.0.deposit();
+    }
+
+    fn withdraw(&self) -> bool {
+        self.0.withdraw()
+    }
+}
+
 /// Wraps a downstream channel with retries of idempotent calls.
 #[derive(Debug, Clone)]
 pub struct RetryReads<S> {
     inner: S,
     methods: Arc<HashSet<String>>,
+    streaming: Arc<HashSet<String>>,
     policy: RetryPolicy,
+    budget: Arc<RetryBudget>,
+    hedge_after: Option<Duration>,
     metrics: Option<Arc<DownstreamMetrics>>,
 }
 
 impl<S> RetryReads<S> {
-    /// Retries the calls of `inner` to `methods` as `policy` says.
+    /// Retries the calls of `inner` to `methods` as `policy` says, within
+    /// the default budget.
     pub fn new(inner: S, methods: Arc<HashSet<String>>, policy: RetryPolicy) -> Self {
         Self {
             inner,
             methods,
+            streaming: Arc::default(),
             policy,
+            budget: Arc::new(RetryBudget::new(BudgetPolicy::default())),
+            hedge_after: None,
             metrics: None,
         }
+    }
+
+    /// Spends `budget` on retries and hedges.
+    pub fn with_budget(mut self, budget: Arc<RetryBudget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Hedges unary reads (those not in `streaming`) after `delay`.
+    pub fn with_hedging(
+        mut self,
+        delay: Option<Duration>,
+        streaming: Arc<HashSet<String>>,
+    ) -> Self {
+        self.hedge_after = delay;
+        self.streaming = streaming;
+        self
     }
 
     /// Counts every retry in `metrics`.
@@ -108,12 +202,40 @@ impl<S> RetryReads<S> {
     }
 }
 
-/// Whether an answer is worth another try: a trailers-only UNAVAILABLE.
+/// Whether an answer is worth another try: a trailers-only UNAVAILABLE
+/// from the service (not a refusal made here).
 fn unavailable(response: &HttpResponse) -> bool {
     response
         .headers()
         .get("grpc-status")
         .is_some_and(|s| s.as_bytes() == b"14")
+        && !is_local_refusal(response)
+}
+
+fn transient<E>(outcome: &Result<HttpResponse, E>) -> bool {
+    match outcome {
+        Ok(response) => unavailable(response),
+        Err(_) => true,
+    }
+}
+
+/// The first of two attempts' outcomes that is not a transient failure;
+/// the later one when both are.
+async fn first_good<F, E>(first: F, second: F) -> Result<HttpResponse, E>
+where
+    F: Future<Output = Result<HttpResponse, E>>,
+{
+    use futures_util::future::{Either, select};
+    let (first, second) = (std::pin::pin!(first), std::pin::pin!(second));
+    match select(first, second).await {
+        Either::Left((outcome, other)) | Either::Right((outcome, other)) => {
+            if transient(&outcome) {
+                other.await
+            } else {
+                outcome
+            }
+        }
+    }
 }
 
 impl<S> Service<HttpRequest> for RetryReads<S>
@@ -131,13 +253,18 @@ where
     }
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
+        self.budget.deposit();
         if !self.methods.contains(request.uri().path()) {
             return Box::pin(self.inner.call(request));
         }
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
         let policy = self.policy;
         let metrics = self.metrics.clone();
+        let budget = self.budget.clone();
+        let hedge_after = self
+            .hedge_after
+            .filter(|_| !self.streaming.contains(request.uri().path()));
         Box::pin(async move {
             let (parts, body) = request.into_parts();
             // A unary request is one small message: keep it to send again.
@@ -145,37 +272,71 @@ where
                 Ok(collected) => collected.to_bytes(),
                 Err(status) => return Ok(status_response(status)),
             };
-            let deadline = CallContext::current().and_then(|c| c.deadline);
-            let mut backoff = policy.first_backoff;
-            let mut attempt = 1;
-            loop {
+            let path = parts.uri.path().to_owned();
+            let attempt_of = |inner: S| {
                 let mut request = HttpRequest::new(tonic::body::Body::new(Full::new(body.clone())));
                 *request.method_mut() = parts.method.clone();
                 *request.uri_mut() = parts.uri.clone();
                 *request.version_mut() = parts.version;
                 *request.headers_mut() = parts.headers.clone();
-                let outcome = match inner.ready().await {
-                    Ok(ready) => ready.call(request).await,
-                    Err(error) => Err(error),
-                };
-                let transient = match &outcome {
-                    Ok(response) => unavailable(response),
-                    Err(_) => true,
+                async move {
+                    let mut inner = inner;
+                    match inner.ready().await {
+                        Ok(ready) => ready.call(request).await,
+                        Err(error) => Err(error),
+                    }
+                }
+            };
+            let deadline = CallContext::current().and_then(|c| c.deadline);
+            let mut backoff = policy.first_backoff;
+            let mut attempt = 1;
+            loop {
+                let first = attempt_of(inner.clone());
+                let outcome = match hedge_after {
+                    Some(delay) if attempt < policy.max_attempts => {
+                        let mut first = Box::pin(first);
+                        tokio::select! {
+                            outcome = &mut first => outcome,
+                            () = tokio::time::sleep(delay) => {
+                                let room = deadline.is_none_or(|d| !d.remaining().is_zero());
+                                if room && budget.withdraw() {
+                                    if let Some(metrics) = &metrics {
+                                        metrics.hedged(&path);
+                                    }
+                                    attempt += 1;
+                                    first_good(first, Box::pin(attempt_of(inner.clone()))).await
+                                } else {
+                                    if room && let Some(metrics) = &metrics {
+                                        metrics.retry_refused(&path);
+                                    }
+                                    first.await
+                                }
+                            }
+                        }
+                    }
+                    _ => first.await,
                 };
                 // Jitter: up to half the pause again, so retries from many
                 // callers do not arrive together.
                 let pause = backoff + backoff.mul_f64(rand::random::<f64>() / 2.0);
                 let room = deadline.is_none_or(|d| d.remaining() > pause * 2);
-                if !transient || attempt >= policy.max_attempts || !room {
+                if !transient(&outcome) || attempt >= policy.max_attempts || !room {
+                    return outcome;
+                }
+                if !budget.withdraw() {
+                    tracing::debug!(method = %path, attempt, "retry budget spent, not retrying");
+                    if let Some(metrics) = &metrics {
+                        metrics.retry_refused(&path);
+                    }
                     return outcome;
                 }
                 tracing::debug!(
-                    method = %parts.uri.path(),
+                    method = %path,
                     attempt,
                     "retrying an idempotent call after a transient failure"
                 );
                 if let Some(metrics) = &metrics {
-                    metrics.retried(parts.uri.path());
+                    metrics.retried(&path);
                 }
                 tokio::time::sleep(pause).await;
                 backoff *= 2;
@@ -224,5 +385,142 @@ mod tests {
         let mut listed: Vec<_> = methods.into_iter().collect();
         listed.sort();
         assert_eq!(listed, ["/shop.v1.Shop/Get"], "only reads are retried");
+    }
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tonic::{Code, Status};
+
+    const GET: &str = "/shop.v1.Shop/Get";
+
+    fn reads() -> Arc<HashSet<String>> {
+        Arc::new(HashSet::from([GET.to_owned()]))
+    }
+
+    /// A fake service answering every call with what `answer` makes of
+    /// the call's number (1, 2, ...), after `delay(n)`.
+    fn fake(
+        calls: Arc<AtomicU32>,
+        answer: fn(u32) -> HttpResponse,
+        delay: fn(u32) -> Duration,
+    ) -> impl Service<
+        HttpRequest,
+        Response = HttpResponse,
+        Error = std::convert::Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static {
+        tower::service_fn(move |_: HttpRequest| {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                tokio::time::sleep(delay(n)).await;
+                Ok(answer(n))
+            }
+        })
+    }
+
+    fn unavailable_answer(_: u32) -> HttpResponse {
+        status_response(Status::unavailable("down"))
+    }
+
+    fn ok(_: u32) -> HttpResponse {
+        HttpResponse::new(tonic::body::Body::empty())
+    }
+
+    fn code(response: &HttpResponse) -> Code {
+        Status::from_header_map(response.headers()).map_or(Code::Ok, |s| s.code())
+    }
+
+    async fn read<S>(channel: &RetryReads<S>) -> HttpResponse
+    where
+        S: Service<HttpRequest, Response = HttpResponse, Error = std::convert::Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let mut request = HttpRequest::new(tonic::body::Body::empty());
+        *request.uri_mut() = GET.parse().unwrap();
+        channel.clone().oneshot(request).await.unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_beyond_the_budget_are_not_made() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let budget = BudgetPolicy {
+            ratio: 0.1,
+            floor_per_sec: 0,
+        };
+        let channel = RetryReads::new(
+            fake(calls.clone(), unavailable_answer, |_| Duration::ZERO),
+            reads(),
+            RetryPolicy::default(),
+        )
+        .with_budget(Arc::new(RetryBudget::new(budget)));
+        for _ in 0..100 {
+            assert_eq!(code(&read(&channel).await), Code::Unavailable);
+        }
+        let made = calls.load(Ordering::SeqCst);
+        // Without a budget: 300 attempts. With it: one retry per ten calls.
+        assert!((105..=112).contains(&made), "{made} attempts for 100 calls");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_made_in_the_bff_are_not_retried() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let channel = RetryReads::new(
+            fake(
+                calls.clone(),
+                |_| crate::breaker::local_refusal("catalog", "circuit open"),
+                |_| Duration::ZERO,
+            ),
+            reads(),
+            RetryPolicy::default(),
+        );
+        assert_eq!(code(&read(&channel).await), Code::Unavailable);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_read_is_hedged_and_the_first_answer_wins() {
+        // The first attempt takes a second, any later one 10 ms.
+        let slow_first = |n: u32| {
+            if n == 1 {
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(10)
+            }
+        };
+        let calls = Arc::new(AtomicU32::new(0));
+        let hedged = RetryReads::new(
+            fake(calls.clone(), ok, slow_first),
+            reads(),
+            RetryPolicy::default(),
+        )
+        .with_hedging(Some(Duration::from_millis(50)), Arc::default());
+        let started = tokio::time::Instant::now();
+        assert_eq!(code(&read(&hedged).await), Code::Ok);
+        assert_eq!(started.elapsed(), Duration::from_millis(60));
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // Off by default, and never for streams.
+        let calls = Arc::new(AtomicU32::new(0));
+        let plain = RetryReads::new(
+            fake(calls.clone(), ok, slow_first),
+            reads(),
+            RetryPolicy::default(),
+        );
+        let started = tokio::time::Instant::now();
+        read(&plain).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        let calls = Arc::new(AtomicU32::new(0));
+        let stream = RetryReads::new(
+            fake(calls.clone(), ok, slow_first),
+            reads(),
+            RetryPolicy::default(),
+        )
+        .with_hedging(Some(Duration::from_millis(50)), reads());
+        read(&stream).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

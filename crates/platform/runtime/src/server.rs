@@ -103,6 +103,7 @@ pub struct GrpcServer {
     browser: Option<BrowserAccess>,
     tls: Option<Arc<rustls::ServerConfig>>,
     admin_routes: RoutesBuilder,
+    readiness: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl std::fmt::Debug for GrpcServer {
@@ -138,6 +139,7 @@ impl GrpcServer {
             browser: None,
             tls: None,
             admin_routes,
+            readiness: None,
         }
     }
 
@@ -206,6 +208,15 @@ impl GrpcServer {
         self
     }
 
+    /// Reports the served services, and the overall `""` service, as
+    /// SERVING only while `ready` holds true (a BFF's required downstream
+    /// services are reachable), NOT_SERVING otherwise; `Watch` streams see
+    /// every change. Shutdown makes them NOT_SERVING whatever `ready` says.
+    pub fn with_readiness(mut self, ready: tokio::sync::watch::Receiver<bool>) -> Self {
+        self.readiness = Some(ready);
+        self
+    }
+
     /// The health reporter, for services that change their own status.
     pub fn health(&self) -> HealthReporter {
         self.health.clone()
@@ -263,6 +274,7 @@ impl GrpcServer {
             service_names: self.service_names,
             health: self.health,
             tls: self.tls,
+            readiness: self.readiness,
         }
     }
 
@@ -298,16 +310,27 @@ impl GrpcServer {
         let name = self.name;
         let address = listener.local_addr()?;
         let prepared = self.into_service(&options);
-        for service_name in &prepared.service_names {
-            prepared
-                .health
-                .set_service_status(*service_name, ServingStatus::Serving)
-                .await;
-        }
-        prepared
-            .health
-            .set_service_status("", ServingStatus::Serving)
-            .await;
+        let ready = prepared
+            .readiness
+            .as_ref()
+            .is_none_or(|ready| *ready.borrow());
+        let status = if ready {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        report(&prepared.health, &prepared.service_names, status).await;
+        // Health turns NOT_SERVING first; only then do the ports stop.
+        let stop_accepting = CancellationToken::new();
+        let follower = tokio::spawn(follow_health(
+            prepared.health.clone(),
+            prepared.service_names.clone(),
+            prepared.readiness.clone(),
+            shutdown.clone(),
+            stop_accepting.clone(),
+            name,
+        ));
+        let shutdown = stop_accepting;
         let scheme = if prepared.tls.is_some() {
             "TLS"
         } else {
@@ -350,17 +373,7 @@ impl GrpcServer {
         if let Some(task) = admin_task {
             let _ = task.await;
         }
-
-        for service_name in &prepared.service_names {
-            prepared
-                .health
-                .set_service_status(*service_name, ServingStatus::NotServing)
-                .await;
-        }
-        prepared
-            .health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
+        let _ = follower.await;
         tracing::info!(server = name, "draining in-flight calls");
         connections.tracker.close();
         tokio::select! {
@@ -431,6 +444,57 @@ struct Prepared {
     service_names: Vec<&'static str>,
     health: HealthReporter,
     tls: Option<Arc<rustls::ServerConfig>>,
+    readiness: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// Sets every one of `services`, and the overall `""`, to `status`.
+async fn report(health: &HealthReporter, services: &[&'static str], status: ServingStatus) {
+    for service_name in services {
+        health.set_service_status(*service_name, status).await;
+    }
+    health.set_service_status("", status).await;
+}
+
+/// Keeps health as readiness says until `shutdown`; then reports
+/// NOT_SERVING *before* cancelling `stop_accepting`, so a prober or a
+/// watcher learns the server is going before its port closes.
+async fn follow_health(
+    health: HealthReporter,
+    services: Vec<&'static str>,
+    mut readiness: Option<tokio::sync::watch::Receiver<bool>>,
+    shutdown: CancellationToken,
+    stop_accepting: CancellationToken,
+    name: &'static str,
+) {
+    loop {
+        let changed = async {
+            match readiness.as_mut() {
+                Some(ready) => ready.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            still = changed => {
+                let Some(ready) = readiness.as_mut() else { continue };
+                if !still {
+                    // Nobody judges readiness any more: keep the last word.
+                    readiness = None;
+                    continue;
+                }
+                let serving = *ready.borrow_and_update();
+                let status = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+                if serving {
+                    tracing::info!(server = name, "required downstreams reachable: SERVING");
+                } else {
+                    tracing::warn!(server = name, "a required downstream is unreachable: NOT_SERVING");
+                }
+                report(&health, &services, status).await;
+            }
+        }
+    }
+    report(&health, &services, ServingStatus::NotServing).await;
+    stop_accepting.cancel();
 }
 
 /// Connections the admin port holds open at once (health probes,
