@@ -1,6 +1,7 @@
 //! End-to-end tests: every BFF RPC, health, reflection, auth, deadlines,
 //! idempotency and failure behaviour, through real loopback sockets.
 
+mod admission;
 mod architecture;
 mod auth;
 mod bounds;
@@ -20,6 +21,7 @@ mod metrics;
 mod mobile;
 mod mobile_payload;
 mod node_peer;
+mod nothing_lost;
 mod orders;
 mod partner;
 mod partner_limits;

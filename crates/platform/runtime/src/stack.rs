@@ -11,7 +11,7 @@
 //! | 5 | content type | every server | HTTP 415 for what is not gRPC (nor grpc-web where browsers are admitted), before any decoder sees it |
 //! | 6 | grpc-web guard and translation | browser BFFs | malformed grpc-web gets a clear status; below here every call is native gRPC |
 //! | 7 | load shedding | BFFs (and where `--max-in-flight` is set) | beyond the server's bound on calls in flight, a new call is RESOURCE_EXHAUSTED with RetryInfo at once, never queued; health and reflection never; inside the access log so shed calls are counted, below the grpc-web translation so a browser can read the refusal |
-//! | 8 | message size | every server | metadata over 16 KiB, and a request message over the bound from its frame header (never buffered), are RESOURCE_EXHAUSTED; below the grpc-web translation, so both wires meet the same bound |
+//! | 8 | message size | every server | metadata over 16 KiB, and a request message over the bound from its frame header (never buffered), are RESOURCE_EXHAUSTED, and a message not whole within 10 s of its first byte DEADLINE_EXCEEDED; below the grpc-web translation, so both wires meet the same bound |
 //! | 9 | error mapping | every server | scrubs internals from every status produced below it, and notes the final status for the access log and the trace |
 //! | 10 | deadline | every server | an expired call is answered even while auth, an admission queue or the handler is still busy |
 //! | 11 | routing | every server | an unknown method is UNIMPLEMENTED for everyone, before credentials are asked for |

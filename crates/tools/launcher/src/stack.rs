@@ -116,7 +116,9 @@ async fn start(
     let logs = args.data_dir.join("logs");
     tailor_storage::private_dir(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
     let log_path = logs.join(format!("{}.log", spec.name));
-    let log = private_file_for_writing(&log_path)
+    // Each run begins a fresh, private log; the server writes it
+    // (`--log-file`) and rotates it by size.
+    private_file_for_writing(&log_path)
         .map_err(|e| format!("creating {}: {e}", log_path.display()))?;
     let mut child = Command::new(&binary)
         .arg("--listen")
@@ -125,6 +127,8 @@ async fn start(
         .arg(&args.data_dir)
         .arg("--log-format")
         .arg(if args.json_logs { "json" } else { "text" })
+        .arg("--log-file")
+        .arg(&log_path)
         .arg("--trust-dir")
         .arg(args.data_dir.join(TRUST_DIR))
         // Gone with the launcher, even one killed without stopping them.
@@ -137,7 +141,9 @@ async fn start(
         .args(&spec.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(log)
+        // What a server says before its log is open (a bad flag, a port in
+        // use) reaches the terminal, named.
+        .stderr(Stdio::piped())
         // Its own process group: a terminal's Ctrl-C reaches the launcher
         // alone, which then stops the servers in order (BFFs first).
         .process_group(0)
@@ -147,6 +153,14 @@ async fn start(
     let pid = Pid::from_raw(child.id().ok_or("process exited at once")? as i32);
     let stdout = child.stdout.take().expect("stdout is piped");
     let mut lines = BufReader::new(stdout).lines();
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let name = spec.name;
+    tokio::spawn(async move {
+        let mut said = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = said.next_line().await {
+            eprintln!("{name}: {line}");
+        }
+    });
 
     let announced = tokio::time::timeout_at(ready_by.into(), async {
         let (mut api, mut admin) = (None, None);
@@ -168,7 +182,7 @@ async fn start(
         _ => {
             let _ = child.start_kill();
             return Err(format!(
-                "{} did not start; see {}",
+                "{} did not start; see what it said above and {}",
                 spec.name,
                 log_path.display()
             ));
@@ -177,7 +191,6 @@ async fn start(
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     let exits = exits.clone();
-    let name = spec.name;
     tokio::spawn(async move {
         let status = child.wait().await;
         let _ = exits.send((name, status));
