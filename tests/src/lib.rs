@@ -579,12 +579,24 @@ impl Process {
         env: &[(&str, &str)],
         log: Option<&Path>,
     ) -> Process {
+        Self::start_listening(binary, "127.0.0.1:0", args, env, log).await
+    }
+
+    /// [`Process::start_with`] on the address `listen` (`127.0.0.1:0` for
+    /// a free port; a process's old address to start it again there).
+    pub async fn start_listening(
+        binary: &str,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        log: Option<&Path>,
+    ) -> Process {
         let stderr = match log {
             Some(log) => Stdio::from(std::fs::File::create(log).unwrap()),
             None => Stdio::null(),
         };
         let mut command = command(binary);
-        command.arg("--listen").arg("127.0.0.1:0");
+        command.arg("--listen").arg(listen);
         if !args.contains(&"--trust-dir") {
             command.arg("--trust-dir").arg(&trust().dir);
         }
