@@ -224,6 +224,16 @@ step("each user action is a trace of its own", async () => {
   assert.equal(await byTestId("error-trace").textContent(), "", "dismissing should clear the trace id");
 });
 
+step("with the reviews service down, a product page shows the rest and says what is missing", async () => {
+  stack.kill("reviews");
+  await page.goto(`${stack.shopUrl}#/product/${chosen.id}`);
+  await byTestId("product-title").filter({ hasText: chosen.title }).waitFor();
+  assert.match(await byTestId("degraded").textContent(), /Not available right now: .*reviews/, "the page should say the reviews are missing");
+  assert.ok(await byTestId("reviews").isHidden(), "the page should leave the reviews section out");
+  assert.ok(await byTestId("availability").isVisible(), "the page should still show availability");
+  assert.ok(await byTestId("error-area").isHidden(), "a degraded page is not an error");
+});
+
 step("the page threw no errors", async () => {
   assert.deepEqual(pageErrors, [], "no uncaught exception should happen in the page");
   assert.deepEqual(consoleErrors, [], "the console should show no errors");

@@ -15,7 +15,8 @@ const STOP_TIMEOUT_MS = 30_000;
 /**
  * Runs `tailor up` on free ports with a fresh data directory and resolves once
  * it prints the shop's address. Returns the web BFF's address, the shop URL,
- * and `stop()`, which must be called in every case.
+ * `kill(name)`, which kills one of its servers, and `stop()`, which must be
+ * called in every case.
  */
 export async function startStack() {
   if (!existsSync(launcher)) {
@@ -67,7 +68,12 @@ export async function startStack() {
     });
     const bff = /^\s*web-bff\s+(\S+)\s/m.exec(output);
     if (!bff) throw new Error("the launcher printed no web-bff row");
-    return { shopUrl, webBffAddress: bff[1], stop };
+    // Kills one server of the stack (`reviews`), as a crash would; the
+    // launcher keeps the others running.
+    const kill = (name) => {
+      execFileSync("pkill", ["-KILL", "-f", `tailor-${name} --listen .* --data-dir ${dataDir}`]);
+    };
+    return { shopUrl, webBffAddress: bff[1], kill, stop };
   } catch (error) {
     await stop();
     throw new Error(`${error.message}\n--- launcher output ---\n${output}`);
