@@ -64,6 +64,10 @@ async fn a_stalled_feed_reader_does_not_make_the_bff_buffer_the_catalogue() {
         "http://127.0.0.1:9",
         "--orders-addr",
         "http://127.0.0.1:9",
+        // The catalogue's call count is the measure here: no readiness
+        // health checks of it during the test.
+        "--readiness-probe-ms",
+        "600000",
     ];
     let key = tailor_e2e::create_key_with_cli(dir, "bulk", "standard").await;
     let partner = Process::start("tailor-partner-bff", &args).await;

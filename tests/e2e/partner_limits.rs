@@ -318,12 +318,14 @@ async fn one_partner_flooding_does_not_slow_or_fail_another() {
         (u64::from(trial.burst)..=bucket as u64).contains(&flood_ok),
         "the flooder got {flood_ok} calls through a bucket of {bucket:.1} in {flood_time:?}"
     );
-    // Refusals never reach the downstream service: inventory saw exactly
-    // the admitted calls, the steady partner's and the flooder's.
-    assert_eq!(
-        after.started - before.started,
-        STEADY_CALLS + flood_ok,
-        "inventory calls while flooded ({flood_refused} refusals)"
+    // Refusals never reach the downstream service: inventory saw at most
+    // the admitted calls, the steady partner's and the flooder's (fewer
+    // when identical concurrent reads of the flooder were coalesced).
+    let seen = after.started - before.started;
+    assert!(
+        (STEADY_CALLS + 1..=STEADY_CALLS + flood_ok).contains(&seen),
+        "inventory saw {seen} calls while flooded for {STEADY_CALLS} steady and {flood_ok} \
+         admitted flood calls ({flood_refused} refusals)"
     );
     let served = partner.stats.settled().await;
     assert_eq!(
