@@ -26,6 +26,8 @@ mod orders;
 mod partner;
 mod partner_limits;
 mod partner_process;
+mod policies;
+mod readiness;
 mod readme;
 mod reflection;
 mod resilience;

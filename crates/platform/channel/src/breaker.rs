@@ -137,6 +137,9 @@ pub struct Circuit {
     policy: BreakerPolicy,
     inner: Mutex<Inner>,
     metrics: Option<Arc<DownstreamMetrics>>,
+    /// Whether the gauge has been set: at the first call, since the
+    /// process's meter provider is installed after the channels are made.
+    reported: std::sync::atomic::AtomicBool,
 }
 
 impl Circuit {
@@ -159,6 +162,7 @@ impl Circuit {
                 slices: Default::default(),
             }),
             metrics,
+            reported: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -171,14 +175,11 @@ impl Circuit {
     /// open time has passed reads as half-open.
     pub fn state(&self) -> CircuitState {
         let inner = self.lock();
-        let state = match inner.mode {
+        match inner.mode {
             Mode::Closed => CircuitState::Closed,
             Mode::Open { until } if Instant::now() < until => CircuitState::Open,
             Mode::Open { .. } | Mode::HalfOpen { .. } => CircuitState::HalfOpen,
-        };
-        drop(inner);
-        self.report(state);
-        state
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -193,6 +194,12 @@ impl Circuit {
 
     /// Lets a call through, or not.
     fn admit(self: &Arc<Self>) -> Option<Pass> {
+        if !self
+            .reported
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.report(self.state());
+        }
         let mut inner = self.lock();
         let probe = match inner.mode {
             Mode::Closed => false,

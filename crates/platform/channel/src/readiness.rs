@@ -119,7 +119,9 @@ async fn probe_loop<T>(
     T::Future: Send,
 {
     let mut down_since: Vec<Option<Instant>> = vec![None; required.len()];
-    let mut ticks = tokio::time::interval(policy.probe_every);
+    // The first probe after one interval: the BFF is still starting.
+    let mut ticks =
+        tokio::time::interval_at(Instant::now() + policy.probe_every, policy.probe_every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {

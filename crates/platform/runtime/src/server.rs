@@ -457,7 +457,8 @@ async fn report(health: &HealthReporter, services: &[&'static str], status: Serv
 
 /// Keeps health as readiness says until `shutdown`; then reports
 /// NOT_SERVING *before* cancelling `stop_accepting`, so a prober or a
-/// watcher learns the server is going before its port closes.
+/// watcher learns the server is going before its port closes, and ends
+/// the `Watch` streams.
 async fn follow_health(
     health: HealthReporter,
     services: Vec<&'static str>,
@@ -495,6 +496,14 @@ async fn follow_health(
     }
     report(&health, &services, ServingStatus::NotServing).await;
     stop_accepting.cancel();
+    // Watchers have been told; ending their streams lets the drain finish
+    // without waiting for them (they could watch for ever). Connections
+    // are closing, so no new check can ask in the meantime.
+    tokio::task::yield_now().await;
+    let mut health = health;
+    for service_name in services.iter().copied().chain([""]) {
+        health.clear_service_status(service_name).await;
+    }
 }
 
 /// Connections the admin port holds open at once (health probes,

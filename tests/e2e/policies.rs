@@ -1,0 +1,239 @@
+//! Downstream call policies as a client of a BFF process meets them: a
+//! circuit that opens on a hanging optional service so pages stop waiting
+//! for it, retries that carry pages over a flaky catalogue, and a retry
+//! budget that stops a BFF from multiplying the load on a service that
+//! fails everything. The BFF is the real binary; its metrics are read from
+//! its admin port as Prometheus would.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use tailor_e2e::{Process, Server, Stack, StackOptions};
+use tailor_proto::web::v1::GetProductPageRequest;
+use tailor_proto::web::v1::shop_service_client::ShopServiceClient;
+use tailor_runtime::ServeOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// A loopback port free a moment ago.
+fn free_port() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The web BFF binary over `downstreams`, its admin port at the returned
+/// address, with `policy` as its `--downstream-policy`.
+async fn web_bff(stack: &Stack, downstreams: &[String; 4], policy: &str) -> (Process, SocketAddr) {
+    let data = stack.dir.path().join("policies-web");
+    std::fs::create_dir_all(&data).unwrap();
+    let admin = free_port();
+    let admin_flag = admin.to_string();
+    let mut extra = vec!["--admin-listen", admin_flag.as_str()];
+    if !policy.is_empty() {
+        extra.extend(["--downstream-policy", policy]);
+    }
+    let process = Process::start_bff(
+        "tailor-web-bff",
+        data.to_str().unwrap(),
+        downstreams,
+        &extra,
+        &[],
+        None,
+    )
+    .await;
+    (process, admin)
+}
+
+/// The admin port's `/metrics`, as Prometheus text.
+async fn metrics(admin: SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(admin).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: bff\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
+}
+
+/// The sum of the series `name` whose labels include `label`.
+fn sum(text: &str, name: &str, label: &str) -> f64 {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) && line.contains(label))
+        .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
+fn page() -> GetProductPageRequest {
+    GetProductPageRequest {
+        product_id: "prod-000042".into(),
+    }
+}
+
+#[tokio::test]
+async fn once_the_circuit_opens_pages_skip_a_hanging_reviews_service_without_calling_it() {
+    let stack = Stack::start().await;
+    // A reviews service that takes 5 s to answer anything.
+    let reviews = tailor_reviews::build_server(&tailor_reviews::ReviewsConfig {
+        db_path: stack.dir.path().join("slow-reviews.db"),
+        products: tailor_e2e::PRODUCTS,
+    })
+    .await
+    .unwrap();
+    let reviews = Server::start_service(
+        reviews,
+        ServeOptions {
+            injected_latency: Some(Duration::from_secs(5)),
+            ..ServeOptions::default()
+        },
+    )
+    .await;
+    let downstreams = [
+        stack.catalog.url(),
+        stack.inventory.url(),
+        reviews.url(),
+        stack.orders.url(),
+    ];
+    let (web, admin) = web_bff(
+        &stack,
+        &downstreams,
+        "reviews.timeout=100ms,reviews.breaker-consecutive=3,reviews.breaker-open=60s",
+    )
+    .await;
+    let mut client = ShopServiceClient::new(tailor_e2e::connect(web.address).await);
+
+    // The first pages wait for reviews until their attempts time out,
+    // which opens its circuit.
+    let opened = Instant::now();
+    loop {
+        let answer = client.get_product_page(page()).await.unwrap().into_inner();
+        assert!(answer.product.is_some());
+        assert!(answer.degraded_sections.contains(&"reviews".to_owned()));
+        let text = metrics(admin).await;
+        if sum(&text, "rpc_client_circuit_state", "target=\"reviews\"") == 2.0 {
+            break;
+        }
+        assert!(
+            opened.elapsed() < Duration::from_secs(20),
+            "the reviews circuit never opened:\n{text}"
+        );
+    }
+
+    // Open: every page is answered without reviews, and reviews is not
+    // called at all.
+    let reached = reviews.stats.snapshot().started;
+    for _ in 0..5 {
+        let began = Instant::now();
+        let answer = client.get_product_page(page()).await.unwrap().into_inner();
+        assert!(answer.product.is_some() && answer.availability.is_some());
+        assert_eq!(answer.degraded_sections, vec!["reviews".to_owned()]);
+        assert!(
+            began.elapsed() < Duration::from_secs(3),
+            "the page waited for the hanging service: {:?}",
+            began.elapsed()
+        );
+    }
+    assert_eq!(
+        reviews.stats.snapshot().started,
+        reached,
+        "no call reached reviews while its circuit was open"
+    );
+    let text = metrics(admin).await;
+    assert!(
+        sum(&text, "rpc_client_refused_total", "reason=\"circuit_open\"") >= 5.0,
+        "{text}"
+    );
+    // Reviews is optional: the BFF stays ready.
+    let health = HealthClient::new(tailor_e2e::connect(admin).await)
+        .check(HealthCheckRequest {
+            service: "tailor.web.v1.ShopService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(health.status(), ServingStatus::Serving);
+}
+
+#[tokio::test]
+async fn a_flaky_catalog_is_retried_so_every_page_succeeds_within_the_retry_budget() {
+    // Every second call to the catalog answers UNAVAILABLE.
+    let stack = Stack::start_with(StackOptions {
+        unavailable_every: Some(2),
+        ..Default::default()
+    })
+    .await;
+    let (web, admin) = web_bff(&stack, &stack.downstream_urls(), "").await;
+    let mut client = ShopServiceClient::new(tailor_e2e::connect(web.address).await);
+    let began = Instant::now();
+    for _ in 0..30 {
+        let answer = client
+            .get_product_page(page())
+            .await
+            .expect("a flaky catalog is retried")
+            .into_inner();
+        assert!(answer.product.is_some());
+    }
+    let seconds = began.elapsed().as_secs_f64();
+    let text = metrics(admin).await;
+    let calls = sum(&text, "rpc_client_calls_total", "target=\"catalog\"");
+    let retries = sum(&text, "rpc_client_retries_total", "target=\"catalog\"");
+    assert!(calls >= 30.0, "{text}");
+    assert!(
+        retries >= 1.0,
+        "the catalog did fail and was retried: {text}"
+    );
+    // The default budget: a tenth of the calls plus 10 a second, over a
+    // ten-second window.
+    let budget = 0.1 * calls + 10.0 * (seconds + 10.0);
+    assert!(retries <= budget, "{retries} retries, budget {budget}");
+    eprintln!("flaky catalog: {calls} calls, {retries} retries in {seconds:.1} s");
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_budget_when_the_catalog_fails_every_call() {
+    let stack = Stack::start_with(StackOptions {
+        unavailable_every: Some(1),
+        ..Default::default()
+    })
+    .await;
+    // A floor of one retry a second (ten in the window) and a circuit that
+    // does not open, so only the budget limits the retries.
+    let (web, admin) = web_bff(
+        &stack,
+        &stack.downstream_urls(),
+        "catalog.retry-floor=1,catalog.breaker-consecutive=100000,catalog.breaker-min-calls=100000",
+    )
+    .await;
+    let mut client = ShopServiceClient::new(tailor_e2e::connect(web.address).await);
+    for _ in 0..40 {
+        let status = client.get_product_page(page()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "catalog is unavailable");
+    }
+    let text = metrics(admin).await;
+    let calls = sum(&text, "rpc_client_calls_total", "target=\"catalog\"");
+    let retries = sum(&text, "rpc_client_retries_total", "target=\"catalog\"");
+    let refused = sum(
+        &text,
+        "rpc_client_retries_refused_total",
+        "target=\"catalog\"",
+    );
+    assert!(calls >= 40.0, "{text}");
+    // Without a budget every read would be tried three times: two retries
+    // per call. With it, about the floor's ten plus a tenth of the calls.
+    assert!(
+        retries <= 10.0 + 0.1 * calls + 5.0,
+        "{retries} retries for {calls} calls"
+    );
+    // Every call the budget stopped short counts one refusal.
+    assert!(
+        refused >= calls - retries,
+        "{refused} retries refused, {retries} made, for {calls} calls"
+    );
+    eprintln!("catalog failing every call: {calls} calls, {retries} retries, {refused} refused");
+}
