@@ -97,6 +97,15 @@ failed=$(( failed + $(count failed) + $(count 'errors?') ))
 if [ -z "$last" ]; then failed=$(( failed + 1 )); status=1; fi
 rm -f "$log"
 
+step "chaos, short mode: web pages under steady load while six faults hit the rest (tailor-bench chaos --short)"
+# Alone, after the other tests, so their load does not count as a fault;
+# the targets are loose in short mode, the docs' table comes from long mode.
+if target/debug/tailor-bench chaos --short --bin-dir target/debug --web-rate 40; then
+    passed=$(( passed + 1 ))
+else
+    failed=$(( failed + 1 )); status=1
+fi
+
 printf '\n== summary (%ss)\n' "$(( $(date +%s) - started ))"
 echo "tests: ${passed} passed, ${failed} failed"
 exit "$status"
