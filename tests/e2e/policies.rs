@@ -237,3 +237,34 @@ async fn retries_stop_at_the_budget_when_the_catalog_fails_every_call() {
     );
     eprintln!("catalog failing every call: {calls} calls, {retries} retries, {refused} refused");
 }
+
+#[tokio::test]
+async fn an_unknown_service_key_or_value_stops_the_bff_at_start_up_naming_it() {
+    let data = tempfile::tempdir().unwrap();
+    let secret = std::str::from_utf8(tailor_e2e::SECRET).unwrap();
+    for (flag, value, named) in [
+        ("--downstream-policy", "payments.timeout=1s", "payments"),
+        ("--downstream-policy", "catalog.speed=fast", "speed"),
+        (
+            "--downstream-policy",
+            "catalog.timeout=soon",
+            "catalog.timeout=soon",
+        ),
+        ("--required-downstreams", "catalog,payments", "payments"),
+    ] {
+        let run = tailor_e2e::command("tailor-web-bff")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
+            .arg("--trust-dir")
+            .arg(&tailor_e2e::trust().dir)
+            .args(["--jwt-hs256-secret", secret, flag, value])
+            .output();
+        let output = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .unwrap_or_else(|_| panic!("the BFF started with {flag} {value}"))
+            .unwrap();
+        assert!(!output.status.success(), "{flag} {value}");
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert!(said.contains(named), "{flag} {value}: {said}");
+    }
+}

@@ -136,7 +136,15 @@ where
                         }
                         (timer, _) => timer,
                     };
-                    rename(service, response.headers_mut());
+                    if crate::breaker::is_local_refusal(&response) {
+                        // Refused here (circuit open, bulkhead full): the
+                        // circuit logs its changes, not every refusal.
+                        let named = Status::unavailable(format!("{service} is unavailable"));
+                        response.headers_mut().remove("grpc-status-details-bin");
+                        let _ = named.add_header(response.headers_mut());
+                    } else {
+                        rename(service, response.headers_mut());
+                    }
                     Ok(response.map(|inner| {
                         tonic::body::Body::new(NamedBody {
                             inner,
@@ -262,6 +270,17 @@ mod tests {
             )))
         });
         let response = NamedChannel::new("reviews", unavailable)
+            .call(HttpRequest::new(tonic::body::Body::empty()))
+            .await
+            .unwrap();
+        let status = Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "reviews is unavailable");
+
+        let refused = tower::service_fn(|_: HttpRequest| async {
+            Ok::<_, Infallible>(crate::breaker::local_refusal("reviews", "circuit open"))
+        });
+        let response = NamedChannel::new("reviews", refused)
             .call(HttpRequest::new(tonic::body::Body::empty()))
             .await
             .unwrap();
