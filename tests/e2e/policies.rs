@@ -268,3 +268,33 @@ async fn an_unknown_service_key_or_value_stops_the_bff_at_start_up_naming_it() {
         assert!(said.contains(named), "{flag} {value}: {said}");
     }
 }
+
+#[tokio::test]
+async fn identical_pages_opened_at_once_share_their_catalog_reads() {
+    // The catalog takes 300 ms, so twenty pages asked at once overlap.
+    let stack = Stack::start_with(StackOptions {
+        catalog_latency: Some(Duration::from_millis(300)),
+        ..Default::default()
+    })
+    .await;
+    let client = ShopServiceClient::new(stack.web.channel().await);
+    let before = stack.catalog.stats.snapshot().started;
+    let pages = futures_util::future::join_all((0..20).map(|_| {
+        let mut client = client.clone();
+        async move { client.get_product_page(page()).await }
+    }))
+    .await;
+    for answer in pages {
+        let answer = answer.expect("every page is answered").into_inner();
+        assert_eq!(answer.product.unwrap().id, "prod-000042");
+    }
+    // Each page reads the product and its related products (an optional
+    // part, left out after 250 ms): 40 reads, of which the concurrent
+    // identical ones shared a call.
+    let reached = stack.catalog.stats.settled().await.started - before;
+    assert!(
+        reached < 20,
+        "{reached} catalog calls for 20 identical pages"
+    );
+    eprintln!("20 identical pages at once: {reached} catalog calls");
+}
