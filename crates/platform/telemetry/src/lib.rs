@@ -9,10 +9,15 @@
 //! `tailor-storage`, which use the `opentelemetry` API only), what is
 //! counted (`tailor_interceptors::metrics`, `tailor-channel`), and log
 //! set-up (`tailor-runtime::logging`).
+//!
+//! Spans leave through [`otlp`], this crate's own span processor, which
+//! encodes each span into OTLP protobuf as it ends and exports batches
+//! over gRPC; `opentelemetry-otlp` serves metrics only.
 
 #![forbid(unsafe_code)]
 
 pub mod metrics;
+pub mod otlp;
 pub mod trace;
 
 /// An environment variable's value, if set and not blank.

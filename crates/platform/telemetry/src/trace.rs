@@ -3,27 +3,30 @@
 //!
 //! - `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`),
 //!   for example `http://127.0.0.1:4317`: spans are batched and exported
-//!   over OTLP/gRPC there. Unset, nothing is exported and nothing is
-//!   recorded; calls still get trace and span ids (for log lines) and pass
-//!   a caller's trace context on. `OTEL_SDK_DISABLED=true` or
-//!   `OTEL_TRACES_EXPORTER=none` turn exporting off too.
+//!   over OTLP/gRPC there by [`crate::otlp::OtlpSpanProcessor`]. Unset,
+//!   nothing is exported and nothing is recorded; calls still get trace
+//!   and span ids (for log lines) and pass a caller's trace context on.
+//!   `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` turn
+//!   exporting off too.
 //! - `OTEL_SERVICE_NAME`; default the server's name (`web-bff`, `catalog`).
 //! - `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and
 //!   `OTEL_TRACES_SAMPLER_ARG` (default: follow the caller's sampling
-//!   decision, sample every new trace), the `OTEL_BSP_*` batch settings and
-//!   `OTEL_EXPORTER_OTLP_TIMEOUT`/`_HEADERS`: the SDK and exporter read
-//!   these themselves.
+//!   decision, sample every new trace): the SDK reads these.
+//! - `OTEL_EXPORTER_OTLP_HEADERS`, `_TIMEOUT`, `_COMPRESSION` (and their
+//!   `_TRACES_` forms) and `OTEL_BSP_SCHEDULE_DELAY` (1 s by default),
+//!   `OTEL_BSP_MAX_QUEUE_SIZE`, `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`,
+//!   `OTEL_BSP_EXPORT_TIMEOUT`: see [`crate::otlp::ExportConfig`].
 //!
 //! Trace context travels in W3C `traceparent`/`tracestate`, baggage in
-//! `baggage`. Only the gRPC protocol is built in; another
-//! `OTEL_EXPORTER_OTLP_PROTOCOL` is reported and gRPC used.
+//! `baggage`. Only the gRPC protocol, over plaintext HTTP/2, is built in;
+//! another `OTEL_EXPORTER_OTLP_PROTOCOL` is reported and gRPC used.
 
 use crate::env;
+use crate::otlp::OtlpSpanProcessor;
 use std::time::Duration;
 
 use opentelemetry::propagation::TextMapCompositePropagator;
 use opentelemetry::{Value, global};
-use opentelemetry_otlp::SpanExporter;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
@@ -72,7 +75,8 @@ fn resource(service: &str) -> Resource {
 
 /// Installs the W3C propagators and the process's tracer provider as the
 /// environment says (see the module docs), for the server `service`.
-/// Must run inside the Tokio runtime: the exporter's channel lives there.
+/// Spans are exported from a thread of their own, so this may run
+/// anywhere.
 pub fn init(service: &str) -> Result<Traces, TraceSetupError> {
     global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
         Box::new(TraceContextPropagator::new()),
@@ -88,14 +92,9 @@ pub fn init(service: &str) -> Result<Traces, TraceSetupError> {
                 "only the OTLP gRPC protocol is built in; exporting spans over gRPC"
             );
         }
-        // Endpoint, timeout, headers and compression: the exporter reads
-        // the OTEL_EXPORTER_OTLP_* variables itself.
-        let exporter = SpanExporter::builder()
-            .with_tonic()
-            .build()
-            .map_err(|e| TraceSetupError(e.to_string()))?;
+        let processor = OtlpSpanProcessor::from_env().map_err(TraceSetupError)?;
         SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
+            .with_span_processor(processor)
             .with_resource(resource(service))
             .build()
     } else {
@@ -125,8 +124,8 @@ impl Traces {
             return;
         }
         let provider = self.provider;
-        // The SDK's shutdown blocks until its batch thread has exported,
-        // which needs this runtime's other threads: not on a worker.
+        // Shutting down blocks until the exporter thread has sent what is
+        // buffered: not on a worker of this runtime.
         let outcome = tokio::task::spawn_blocking(move || {
             provider.shutdown_with_timeout(Duration::from_secs(5))
         })
