@@ -152,6 +152,26 @@ thread_local! {
 /// A scratch buffer grown past this by one large span is given back.
 const SCRATCH_KEEP: usize = 64 * 1024;
 
+/// Runs `f` with this thread's empty scratch buffer, or with a new one
+/// while a thread's locals are being torn down.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut f = Some(f);
+    let reused = SCRATCH.try_with(|scratch| {
+        let mut scratch = scratch.try_borrow_mut().ok()?;
+        scratch.clear();
+        let result = (f.take()?)(&mut scratch);
+        if scratch.capacity() > SCRATCH_KEEP {
+            *scratch = Vec::new();
+        }
+        Some(result)
+    });
+    match (reused, f) {
+        (Ok(Some(result)), _) => result,
+        (_, Some(f)) => f(&mut Vec::new()),
+        (_, None) => unreachable!("the scratch closure ran but returned nothing"),
+    }
+}
+
 impl OtlpSpanProcessor {
     /// A processor exporting as `config` says; starts its exporter thread.
     /// The endpoint is connected to lazily, at the first export.
@@ -213,29 +233,20 @@ impl SpanProcessor for OtlpSpanProcessor {
             shared.counts.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let wake = SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            scratch.clear();
-            encode::encode_span(&span, &mut scratch);
-            let wake = {
-                let mut pending = shared.pending();
-                if pending.spans >= shared.max_queue_size
-                    || pending.bytes + scratch.len() > MAX_BUFFERED_BYTES
-                {
-                    shared.counts.dropped.fetch_add(1, Ordering::Relaxed);
-                    false
-                } else {
-                    pending.push(&span.instrumentation_scope, &scratch);
-                    let full = pending.spans >= shared.max_export_batch_size
-                        || pending.bytes >= EXPORT_AT_BYTES;
-                    let wake = full && !pending.woken;
-                    pending.woken |= wake;
-                    wake
-                }
-            };
-            if scratch.capacity() > SCRATCH_KEEP {
-                *scratch = Vec::new();
+        let wake = with_scratch(|scratch| {
+            encode::encode_span(&span, scratch);
+            let mut pending = shared.pending();
+            if pending.spans >= shared.max_queue_size
+                || pending.bytes + scratch.len() > MAX_BUFFERED_BYTES
+            {
+                shared.counts.dropped.fetch_add(1, Ordering::Relaxed);
+                return false;
             }
+            pending.push(&span.instrumentation_scope, scratch);
+            let full =
+                pending.spans >= shared.max_export_batch_size || pending.bytes >= EXPORT_AT_BYTES;
+            let wake = full && !pending.woken;
+            pending.woken |= wake;
             wake
         });
         if wake {
