@@ -379,7 +379,7 @@ fn put_event(event: &opentelemetry::trace::Event, out: &mut Vec<u8>) {
 
 /// The trace state header; allocates only when there is one (a caller
 /// sent `tracestate`).
-fn trace_state(context: &SpanContext) -> String {
+fn trace_state_header(context: &SpanContext) -> String {
     context.trace_state().header()
 }
 
@@ -423,7 +423,7 @@ fn span_len(span: &SpanData, trace_state: &str) -> usize {
     let links: usize = span
         .links
         .iter()
-        .map(|l| len_field_len(13, link_len(l, &trace_state_of_link(l))))
+        .map(|l| len_field_len(13, link_len(l, &trace_state_header(&l.span_context))))
         .sum();
     len_field_len(1, 16)
         + len_field_len(2, 8)
@@ -449,14 +449,10 @@ fn span_len(span: &SpanData, trace_state: &str) -> usize {
         )
 }
 
-fn trace_state_of_link(link: &opentelemetry::trace::Link) -> String {
-    trace_state(&link.span_context)
-}
-
 /// Appends `span` to `out` as one `ScopeSpans.spans` field: its key, its
 /// length and the `Span` message.
 pub(crate) fn encode_span(span: &SpanData, out: &mut Vec<u8>) {
-    let trace_state = trace_state(&span.span_context);
+    let trace_state = trace_state_header(&span.span_context);
     let len = span_len(span, &trace_state);
     out.reserve(len_field_len(SCOPE_SPANS_SPANS, len));
     put_len_prefix(SCOPE_SPANS_SPANS, len, out);
@@ -480,7 +476,7 @@ pub(crate) fn encode_span(span: &SpanData, out: &mut Vec<u8>) {
     }
     put_varint(12, u64::from(span.events.dropped_count), out);
     for link in span.links.iter() {
-        let trace_state = trace_state_of_link(link);
+        let trace_state = trace_state_header(&link.span_context);
         put_len_prefix(13, link_len(link, &trace_state), out);
         put_link(link, &trace_state, out);
     }

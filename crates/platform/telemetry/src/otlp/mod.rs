@@ -1,5 +1,5 @@
 //! Spans out over OTLP/gRPC, cheaply: [`OtlpSpanProcessor`] encodes each
-//! span as it ends straight into OTLP protobuf bytes ([`encode`]) and
+//! span as it ends straight into OTLP protobuf bytes (module `encode`) and
 //! appends them to a shared buffer; an exporter thread sends the buffer,
 //! wrapped in one `ExportTraceServiceRequest` with the process's resource
 //! and the spans' scopes (each encoded once), as one unary
