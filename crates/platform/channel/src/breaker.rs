@@ -15,8 +15,10 @@
 //! It opens when the share of failures over a sliding window reaches the
 //! policy's rate (once the window holds enough attempts), or after N
 //! failures in a row. Open, it refuses; after the open time, a few probe
-//! calls go through (half-open): the first success closes it, a failure
-//! opens it again. An attempt is judged by the head of its answer (a
+//! calls go through (half-open), judged by the same rate: their failures
+//! reaching it open the circuit again, their successes ruling it out close
+//! it (with the defaults, 3 probes: two failures reopen, two successes
+//! close). An attempt is judged by the head of its answer (a
 //! trailers-only status, or a transport error): a failure reported only in
 //! the trailers of a streamed answer is not seen.
 
@@ -107,8 +109,15 @@ pub(crate) fn verdict<E>(outcome: &Result<HttpResponse, E>) -> Verdict {
 #[derive(Debug)]
 enum Mode {
     Closed,
-    Open { until: Instant },
-    HalfOpen { probing: u32 },
+    Open {
+        until: Instant,
+    },
+    /// Up to `half_open_probes` probe calls, judged together.
+    HalfOpen {
+        in_flight: u32,
+        succeeded: u32,
+        failed: u32,
+    },
 }
 
 /// Attempts and failures of one slice of the window.
@@ -205,17 +214,25 @@ impl Circuit {
             Mode::Closed => false,
             Mode::Open { until } if Instant::now() < until => return None,
             Mode::Open { .. } => {
-                inner.mode = Mode::HalfOpen { probing: 1 };
+                inner.mode = Mode::HalfOpen {
+                    in_flight: 1,
+                    succeeded: 0,
+                    failed: 0,
+                };
                 drop(inner);
                 tracing::info!(service = self.service, "circuit half-open: probing");
                 self.report(CircuitState::HalfOpen);
                 return Some(Pass::new(self, true));
             }
-            Mode::HalfOpen { ref mut probing } => {
-                if *probing >= self.policy.half_open_probes {
+            Mode::HalfOpen {
+                ref mut in_flight,
+                succeeded,
+                failed,
+            } => {
+                if *in_flight + succeeded + failed >= self.policy.half_open_probes {
                     return None;
                 }
-                *probing += 1;
+                *in_flight += 1;
                 true
             }
         };
@@ -226,24 +243,41 @@ impl Circuit {
         let now = Instant::now();
         let mut inner = self.lock();
         if probe {
-            let Mode::HalfOpen { probing } = &mut inner.mode else {
+            let Mode::HalfOpen {
+                in_flight,
+                succeeded,
+                failed,
+            } = &mut inner.mode
+            else {
                 return;
             };
-            *probing = probing.saturating_sub(1);
-            let next = match verdict {
+            *in_flight = in_flight.saturating_sub(1);
+            match verdict {
+                // Not judged: another probe may take its place.
                 Verdict::Neutral => return,
-                Verdict::Success => {
-                    inner.mode = Mode::Closed;
-                    inner.in_a_row = 0;
-                    inner.slices.clear();
-                    CircuitState::Closed
-                }
-                Verdict::Failure => {
-                    inner.mode = Mode::Open {
-                        until: now + self.policy.open_for,
-                    };
-                    CircuitState::Open
-                }
+                Verdict::Success => *succeeded += 1,
+                Verdict::Failure => *failed += 1,
+            }
+            // The probes are judged by the same rate as the closed circuit:
+            // it opens again once their failures alone reach the rate, and
+            // closes once their successes leave no way to reach it. So a
+            // service failing some calls, below the rate, closes it again
+            // instead of keeping it open on one unlucky probe.
+            let probes = f64::from(self.policy.half_open_probes.max(1));
+            let failing_bound = self.policy.failure_rate * probes;
+            let at_most_failed = probes - f64::from(*succeeded);
+            let next = if f64::from(*failed) >= failing_bound {
+                inner.mode = Mode::Open {
+                    until: now + self.policy.open_for,
+                };
+                CircuitState::Open
+            } else if at_most_failed < failing_bound {
+                inner.mode = Mode::Closed;
+                inner.in_a_row = 0;
+                inner.slices.clear();
+                CircuitState::Closed
+            } else {
+                return;
             };
             drop(inner);
             tracing::info!(service = self.service, state = ?next, "circuit probe answered");
@@ -513,5 +547,45 @@ mod tests {
             Some(10),
             "opened once the window held 10 calls"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn probes_are_judged_by_the_rate_so_one_unlucky_probe_does_not_reopen_it() {
+        let code = Arc::new(Mutex::new(Code::Unavailable));
+        let calls = Arc::new(AtomicU32::new(0));
+        let three = BreakerPolicy {
+            half_open_probes: 3,
+            failure_rate: 0.6,
+            ..policy()
+        };
+        let circuit = Circuit::new("catalog", three);
+        let mut channel = CircuitBreaker::new(fake(code.clone(), calls.clone()), circuit.clone());
+        for _ in 0..4 {
+            code_of(&mut channel).await;
+        }
+        assert_eq!(circuit.state(), CircuitState::Open);
+
+        // A service failing one call in three: the first probe fails, the
+        // next two succeed, and the circuit closes.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(code_of(&mut channel).await, Code::Unavailable);
+        assert_eq!(circuit.state(), CircuitState::HalfOpen);
+        *code.lock().unwrap() = Code::Ok;
+        assert_eq!(code_of(&mut channel).await, Code::Ok);
+        assert_eq!(circuit.state(), CircuitState::HalfOpen);
+        assert_eq!(code_of(&mut channel).await, Code::Ok);
+        assert_eq!(circuit.state(), CircuitState::Closed);
+
+        // Still down: two failing probes of three open it again.
+        *code.lock().unwrap() = Code::Unavailable;
+        for _ in 0..4 {
+            code_of(&mut channel).await;
+        }
+        assert_eq!(circuit.state(), CircuitState::Open);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        code_of(&mut channel).await;
+        assert_eq!(circuit.state(), CircuitState::HalfOpen);
+        code_of(&mut channel).await;
+        assert_eq!(circuit.state(), CircuitState::Open);
     }
 }
