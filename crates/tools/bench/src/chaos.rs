@@ -74,6 +74,10 @@ pub struct Args {
     /// Do not pin processes to CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// The downstream services' admission shares per client type
+    /// (`--admission` of the services; their default when not given).
+    #[arg(long)]
+    admission: Option<String>,
     /// Only these faults (letters a–f), comma-separated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<char>,
@@ -298,6 +302,11 @@ async fn serving(admin: SocketAddr) -> bool {
 /// Builds the stack's processes (not started yet).
 fn stack(args: &Args, data: &Path, pinning: Pinning) -> Result<Stack, String> {
     let products = args.products.to_string();
+    let admission: Vec<String> = args
+        .admission
+        .iter()
+        .flat_map(|shares| ["--admission".to_owned(), shares.clone()])
+        .collect();
     let mut servers = Vec::new();
     let mut add = |name, binary, cpus, args: Vec<String>| -> Result<(), String> {
         servers.push(Server {
@@ -317,14 +326,11 @@ fn stack(args: &Args, data: &Path, pinning: Pinning) -> Result<Stack, String> {
         ("inventory", "tailor-inventory"),
         ("reviews", "tailor-reviews"),
     ] {
-        add(
-            name,
-            binary,
-            shared,
-            vec!["--products".into(), products.clone()],
-        )?;
+        let mut flags = vec!["--products".to_owned(), products.clone()];
+        flags.extend(admission.clone());
+        add(name, binary, shared, flags)?;
     }
-    add("orders", "tailor-orders", shared, vec![])?;
+    add("orders", "tailor-orders", shared, admission.clone())?;
     let mut stack = Stack {
         bin_dir: args.bin_dir.clone(),
         data: data.to_owned(),
@@ -586,6 +592,22 @@ fn metric_sum(exposition: &str, metric: &str, labels: &[&str]) -> f64 {
         .filter(|line| labels.iter().all(|label| line.contains(label)))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Waits (up to 15 s) until the web BFF's circuit to `service` is closed
+/// again after a restart of it: the gap of a restart is how this program
+/// injects a fault, not part of the fault, and an open circuit would be
+/// the gap's echo in the next phase.
+async fn circuit_closed(web_admin: SocketAddr, service: &str) {
+    let label = format!("target=\"{service}\"");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let exposition = metrics(web_admin).await.unwrap_or_default();
+        if metric_sum(&exposition, "rpc_client_circuit_state", &[&label]) == 0.0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// One fault's three phases and what the targets say of them.
@@ -971,12 +993,14 @@ async fn drive_stack(
                     .await?;
                 note = format!("every inventory call delayed {slow} ms; ");
                 tokio::time::sleep(settle).await;
+                circuit_closed(web_admin, "inventory").await;
             }
             Fault::FlakyCatalog => {
                 stack
                     .restart("catalog", &["--inject-unavailable-every", "2"])
                     .await?;
                 tokio::time::sleep(settle).await;
+                circuit_closed(web_admin, "catalog").await;
             }
         }
         let metrics_before = metrics(web_admin).await.unwrap_or_default();
@@ -1031,6 +1055,12 @@ async fn drive_stack(
             Fault::FloodMobile | Fault::FloodPartner => {}
         }
         tokio::time::sleep(settle).await;
+        match fault {
+            Fault::KillReviews => circuit_closed(web_admin, "reviews").await,
+            Fault::SlowInventory => circuit_closed(web_admin, "inventory").await,
+            Fault::FlakyCatalog => circuit_closed(web_admin, "catalog").await,
+            _ => {}
+        }
         let after_from = Instant::now();
         tokio::time::sleep(phase).await;
         let after_to = Instant::now();
