@@ -276,6 +276,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+    use crate::testing::slow;
 
     #[test]
     fn shares_parse_from_the_flag_and_default_the_rest() {
@@ -300,26 +301,6 @@ mod tests {
         for bad in ["web", "web=1", "web=a:1", "tv=1:1", "web=0:4", "web=1:-1"] {
             assert!(bad.parse::<Shares>().is_err(), "{bad} was accepted");
         }
-    }
-
-    /// A handler that answers OK once `release` is notified.
-    fn slow(
-        release: Arc<tokio::sync::Notify>,
-    ) -> impl Service<
-        HttpRequest,
-        Response = HttpResponse,
-        Error = Infallible,
-        Future = impl Send + 'static,
-    > + Clone
-    + Send
-    + 'static {
-        tower::service_fn(move |_request: HttpRequest| {
-            let release = release.clone();
-            async move {
-                release.notified().await;
-                Ok::<_, Infallible>(status_response(Status::ok("")))
-            }
-        })
     }
 
     fn call_from(bff: &str, path: &str) -> HttpRequest {

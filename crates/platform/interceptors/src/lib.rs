@@ -33,6 +33,8 @@ pub mod request_id;
 pub mod routing;
 pub mod shed;
 pub mod streams;
+#[cfg(test)]
+mod testing;
 pub mod trace;
 
 pub use context::{CallContext, Identity};

@@ -146,26 +146,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-
-    /// A handler that answers OK once `release` is notified.
-    fn slow(
-        release: Arc<tokio::sync::Notify>,
-    ) -> impl Service<
-        HttpRequest,
-        Response = HttpResponse,
-        Error = Infallible,
-        Future = impl Send + 'static,
-    > + Clone
-    + Send
-    + 'static {
-        tower::service_fn(move |_request: HttpRequest| {
-            let release = release.clone();
-            async move {
-                release.notified().await;
-                Ok::<_, Infallible>(status_response(Status::ok("")))
-            }
-        })
-    }
+    use crate::testing::slow;
 
     fn request(path: &str) -> HttpRequest {
         let mut request = http::Request::builder()

@@ -521,6 +521,27 @@ fn flood(exe: &Path, cpus: Option<&str>, args: &[String]) -> Result<Child, Strin
         .map_err(|e| format!("starting a flood: {e}"))
 }
 
+/// The flags of a flood of `scenario` against `target` (its address
+/// flags): 4 connections, 128 calls in flight, for `secs`, no warm-up.
+fn flood_args(scenario: &str, target: &[&str], secs: &str, products: u32) -> Vec<String> {
+    let products = products.to_string();
+    let mut flags = vec!["--scenario", scenario];
+    flags.extend_from_slice(target);
+    flags.extend_from_slice(&[
+        "--connections",
+        "4",
+        "--concurrency",
+        "128",
+        "--duration-secs",
+        secs,
+        "--warmup-secs",
+        "0",
+        "--products",
+        &products,
+    ]);
+    flags.into_iter().map(str::to_owned).collect()
+}
+
 /// Calls/s and errors from a `load` report's level line.
 fn load_summary(report: &str) -> String {
     report
@@ -937,52 +958,20 @@ async fn drive_stack(
             Fault::KillMobile => stack.kill("mobile-bff").await,
             Fault::FloodMobile => {
                 let rate = format!("{:.0}", capacity * 10.0);
-                let flood_args: Vec<String> = [
-                    "--scenario",
-                    "mobile-page",
-                    "--mobile",
-                    &mobile.to_string(),
-                    "--connections",
-                    "4",
-                    "--concurrency",
-                    "128",
-                    "--rate",
-                    &rate,
-                    "--duration-secs",
-                    &flood_secs,
-                    "--warmup-secs",
-                    "0",
-                    "--products",
-                    &args.products.to_string(),
-                ]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect();
+                let target = ["--mobile", &mobile.to_string(), "--rate", &rate];
+                let flood_args = flood_args("mobile-page", &target, &flood_secs, args.products);
                 note = format!("offered {rate} mobile pages/s; ");
                 flooding = Some(flood(exe, pinning.clients, &flood_args)?);
             }
             Fault::FloodPartner => {
-                let flood_args: Vec<String> = [
-                    "--scenario",
-                    "partner-availability",
+                let target = [
                     "--partner",
                     &partner.to_string(),
                     "--partner-key",
                     partner_key,
-                    "--connections",
-                    "4",
-                    "--concurrency",
-                    "128",
-                    "--duration-secs",
-                    &flood_secs,
-                    "--warmup-secs",
-                    "0",
-                    "--products",
-                    &args.products.to_string(),
-                ]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect();
+                ];
+                let flood_args =
+                    flood_args("partner-availability", &target, &flood_secs, args.products);
                 flooding = Some(flood(exe, pinning.clients, &flood_args)?);
             }
             Fault::KillReviews => stack.kill("reviews").await,
