@@ -128,11 +128,8 @@ impl ServerArgs {
         }
     }
 
-    /// The serve options the flags describe. Sets the process's load
-    /// limits ([`ServerArgs::load`], see [`crate::stack::set_load`]) for
-    /// the servers built afterwards, too.
+    /// The serve options the flags describe.
     pub fn serve_options(&self) -> ServeOptions {
-        crate::stack::set_load(self.load());
         ServeOptions {
             drain_timeout: Duration::from_millis(self.drain_timeout_ms),
             injected_latency: (self.inject_latency_ms > 0)
@@ -140,6 +137,7 @@ impl ServerArgs {
             inject_unavailable_every: (self.inject_unavailable_every > 0)
                 .then_some(self.inject_unavailable_every),
             admin_listen: self.admin_listen,
+            load: self.load(),
             ..ServeOptions::default()
         }
     }

@@ -44,6 +44,8 @@ pub struct ServeOptions {
     pub admin_listen: Option<SocketAddr>,
     /// Transport limits.
     pub transport: TransportLimits,
+    /// Admission shares and the bound on calls in flight.
+    pub load: crate::stack::Load,
 }
 
 impl Default for ServeOptions {
@@ -54,6 +56,7 @@ impl Default for ServeOptions {
             inject_unavailable_every: None,
             admin_listen: None,
             transport: TransportLimits::default(),
+            load: crate::stack::Load::default(),
         }
     }
 }
@@ -267,6 +270,7 @@ impl GrpcServer {
                 latency: options.injected_latency,
                 unavailable_every: options.inject_unavailable_every,
             },
+            load: options.load,
         };
         Prepared {
             service: server_stack(routes, config),

@@ -33,14 +33,13 @@
 //! wires.
 //!
 //! How much load a server takes before refusing ([`Load`]: the admission
-//! shares of downstream services, the BFFs' bound on calls in flight) is
-//! set once per process with [`set_load`] (the shared flags do it,
-//! `--admission` and `--max-in-flight`); servers built without it get the
-//! defaults.
+//! shares of downstream services, the BFFs' bound on calls in flight)
+//! comes with its serve options (`--admission` and `--max-in-flight`);
+//! servers given none get the defaults.
 
 use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tailor_auth::AuthLayer;
@@ -113,19 +112,6 @@ pub struct Load {
     pub max_in_flight: Option<usize>,
 }
 
-static LOAD: OnceLock<Load> = OnceLock::new();
-
-/// Sets the load limits of every server this process builds afterwards;
-/// the first setting counts. Returns whether this one did.
-pub fn set_load(load: Load) -> bool {
-    LOAD.set(load).is_ok()
-}
-
-/// The process's load limits: as [`set_load`] set them, or the defaults.
-pub fn load() -> Load {
-    LOAD.get().copied().unwrap_or_default()
-}
-
 /// Everything that decides a server's layers besides its routes.
 pub struct StackConfig {
     /// The server's name in logs (`web-bff`, `catalog`).
@@ -141,6 +127,8 @@ pub struct StackConfig {
     pub admission: Admission,
     /// Fault injection.
     pub faults: Faults,
+    /// How much load the server takes before refusing calls.
+    pub load: Load,
 }
 
 /// Wraps a server's routes in the whole chain, in the order of the module
@@ -164,7 +152,7 @@ where
             DEFAULT_MAX_MESSAGE_BYTES
         })
         .min(browser.map_or(usize::MAX, |b| b.max_request_bytes));
-    let load = load();
+    let load = config.load;
     let is_bff = config.admission.auth.is_some();
     let max_in_flight =
         load.max_in_flight
