@@ -252,6 +252,7 @@ async fn a_key_hammering_past_its_rate_limit_writes_a_log_of_bounded_size() {
     // (h2) closes a connection after 1,024 streams it reset itself, and a
     // refusal answered before the request's body was read is one.
     let address = partner.address;
+    let hammering = Instant::now();
     let hammer: Vec<_> = (0..4)
         .map(|_| {
             let key = key.clone();
@@ -289,6 +290,9 @@ async fn a_key_hammering_past_its_rate_limit_writes_a_log_of_bounded_size() {
         served += s;
         refused += r;
     }
+    // Two seconds, or longer on a busy machine: each hammer finishes its
+    // batch of calls.
+    let hammered = hammering.elapsed();
     assert!(refused >= 1_000, "only {refused} refusals to log");
 
     // Within a few seconds the summaries account for every refusal.
@@ -321,9 +325,14 @@ async fn a_key_hammering_past_its_rate_limit_writes_a_log_of_bounded_size() {
     );
     let summaries = text.lines().filter(|l| l.contains("refused calls")).count();
     let calls = text.lines().filter(|l| l.contains(" call ")).count();
-    // One summary a second (the hammering took two), plus one line per
-    // served call and a few lines of start-up.
-    assert!(summaries <= 6, "{summaries} summary lines:\n{text}");
+    // One summary a second while the hammering lasted (and one for the
+    // second it ended in), plus one line per served call and a few lines
+    // of start-up.
+    let seconds = hammered.as_secs() + 3;
+    assert!(
+        summaries as u64 <= seconds,
+        "{summaries} summary lines for {hammered:?} of hammering:\n{text}"
+    );
     assert!(
         summaries as u64 + served + 20 >= text.lines().count() as u64,
         "{} lines for {served} served calls:\n{text}",
