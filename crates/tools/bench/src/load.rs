@@ -9,12 +9,15 @@
 //! machine its CPU seconds, CPU per call and peak RSS during the run.
 //!
 //! `--concurrency 1,8,32,128` runs the levels one after the other, so the
-//! table shows where the target saturates.
+//! table shows where the target saturates. `--record <file>` also appends
+//! each level's figures to a file `tailor-bench report` turns into the
+//! performance report; `--process <name>=<pid>` measures another process
+//! beside the servers (the Node.js peer of the web BFF).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -25,8 +28,9 @@ use prost::Message;
 use tailor_proto::catalog::v1::GetProductRequest;
 use tailor_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
 use tailor_proto::mobile::v1::shop_service_client::ShopServiceClient as MobileClient;
-use tailor_proto::partner::v1::BatchGetAvailabilityRequest;
+use tailor_proto::mobile::v1::{OrderLineInput, PlaceOrderRequest};
 use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
+use tailor_proto::partner::v1::{BatchGetAvailabilityRequest, StreamCatalogFeedRequest};
 use tailor_proto::web::v1::shop_service_client::ShopServiceClient as WebClient;
 use tailor_proto::web::v1::{GetProductPageRequest, ListProductsRequest};
 use tonic::Code;
@@ -53,6 +57,16 @@ pub enum Scenario {
     WebList,
     /// Partner availability of 20 products in one call.
     PartnerAvailability,
+    /// The partner catalogue feed (`StreamCatalogFeed`) read to its end:
+    /// one call is one whole feed.
+    PartnerFeed,
+    /// A mobile `PlaceOrder` of one unit of one well-stocked product (by
+    /// the seed's stock, among the first `--products`), each call with a
+    /// fresh idempotency key, as a signed-in user. Calls are spread over
+    /// `--users` users (`bench-user-<i % users>`), so the per-user order
+    /// rate (10 at once, then one every 10 s) does not decide the
+    /// throughput.
+    OrderPlacement,
 }
 
 /// Flags of `tailor-bench load`.
@@ -76,9 +90,12 @@ pub struct Args {
     /// The stack's trust directory, for direct calls to the catalog.
     #[arg(long, env = "TAILOR_TRUST_DIR", default_value = "data/trust")]
     trust_dir: std::path::PathBuf,
-    /// A partner API key (`tailor up` prints the development one).
-    #[arg(long, env = "TAILOR_PARTNER_KEY")]
-    partner_key: Option<String>,
+    /// Partner API keys, comma-separated (`tailor up` prints the
+    /// development one). `partner-feed` gives each caller one key in turn:
+    /// a key may hold only a few feeds open at once, so high concurrency
+    /// needs several keys.
+    #[arg(long, env = "TAILOR_PARTNER_KEY", value_delimiter = ',')]
+    partner_key: Vec<String>,
     /// HTTP/2 connections the calls are spread over (native gRPC).
     #[arg(long, default_value_t = 1)]
     connections: usize,
@@ -105,6 +122,32 @@ pub struct Args {
     /// otherwise every Tailor server on the machine.
     #[arg(long)]
     launcher_pid: Option<u32>,
+    /// Another process to measure beside the servers, as `<name>=<pid>`
+    /// (for example a peer implementation of a BFF); may be repeated.
+    #[arg(long = "process", value_parser = parse_process)]
+    processes: Vec<(String, u32)>,
+    /// Users the order calls are spread over (`order-placement`).
+    #[arg(long, default_value_t = 1000)]
+    users: u32,
+    /// HS256 secret the users' tokens are minted with (the BFFs'
+    /// development secret, which `tailor up` runs with, unless set).
+    #[arg(long, env = "TAILOR_JWT_HS256_SECRET", default_value = tailor_auth::DEVELOPMENT_JWT_SECRET, hide_default_value = true)]
+    secret: String,
+    /// Also append each level's figures to this file as tab-separated
+    /// records, for `tailor-bench report`.
+    #[arg(long)]
+    record: Option<std::path::PathBuf>,
+    /// The target's name in the records (the scenario's name unless set).
+    #[arg(long)]
+    label: Option<String>,
+}
+
+fn parse_process(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected <name>=<pid>"))?;
+    let pid = pid.parse().map_err(|_| format!("{pid:?} is not a pid"))?;
+    Ok((name.to_owned(), pid))
 }
 
 /// One scenario's way of making call number `i`.
@@ -115,7 +158,16 @@ enum Caller {
     WebList(Vec<WebClient<Channel>>),
     Mobile(Vec<MobileClient<Channel>>),
     Partner(Vec<PartnerServiceClient<Channel>>, Arc<str>),
-    GrpcWeb { address: SocketAddr, text: bool },
+    PartnerFeed(
+        Vec<PartnerServiceClient<Channel>>,
+        Arc<[Arc<str>]>,
+        Arc<AtomicUsize>,
+    ),
+    Orders(Vec<MobileClient<Channel>>, Arc<OrderUsers>),
+    GrpcWeb {
+        address: SocketAddr,
+        text: bool,
+    },
 }
 
 fn product(i: u64, products: u32) -> String {
@@ -186,19 +238,35 @@ impl Caller {
                     .map(MobileClient::new)
                     .collect(),
             ),
-            Scenario::PartnerAvailability => {
-                let key = args.partner_key.clone().ok_or(
+            Scenario::PartnerAvailability | Scenario::PartnerFeed => {
+                let keys: Vec<Arc<str>> = args
+                    .partner_key
+                    .iter()
+                    .filter(|k| !k.is_empty())
+                    .map(|k| Arc::from(k.as_str()))
+                    .collect();
+                let key = keys.first().cloned().ok_or(
                     "--partner-key (or TAILOR_PARTNER_KEY) is needed for partner scenarios",
                 )?;
-                Caller::Partner(
-                    channels(args, args.partner)
-                        .await?
-                        .into_iter()
-                        .map(PartnerServiceClient::new)
-                        .collect(),
-                    key.into(),
-                )
+                let clients = channels(args, args.partner)
+                    .await?
+                    .into_iter()
+                    .map(PartnerServiceClient::new)
+                    .collect();
+                if args.scenario == Scenario::PartnerFeed {
+                    Caller::PartnerFeed(clients, keys.into(), Arc::default())
+                } else {
+                    Caller::Partner(clients, key)
+                }
             }
+            Scenario::OrderPlacement => Caller::Orders(
+                channels(args, args.mobile)
+                    .await?
+                    .into_iter()
+                    .map(MobileClient::new)
+                    .collect(),
+                Arc::new(OrderUsers::mint(args.users, &args.secret, args.products)?),
+            ),
             Scenario::WebPageGrpcWeb => Caller::GrpcWeb {
                 address: args.web,
                 text: false,
@@ -215,6 +283,14 @@ impl Caller {
         Ok(match self {
             Caller::GrpcWeb { address, text } => {
                 Worker::GrpcWeb(GrpcWebConnection::open(*address, *text).await?)
+            }
+            Caller::PartnerFeed(clients, keys, next) => {
+                let key = keys[next.fetch_add(1, Ordering::Relaxed) % keys.len()].clone();
+                Worker::Shared(Caller::PartnerFeed(
+                    clients.clone(),
+                    Arc::from([key]),
+                    next.clone(),
+                ))
             }
             other => Worker::Shared(other.clone()),
         })
@@ -281,9 +357,111 @@ impl Worker {
                     .map(drop)
                     .map_err(status)
             }
+            Worker::Shared(Caller::PartnerFeed(c, keys, _)) => {
+                let key = &keys[0];
+                let mut request = tonic::Request::new(StreamCatalogFeedRequest::default());
+                request
+                    .metadata_mut()
+                    .insert("x-api-key", key.parse().map_err(|_| Code::InvalidArgument)?);
+                let mut feed = pick(c, i)
+                    .stream_catalog_feed(request)
+                    .await
+                    .map_err(status)?
+                    .into_inner();
+                while feed.message().await.map_err(status)?.is_some() {}
+                Ok(())
+            }
+            Worker::Shared(Caller::Orders(c, users)) => {
+                let mut request = tonic::Request::new(PlaceOrderRequest {
+                    idempotency_key: users.fresh_key(),
+                    lines: vec![OrderLineInput {
+                        product_id: users.product(i),
+                        quantity: 1,
+                    }],
+                });
+                request
+                    .metadata_mut()
+                    .insert("authorization", users.bearer(i).clone());
+                pick(c, i)
+                    .place_order(request)
+                    .await
+                    .map(drop)
+                    .map_err(status)
+            }
             Worker::Shared(Caller::GrpcWeb { .. }) => Err(Code::Internal),
             Worker::GrpcWeb(connection) => connection.page(id).await,
         }
+    }
+}
+
+/// The signed-in users order calls are spread over: one bearer token
+/// each, a source of idempotency keys never used before, and the products
+/// the seed stocked well, so orders are refused for lack of stock only
+/// when a run has bought it all.
+struct OrderUsers {
+    bearers: Vec<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    stocked: Vec<String>,
+    run: String,
+    next_key: AtomicU64,
+}
+
+impl OrderUsers {
+    /// Tokens for `bench-user-0` .. `bench-user-<users - 1>`, for the
+    /// mobile BFF, valid for an hour.
+    fn mint(users: u32, secret: &str, products: u32) -> Result<Self, String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let bearers = (0..users.max(1))
+            .map(|u| {
+                let claims = tailor_auth::Claims {
+                    sub: format!("bench-user-{u}"),
+                    aud: "tailor-mobile".into(),
+                    exp: now + 3600,
+                    iat: now,
+                    iss: String::new(),
+                    scope: String::new(),
+                };
+                let token = tailor_auth::mint_hs256(secret.as_bytes(), &claims);
+                format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| "a minted token is not valid metadata".to_owned())
+            })
+            .collect::<Result<_, _>>()?;
+        let stocked: Vec<String> = (1..=products.max(1))
+            .filter(|&index| {
+                tailor_seed::stock(index)
+                    .iter()
+                    .map(|w| w.available)
+                    .sum::<i32>()
+                    >= 50
+            })
+            .map(|index| format!("prod-{index:06}"))
+            .collect();
+        if stocked.is_empty() {
+            return Err("no seeded product has stock to order".to_owned());
+        }
+        Ok(Self {
+            bearers,
+            stocked,
+            // Keys of one run never meet another run's, even on the same
+            // stack.
+            run: format!("{}-{now}", std::process::id()),
+            next_key: AtomicU64::new(0),
+        })
+    }
+
+    fn bearer(&self, i: u64) -> &tonic::metadata::MetadataValue<tonic::metadata::Ascii> {
+        &self.bearers[(i % self.bearers.len() as u64) as usize]
+    }
+
+    fn product(&self, i: u64) -> String {
+        self.stocked[(i % self.stocked.len() as u64) as usize].clone()
+    }
+
+    fn fresh_key(&self) -> String {
+        let n = self.next_key.fetch_add(1, Ordering::Relaxed);
+        format!("bench-{}-{n}", self.run)
     }
 }
 
@@ -538,7 +716,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         let measured = Duration::from_secs_f64(args.duration_secs);
         let measure_from = Instant::now() + warmup;
         let until = measure_from + measured;
-        let sampler = Sampler::start(measure_from, args.launcher_pid);
+        let sampler = Sampler::start(measure_from, args.launcher_pid, &args.processes);
         let (tally, not_sent) = match args.rate {
             Some(rate) => {
                 open_loop(
@@ -582,7 +760,76 @@ pub async fn run(args: Args) -> Result<(), String> {
         });
     }
     print_levels(&levels);
+    if let Some(path) = &args.record {
+        let scenario = clap::ValueEnum::to_possible_value(&args.scenario)
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default();
+        let label = args.label.clone().unwrap_or_else(|| scenario.clone());
+        append_records(path, &label, &scenario, &levels)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
     Ok(())
+}
+
+/// Appends one `level` record per level and one `process` record per
+/// process measured in it (the format `tailor-bench report` reads).
+fn append_records(
+    path: &std::path::Path,
+    label: &str,
+    scenario: &str,
+    levels: &[Level],
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = String::new();
+    for level in levels {
+        let ok = level.latencies.len() as u64;
+        let errors: u64 = level.errors.values().sum();
+        let calls = (ok + errors).max(1);
+        let mean = if level.latencies.is_empty() {
+            Duration::ZERO
+        } else {
+            level.latencies.iter().sum::<Duration>() / level.latencies.len() as u32
+        };
+        let described: Vec<String> = level
+            .errors
+            .iter()
+            .map(|(code, n)| format!("{code} {n}"))
+            .chain((level.not_sent > 0).then(|| format!("not sent {}", level.not_sent)))
+            .collect();
+        out.push_str(&format!(
+            "level\t{label}\t{scenario}\t{}\t{:.3}\t{ok}\t{errors}\t{:.1}\t{}\t{}\t{}\t{}\n",
+            level.concurrency,
+            level.seconds,
+            ok as f64 / level.seconds,
+            ms3(quantile(&level.latencies, 0.5)),
+            ms3(quantile(&level.latencies, 0.99)),
+            ms3(mean),
+            if described.is_empty() {
+                "none".to_owned()
+            } else {
+                described.join(", ")
+            }
+        ));
+        for process in &level.processes {
+            out.push_str(&format!(
+                "process\t{label}\t{}\t{}\t{:.3}\t{:.4}\t{:.1}\n",
+                level.concurrency,
+                process.name,
+                process.cpu_seconds,
+                process.cpu_seconds * 1000.0 / calls as f64,
+                process.peak_rss_kib as f64 / 1024.0
+            ));
+        }
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?
+        .write_all(out.as_bytes())
+}
+
+fn ms3(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64() * 1000.0)
 }
 
 fn print_levels(levels: &[Level]) {

@@ -12,6 +12,8 @@
 //! - `load`: a load generator for one scenario (closed or open loop,
 //!   concurrency levels, duration), with each server process's CPU and
 //!   peak memory during the run.
+//! - `report`: the markdown performance report (and its SVG chart) from
+//!   the records `load --record` appended.
 //! - `chaos`: a stack of its own under steady web load while faults hit
 //!   the other BFFs and the downstream services, against the isolation
 //!   targets.
@@ -23,6 +25,7 @@ mod grpc_web;
 mod load;
 mod page;
 mod procs;
+mod report;
 mod sink;
 
 use std::time::Duration;
@@ -47,7 +50,10 @@ enum Command {
     Payload(PayloadArgs),
     /// Load one scenario and report throughput, latency percentiles,
     /// errors and each server's CPU and peak memory.
-    Load(load::Args),
+    Load(Box<load::Args>),
+    /// The performance report (markdown and an SVG chart) from the
+    /// records of `load --record`.
+    Report(report::Args),
     /// An OTLP/gRPC trace receiver that counts spans and keeps nothing.
     OtlpSink(sink::Args),
     /// Web pages under steady load while faults hit the rest of the
@@ -145,7 +151,8 @@ async fn main() -> std::process::ExitCode {
         Command::Page(args) => page::run(args).await,
         Command::GrpcWeb(args) => grpc_web::run(args).await,
         Command::Payload(args) => payload(args).await,
-        Command::Load(args) => load::run(args).await,
+        Command::Load(args) => load::run(*args).await,
+        Command::Report(args) => report::run(args).await,
         Command::OtlpSink(args) => sink::run(args).await,
         Command::Chaos(args) => chaos::run(args).await,
     };

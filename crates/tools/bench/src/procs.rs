@@ -1,4 +1,5 @@
-//! What the Tailor server processes on this machine spend while a load
+//! What the Tailor server processes on this machine (and any other
+//! process named by pid) spend while a load
 //! runs: CPU seconds (user + system, from `/proc/<pid>/stat`) and the
 //! highest resident set seen (sampled from `/proc/<pid>/status` every
 //! 100 ms).
@@ -90,12 +91,15 @@ pub struct Sampler {
 
 impl Sampler {
     /// Starts sampling the servers (of the `launcher` process, when
-    /// given); the run counts from `from`.
-    pub fn start(from: Instant, launcher: Option<u32>) -> Self {
+    /// given) and the `extra` processes (name, pid); the run counts from
+    /// `from`.
+    pub fn start(from: Instant, launcher: Option<u32>, extra: &[(String, u32)]) -> Self {
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let extra = extra.to_vec();
         let task = tokio::spawn(async move {
             tokio::time::sleep_until(from.into()).await;
-            let processes = servers(launcher);
+            let mut processes = servers(launcher);
+            processes.extend(extra.into_iter().map(|(name, pid)| (pid, name)));
             let start: BTreeMap<u32, u64> = processes
                 .iter()
                 .filter_map(|(pid, _)| Some((*pid, cpu_ticks(*pid)?)))

@@ -1,0 +1,733 @@
+//! `tailor-bench report`: turns the records `tailor-bench load --record`
+//! appended (and the `h2load` records `scripts/perf-report.sh` adds) into
+//! a markdown performance report, with a table per scenario, the Node.js
+//! peer against the Rust web BFF, the h2load cross-check and issue 13's
+//! targets, plus an SVG chart of throughput per scenario and concurrency.
+//!
+//! Record lines are tab-separated:
+//!
+//! ```text
+//! level   <label> <scenario> <concurrency> <seconds> <ok> <errors> <calls/s> <p50 ms> <p99 ms> <mean ms> <errors by status>
+//! process <label> <concurrency> <name> <CPU s> <CPU ms/call> <peak RSS MiB>
+//! h2load  <label> <concurrency> <req/s> <mean ms> <min ms> <max ms> <requests> <2xx> <failed>
+//! ```
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+/// Flags of `tailor-bench report`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The records file (`tailor-bench load --record`).
+    #[arg(long)]
+    records: PathBuf,
+    /// Where the markdown goes.
+    #[arg(long)]
+    out: PathBuf,
+    /// Where the SVG chart of throughput goes (linked from the markdown by
+    /// its file name, so put it beside it).
+    #[arg(long)]
+    svg: Option<PathBuf>,
+    /// The command that produced the records, quoted in the report.
+    #[arg(long, default_value = "scripts/perf-report.sh")]
+    command: String,
+    /// When the records were made, quoted in the report.
+    #[arg(long, default_value = "")]
+    date: String,
+    /// Seconds measured per level, and of warm-up before each.
+    #[arg(long, default_value = "")]
+    timing: String,
+    /// Users order calls were spread over.
+    #[arg(long, default_value_t = 1000)]
+    users: u32,
+    /// Products in the stack.
+    #[arg(long, default_value_t = 10_000)]
+    products: u32,
+}
+
+/// One level of one target.
+#[derive(Debug, Clone)]
+struct Level {
+    label: String,
+    scenario: String,
+    concurrency: usize,
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    mean: f64,
+    ok: u64,
+    errors: u64,
+    errors_text: String,
+}
+
+/// One process during one level of one target.
+#[derive(Debug, Clone)]
+struct Process {
+    label: String,
+    concurrency: usize,
+    name: String,
+    cpu_ms_per_call: f64,
+    peak_rss_mib: f64,
+}
+
+/// One h2load run.
+#[derive(Debug, Clone)]
+struct H2load {
+    label: String,
+    concurrency: usize,
+    rate: f64,
+    mean: f64,
+    min: f64,
+    max: f64,
+    requests: u64,
+    success: u64,
+    failed: u64,
+}
+
+#[derive(Debug, Default)]
+struct Records {
+    levels: Vec<Level>,
+    processes: Vec<Process>,
+    h2load: Vec<H2load>,
+}
+
+fn parse(text: &str) -> Result<Records, String> {
+    let mut records = Records::default();
+    for (n, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let bad = || format!("records line {}: {line:?}", n + 1);
+        let num = |i: usize| -> Result<f64, String> {
+            fields.get(i).and_then(|v| v.parse().ok()).ok_or_else(bad)
+        };
+        let int = |i: usize| -> Result<u64, String> {
+            fields.get(i).and_then(|v| v.parse().ok()).ok_or_else(bad)
+        };
+        match fields.first() {
+            Some(&"level") if fields.len() >= 12 => records.levels.push(Level {
+                label: fields[1].to_owned(),
+                scenario: fields[2].to_owned(),
+                concurrency: int(3)? as usize,
+                ok: int(5)?,
+                errors: int(6)?,
+                rate: num(7)?,
+                p50: num(8)?,
+                p99: num(9)?,
+                mean: num(10)?,
+                errors_text: fields[11].to_owned(),
+            }),
+            Some(&"process") if fields.len() >= 7 => records.processes.push(Process {
+                label: fields[1].to_owned(),
+                concurrency: int(2)? as usize,
+                name: fields[3].to_owned(),
+                cpu_ms_per_call: num(5)?,
+                peak_rss_mib: num(6)?,
+            }),
+            Some(&"h2load") if fields.len() >= 10 => records.h2load.push(H2load {
+                label: fields[1].to_owned(),
+                concurrency: int(2)? as usize,
+                rate: num(3)?,
+                mean: num(4)?,
+                min: num(5)?,
+                max: num(6)?,
+                requests: int(7)?,
+                success: int(8)?,
+                failed: int(9)?,
+            }),
+            Some(&"") | None => {}
+            _ => return Err(bad()),
+        }
+    }
+    Ok(records)
+}
+
+impl Records {
+    fn labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> = Vec::new();
+        for level in &self.levels {
+            if !labels.contains(&level.label) {
+                labels.push(level.label.clone());
+            }
+        }
+        labels
+    }
+
+    fn levels_of(&self, label: &str) -> Vec<&Level> {
+        self.levels.iter().filter(|l| l.label == label).collect()
+    }
+
+    fn level(&self, label: &str, concurrency: usize) -> Option<&Level> {
+        self.levels
+            .iter()
+            .find(|l| l.label == label && l.concurrency == concurrency)
+    }
+
+    fn process(&self, label: &str, concurrency: usize, name: &str) -> Option<&Process> {
+        self.processes
+            .iter()
+            .find(|p| p.label == label && p.concurrency == concurrency && p.name == name)
+    }
+
+    /// The level of a target with the most calls a second.
+    fn best(&self, label: &str) -> Option<&Level> {
+        self.levels_of(label)
+            .into_iter()
+            .max_by(|a, b| a.rate.total_cmp(&b.rate))
+    }
+}
+
+/// The process that answers a target's calls: the BFF, the catalog for
+/// the floor, or a process measured by name beside the servers (a peer).
+fn front(records: &Records, label: &str, scenario: &str) -> String {
+    let servers = [
+        "tailor-catalog",
+        "tailor-inventory",
+        "tailor-reviews",
+        "tailor-orders",
+        "tailor-web-bff",
+        "tailor-mobile-bff",
+        "tailor-partner-bff",
+    ];
+    if let Some(peer) = records
+        .processes
+        .iter()
+        .find(|p| p.label == label && !servers.contains(&p.name.as_str()))
+    {
+        return peer.name.clone();
+    }
+    match scenario {
+        "catalog-get" => "tailor-catalog",
+        s if s.starts_with("web-") => "tailor-web-bff",
+        "mobile-page" | "order-placement" => "tailor-mobile-bff",
+        s if s.starts_with("partner-") => "tailor-partner-bff",
+        _ => "tailor-web-bff",
+    }
+    .to_owned()
+}
+
+const DOWNSTREAMS: [&str; 4] = [
+    "tailor-catalog",
+    "tailor-inventory",
+    "tailor-reviews",
+    "tailor-orders",
+];
+
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == "model name").then(|| value.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown (no model name in /proc/cpuinfo)".to_owned());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or("unknown".to_owned(), |kib| {
+            format!("{:.1} GiB", kib / 1024.0 / 1024.0)
+        });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "- CPUs (nproc): {cpus}\n- CPU model: {model}\n- memory: {memory}\n- Linux {}\n",
+        kernel.trim()
+    )
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "**met**" } else { "**not met**" }
+}
+
+fn cpu_cell(process: Option<&Process>) -> String {
+    process.map_or("–".to_owned(), |p| format!("{:.3}", p.cpu_ms_per_call))
+}
+
+fn scenario_table(records: &Records, label: &str, out: &mut String) {
+    let levels = records.levels_of(label);
+    let Some(first) = levels.first() else {
+        return;
+    };
+    let front = front(records, label, &first.scenario);
+    let mut columns = vec![front.clone()];
+    columns.extend(
+        DOWNSTREAMS
+            .iter()
+            .filter(|d| **d != front)
+            .map(|d| (*d).to_owned()),
+    );
+    let short = |name: &str| name.trim_start_matches("tailor-").to_owned();
+    let _ = writeln!(out, "### {label}\n");
+    let _ = write!(out, "| concurrency | calls/s | p50 ms | p99 ms | errors |");
+    for c in &columns {
+        let _ = write!(out, " CPU ms/call {} |", short(c));
+    }
+    let _ = writeln!(out, " peak RSS MiB {} |", short(&front));
+    let _ = write!(out, "|---:|---:|---:|---:|---|");
+    for _ in &columns {
+        let _ = write!(out, "---:|");
+    }
+    let _ = writeln!(out, "---:|");
+    for level in levels {
+        let _ = write!(
+            out,
+            "| {} | {:.0} | {:.2} | {:.2} | {} |",
+            level.concurrency, level.rate, level.p50, level.p99, level.errors_text
+        );
+        for c in &columns {
+            let _ = write!(
+                out,
+                " {} |",
+                cpu_cell(records.process(label, level.concurrency, c))
+            );
+        }
+        let rss = records
+            .process(label, level.concurrency, &front)
+            .map_or("–".to_owned(), |p| format!("{:.1}", p.peak_rss_mib));
+        let _ = writeln!(out, " {rss} |");
+    }
+    let _ = writeln!(out);
+}
+
+/// Writes the SVG chart: calls/s against concurrency, one line per target.
+fn chart(records: &Records) -> String {
+    let labels = records.labels();
+    let mut levels: Vec<usize> = records.levels.iter().map(|l| l.concurrency).collect();
+    levels.sort_unstable();
+    levels.dedup();
+    let top = records
+        .levels
+        .iter()
+        .map(|l| l.rate)
+        .fold(1.0_f64, f64::max);
+    // A round top for the y axis: 1, 2 or 5 times a power of ten.
+    let magnitude = 10f64.powf(top.log10().floor());
+    let y_max = [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|v| *v >= top)
+        .unwrap_or(top);
+    let (width, height) = (760.0, 420.0);
+    let (left, right, top_margin, bottom) = (70.0, 230.0, 30.0, 50.0);
+    let plot_w = width - left - right;
+    let plot_h = height - top_margin - bottom;
+    let x = |i: usize| {
+        if levels.len() <= 1 {
+            left + plot_w / 2.0
+        } else {
+            left + plot_w * i as f64 / (levels.len() - 1) as f64
+        }
+    };
+    let y = |rate: f64| top_margin + plot_h * (1.0 - rate / y_max);
+    let colours = [
+        "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+        "#bcbd22", "#17becf", "#000000",
+    ];
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<rect width="{width}" height="{height}" fill="white"/>"#
+    );
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="18" text-anchor="middle" font-size="14">Throughput (calls/s) by concurrency</text>"#,
+        left + plot_w / 2.0
+    );
+    for step in 0..=5 {
+        let value = y_max * step as f64 / 5.0;
+        let py = y(value);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{left}" y1="{py:.1}" x2="{:.1}" y2="{py:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{value:.0}</text>"##,
+            left + plot_w,
+            left - 6.0,
+            py + 4.0
+        );
+    }
+    for (i, level) in levels.iter().enumerate() {
+        let px = x(i);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{px:.1}" y1="{top_margin}" x2="{px:.1}" y2="{:.1}" stroke="#eee"/><text x="{px:.1}" y="{:.1}" text-anchor="middle">{level}</text>"##,
+            top_margin + plot_h,
+            top_margin + plot_h + 18.0
+        );
+    }
+    let _ = writeln!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">concurrency (calls in flight)</text>"#,
+        left + plot_w / 2.0,
+        height - 10.0
+    );
+    for (n, label) in labels.iter().enumerate() {
+        let colour = colours[n % colours.len()];
+        let points: Vec<String> = levels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let level = records.level(label, *c)?;
+                Some(format!("{:.1},{:.1}", x(i), y(level.rate)))
+            })
+            .collect();
+        let _ = writeln!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            points.join(" ")
+        );
+        for point in &points {
+            let (px, py) = point.split_once(',').unwrap_or_default();
+            let _ = writeln!(
+                svg,
+                r#"<circle cx="{px}" cy="{py}" r="3" fill="{colour}"/>"#
+            );
+        }
+        let ly = top_margin + 10.0 + 20.0 * n as f64;
+        let lx = left + plot_w + 20.0;
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{colour}" stroke-width="3"/><text x="{}" y="{}">{label}</text>"#,
+            lx + 20.0,
+            lx + 26.0,
+            ly + 4.0
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# Performance\n");
+    let _ = writeln!(
+        out,
+        "Generated by `{}`{}; rerun it to replace this file with this machine's figures. \
+         Every figure below comes from that run.\n",
+        args.command,
+        if args.date.is_empty() {
+            String::new()
+        } else {
+            format!(" on {}", args.date)
+        }
+    );
+    let _ = writeln!(out, "## Machine\n\n{}", machine());
+    let _ = writeln!(out, "## Method\n");
+    let _ = writeln!(
+        out,
+        "One `tailor up --any-ports --products {products}` stack on this machine, with the load \
+         generator (`tailor-bench load`, closed loop: each caller calls again as soon as its \
+         answer arrives) on the same cores, so the load generator's own CPU is taken from the \
+         servers'. {timing}Native gRPC calls share one HTTP/2 connection; grpc-web uses one \
+         HTTP/1.1 keep-alive connection per caller, as browsers do. Products are cycled \
+         through all {products}. CPU per call is each process's user + system time (from \
+         `/proc/<pid>/stat`) during the measured seconds divided by the calls made; peak RSS is \
+         sampled every 100 ms.\n\n\
+         - `catalog-get` is the floor: one catalog `GetProduct` straight to the catalog over \
+         mutual TLS with the web BFF's certificate.\n\
+         - `order-placement` is the mobile BFF's `PlaceOrder` of one unit, each call with a \
+         fresh idempotency key, as a signed-in user (an HS256 token minted with the \
+         development secret `tailor up` runs the BFFs with). Calls are spread over {users} \
+         users (`bench-user-<i % {users}>`), so the per-user order rate (10 at once, then one \
+         every 10 s) does not decide the throughput; each order reserves stock, so \
+         FAILED_PRECONDITION errors mean products ran out of stock.\n\
+         - `partner-feed` reads the partner catalogue feed to its end ({products} products): \
+         calls/s are whole feeds a second. The partner scenarios use the development key; \
+         the script raises its plan's rate limit for the run \
+         (`TAILOR_PARTNER_PLAN_LIMITS`), so the token bucket does not decide the throughput.\n",
+        products = args.products,
+        users = args.users,
+        timing = if args.timing.is_empty() {
+            String::new()
+        } else {
+            format!("{}. ", args.timing)
+        }
+    );
+    let _ = writeln!(out, "Command:\n\n```\n{}\n```\n", args.command);
+
+    let _ = writeln!(out, "## Scenarios\n");
+    let _ = writeln!(
+        out,
+        "Errors are by gRPC status; CPU columns are milliseconds of CPU per call of the \
+         process answering the calls and of each downstream service (– when not measured).\n"
+    );
+    if let Some(name) = svg_name {
+        let _ = writeln!(out, "![Throughput by scenario and concurrency]({name})\n");
+    }
+    for label in records.labels() {
+        scenario_table(records, &label, &mut out);
+    }
+
+    let node = "web-page-node-peer";
+    let _ = writeln!(out, "## Node.js peer against the Rust web BFF\n");
+    if records.levels_of(node).is_empty() {
+        let _ = writeln!(out, "Not run.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "The same `web-page` load against `crates/tools/bench/node-peer` \
+             (`@connectrpc/connect-node`, the same five downstream calls over mutual TLS) and \
+             against the Rust web BFF, at equal concurrency.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| concurrency | Rust pages/s | Node pages/s | Rust p50 ms | Node p50 ms | Rust BFF CPU ms/page | Node CPU ms/page | Node ÷ Rust CPU |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for level in records.levels_of(node) {
+            let c = level.concurrency;
+            let rust = records.level("web-page", c);
+            let rust_cpu = records.process("web-page", c, "tailor-web-bff");
+            let node_cpu = records.process(node, c, "node-peer");
+            let ratio = match (rust_cpu, node_cpu) {
+                (Some(r), Some(n)) if r.cpu_ms_per_call > 0.0 => {
+                    format!("{:.1}×", n.cpu_ms_per_call / r.cpu_ms_per_call)
+                }
+                _ => "–".to_owned(),
+            };
+            let _ = writeln!(
+                out,
+                "| {c} | {} | {:.0} | {} | {:.2} | {} | {} | {ratio} |",
+                rust.map_or("–".to_owned(), |r| format!("{:.0}", r.rate)),
+                level.rate,
+                rust.map_or("–".to_owned(), |r| format!("{:.2}", r.p50)),
+                level.p50,
+                cpu_cell(rust_cpu),
+                cpu_cell(node_cpu),
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    let _ = writeln!(out, "## Cross-check with h2load\n");
+    if records.h2load.is_empty() {
+        let _ = writeln!(out, "Not run.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "h2load (nghttp2) sends the same framed `GetProductPageRequest` for one product over \
+             one plaintext HTTP/2 connection with as many streams in flight as the concurrency; \
+             `tailor-bench load` ran the same target with the same product (`--products 1`) and \
+             concurrency right before it. h2load counts HTTP statuses only: a gRPC error inside \
+             a 200 answer (`grpc-status` in the trailers) counts as a success there. Its \
+             latency figures are min/mean/max (no percentiles).\n"
+        );
+        let _ = writeln!(
+            out,
+            "| tool | target | concurrency | calls/s | mean ms | p50 ms | p99 ms | min–max ms | errors |"
+        );
+        let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|---|");
+        for run in &records.h2load {
+            let bench = records.level(&run.label, run.concurrency);
+            if let Some(b) = bench {
+                let _ = writeln!(
+                    out,
+                    "| tailor-bench | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | – | {} |",
+                    run.label, b.concurrency, b.rate, b.mean, b.p50, b.p99, b.errors_text
+                );
+            }
+            let _ = writeln!(
+                out,
+                "| h2load | {} | {} | {:.0} | {:.3} | – | – | {:.3}–{:.3} | {} of {} not 2xx, {} failed |",
+                run.label,
+                run.concurrency,
+                run.rate,
+                run.mean,
+                run.min,
+                run.max,
+                run.requests.saturating_sub(run.success),
+                run.requests,
+                run.failed
+            );
+            if let Some(b) = bench {
+                let _ = writeln!(
+                    out,
+                    "\nh2load's throughput is {:.0}% of tailor-bench's and its mean latency {:.0}% of \
+                     tailor-bench's for the same target and concurrency.\n",
+                    100.0 * run.rate / b.rate.max(f64::MIN_POSITIVE),
+                    100.0 * run.mean / b.mean.max(f64::MIN_POSITIVE)
+                );
+            }
+        }
+        let _ = writeln!(out);
+    }
+
+    let _ = writeln!(out, "## Issue 13's targets\n");
+    let mut targets: Vec<String> = Vec::new();
+    if let Some(best) = records.best("web-page") {
+        targets.push(format!(
+            "Whole stack ≥ 2,000 web product pages/s: {:.0} pages/s (at concurrency {}): {}.",
+            best.rate,
+            best.concurrency,
+            met(best.rate >= 2000.0)
+        ));
+        if let Some(cpu) = records.process("web-page", best.concurrency, "tailor-web-bff") {
+            targets.push(format!(
+                "Web BFF ≤ 0.4 ms CPU per page: {:.3} ms (at concurrency {}, its best throughput): {}.",
+                cpu.cpu_ms_per_call,
+                best.concurrency,
+                met(cpu.cpu_ms_per_call <= 0.4)
+            ));
+        }
+    }
+    let ratios: Vec<(usize, f64)> = records
+        .levels_of(node)
+        .iter()
+        .filter_map(|level| {
+            let c = level.concurrency;
+            let rust = records.process("web-page", c, "tailor-web-bff")?;
+            let node = records.process(node, c, "node-peer")?;
+            (rust.cpu_ms_per_call > 0.0).then(|| (c, node.cpu_ms_per_call / rust.cpu_ms_per_call))
+        })
+        .collect();
+    if let Some((c, lowest)) = ratios.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)) {
+        let all: Vec<String> = ratios
+            .iter()
+            .map(|(c, r)| format!("{r:.1}× at {c}"))
+            .collect();
+        targets.push(format!(
+            "Web BFF CPU per page ≥ 15× less than the Node.js peer's, at equal concurrency: \
+             {} (lowest {lowest:.1}× at concurrency {c}): {}.",
+            all.join(", "),
+            met(lowest >= 15.0)
+        ));
+    } else {
+        targets.push(
+            "Web BFF CPU per page ≥ 15× less than the Node.js peer's: not measured (the Node \
+             peer was not run)."
+                .to_owned(),
+        );
+    }
+    if let (Some(page), Some(floor)) = (
+        records.level("web-page", 1),
+        records.level("catalog-get", 1),
+    ) {
+        let above = page.p50 - floor.p50;
+        targets.push(format!(
+            "At concurrency 1, page p50 ≤ 0.2 ms above its slowest downstream call: page p50 \
+             {:.3} ms, catalog-get p50 {:.3} ms, {above:.3} ms above: {}. The slowest \
+             downstream call is approximated by the catalog-get floor (one direct call with the \
+             web BFF's certificate); the page's five downstream calls run at once, and their \
+             slowest is not measured apart.",
+            page.p50,
+            floor.p50,
+            met(above <= 0.2)
+        ));
+    }
+    if let Some(native) = records.best("web-page") {
+        for variant in ["web-page-grpc-web", "web-page-grpc-web-text"] {
+            if let Some(web) = records.best(variant) {
+                let share = web.rate / native.rate.max(f64::MIN_POSITIVE);
+                targets.push(format!(
+                    "{variant} throughput ≥ 85% of native: {:.0} against {:.0} calls/s (the \
+                     best level of each), {:.0}%: {}.",
+                    web.rate,
+                    native.rate,
+                    share * 100.0,
+                    met(share >= 0.85)
+                ));
+            }
+        }
+    }
+    for target in targets {
+        let _ = writeln!(out, "- {target}");
+    }
+    let _ = writeln!(out);
+    let errors: Vec<String> = records
+        .levels
+        .iter()
+        .filter(|l| l.errors > 0)
+        .map(|l| {
+            format!(
+                "{} at {}: {} of {} calls ({})",
+                l.label,
+                l.concurrency,
+                l.errors,
+                l.ok + l.errors,
+                l.errors_text
+            )
+        })
+        .collect();
+    if !errors.is_empty() {
+        let _ = writeln!(
+            out,
+            "Runs with errors (their calls/s count successful calls only): {}.\n",
+            errors.join("; ")
+        );
+    }
+    out
+}
+
+/// Reads the records and writes the report (and the chart).
+pub async fn run(args: Args) -> Result<(), String> {
+    let text = std::fs::read_to_string(&args.records)
+        .map_err(|e| format!("reading {}: {e}", args.records.display()))?;
+    let records = parse(&text)?;
+    if records.levels.is_empty() {
+        return Err(format!("{} holds no level records", args.records.display()));
+    }
+    let svg_name = match &args.svg {
+        Some(path) => {
+            std::fs::write(path, chart(&records))
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            path.file_name().map(|n| n.to_string_lossy().into_owned())
+        }
+        None => None,
+    };
+    std::fs::write(&args.out, markdown(&records, &args, svg_name.as_deref()))
+        .map_err(|e| format!("writing {}: {e}", args.out.display()))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RECORDS: &str = "level\tweb-page\tweb-page\t1\t1.000\t900\t0\t900.0\t1.100\t2.000\t1.050\tnone\n\
+        process\tweb-page\t1\ttailor-web-bff\t0.300\t0.3333\t20.0\n\
+        level\tcatalog-get\tcatalog-get\t1\t1.000\t2000\t0\t2000.0\t0.450\t0.900\t0.480\tnone\n\
+        level\tweb-page-node-peer\tweb-page\t1\t1.000\t500\t0\t500.0\t1.900\t3.000\t2.000\tnone\n\
+        process\tweb-page-node-peer\t1\tnode-peer\t1.000\t2.0000\t80.0\n\
+        h2load\tweb-page\t1\t950.0\t1.000\t0.500\t4.000\t950\t950\t0\n";
+
+    #[test]
+    fn records_become_tables_targets_and_a_chart() {
+        let records = parse(RECORDS).unwrap();
+        assert_eq!(records.levels.len(), 3);
+        let args = Args {
+            records: PathBuf::new(),
+            out: PathBuf::new(),
+            svg: None,
+            command: "scripts/perf-report.sh".into(),
+            date: String::new(),
+            timing: String::new(),
+            users: 1000,
+            products: 10_000,
+        };
+        let report = markdown(&records, &args, Some("chart.svg"));
+        assert!(report.contains("### web-page\n"), "{report}");
+        assert!(report.contains("0.333"), "{report}");
+        // 2.0 / 0.3333 of the Node peer against the web BFF.
+        assert!(report.contains("6.0×"), "{report}");
+        // 1.1 - 0.45 above the floor.
+        assert!(report.contains("0.650 ms above: **not met**"), "{report}");
+        assert!(
+            report.contains("| h2load | web-page | 1 | 950 |"),
+            "{report}"
+        );
+        let svg = chart(&records);
+        assert!(
+            svg.starts_with("<svg") && svg.contains("<polyline"),
+            "{svg}"
+        );
+    }
+
+    #[test]
+    fn a_malformed_line_is_refused() {
+        assert!(parse("level\tonly\ttwo\n").is_err());
+    }
+}
