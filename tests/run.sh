@@ -58,8 +58,12 @@ log=$(mktemp)
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast --failure-output final 2>&1 | tee "$log" || status=$?
-    passed=$(grep -oE '[0-9]+ passed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
-    failed=$(grep -oE '[0-9]+ failed' "$log" | tail -1 | grep -oE '[0-9]+' || echo 0)
+    # nextest's own summary line; a failing test's output, printed after
+    # it, has "test result" lines of its own.
+    summary=$(grep -E '^ *Summary \[' "$log" | tail -1 || true)
+    passed=$(echo "$summary" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
+    failed=$(echo "$summary" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+' || echo 0)
+    if [ -z "$summary" ]; then failed=$(( failed + 1 )); fi
 else
     cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
     passed=$(grep -oE 'test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
