@@ -90,11 +90,12 @@ catalog=$(at catalog); inventory=$(at inventory); reviews=$(at reviews)
 trust=$work/data/trust
 partner_key=$(cat "$work/data/partner-dev-key.txt")
 
-# load [--seconds S --warmup W --keys K --levels L] <tailor-bench load flags>
+# load [--seconds S --warmup W --keys K --levels L --web-at A] <tailor-bench load flags>
 load() {
-  local s=$seconds w=$warmup k=$partner_key l=$levels
+  local s=$seconds w=$warmup k=$partner_key l=$levels a=$web
   while :; do
     case "$1" in
+      --web-at) a=$2; shift 2 ;;
       --levels) l=$2; shift 2 ;;
       --seconds) s=$2; shift 2 ;;
       --warmup) w=$2; shift 2 ;;
@@ -103,7 +104,7 @@ load() {
     esac
   done
   "$bin/tailor-bench" load --launcher-pid "$launcher" \
-    --web "$web" --mobile "$mobile" --partner "$partner" --catalog "$catalog" \
+    --web "$a" --mobile "$mobile" --partner "$partner" --catalog "$catalog" \
     --trust-dir "$trust" --partner-key "$k" --users "$users" \
     --products "$products" --concurrency "$l" \
     --duration-secs "$s" --warmup-secs "$w" \
@@ -151,7 +152,7 @@ if ! $smoke; then
   for _ in $(seq 100); do grep -q "listening on" "$work/node.out" && break; sleep 0.1; done
   node_at=$(sed -n 's/.*listening on //p' "$work/node.out")
   [ -n "$node_at" ] || { cat "$work/node.out"; exit 1; }
-  load --scenario web-page --web "$node_at" --label web-page-node-peer \
+  load --web-at "$node_at" --scenario web-page --label web-page-node-peer \
     --process "node-peer=$node_pid"
   kill "$node_pid"; wait "$node_pid" 2>/dev/null || true; node_pid=""
 

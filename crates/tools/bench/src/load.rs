@@ -63,7 +63,7 @@ pub enum Scenario {
     /// A mobile `PlaceOrder` of one unit of one well-stocked product (by
     /// the seed's stock, among the first `--products`), each call with a
     /// fresh idempotency key, as a signed-in user. Calls are spread over
-    /// `--users` users (`bench-user-<i % users>`), so the per-user order
+    /// `--users` users (order n by `bench-user-<n % users>`), so the per-user order
     /// rate (10 at once, then one every 10 s) does not decide the
     /// throughput.
     OrderPlacement,
@@ -372,16 +372,17 @@ impl Worker {
                 Ok(())
             }
             Worker::Shared(Caller::Orders(c, users)) => {
+                let order = users.next();
                 let mut request = tonic::Request::new(PlaceOrderRequest {
-                    idempotency_key: users.fresh_key(),
+                    idempotency_key: format!("bench-{}-{order}", users.run),
                     lines: vec![OrderLineInput {
-                        product_id: users.product(i),
+                        product_id: users.product(order),
                         quantity: 1,
                     }],
                 });
                 request
                     .metadata_mut()
-                    .insert("authorization", users.bearer(i).clone());
+                    .insert("authorization", users.bearer(order).clone());
                 pick(c, i)
                     .place_order(request)
                     .await
@@ -395,7 +396,8 @@ impl Worker {
 }
 
 /// The signed-in users order calls are spread over: one bearer token
-/// each, a source of idempotency keys never used before, and the products
+/// each, a sequence of order numbers (the idempotency keys, never used
+/// before; order `n` is placed by user `n % users`), and the products
 /// the seed stocked well, so orders are refused for lack of stock only
 /// when a run has bought it all.
 struct OrderUsers {
@@ -459,9 +461,10 @@ impl OrderUsers {
         self.stocked[(i % self.stocked.len() as u64) as usize].clone()
     }
 
-    fn fresh_key(&self) -> String {
-        let n = self.next_key.fetch_add(1, Ordering::Relaxed);
-        format!("bench-{}-{n}", self.run)
+    /// The number of the next order: all callers share one sequence, so
+    /// each user places one order in every `users`, however many callers.
+    fn next(&self) -> u64 {
+        self.next_key.fetch_add(1, Ordering::Relaxed)
     }
 }
 
@@ -512,12 +515,26 @@ impl GrpcWebConnection {
         .header("x-grpc-web", "1")
         .body(Full::new(body))
         .map_err(|_| Code::Internal)?;
+        if self.sender.is_closed() {
+            // The server closed the connection (as it may after a
+            // refusal): open another, as a browser would.
+            *self = Self::open(self.address, self.text)
+                .await
+                .map_err(|_| Code::Unavailable)?;
+        }
         self.sender.ready().await.map_err(|_| Code::Unavailable)?;
         let response = self
             .sender
             .send_request(request)
             .await
             .map_err(|_| Code::Unavailable)?;
+        // A trailers-only answer (a refusal) carries its status in the
+        // headers and no trailer frame.
+        let in_headers = response
+            .headers()
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok()?.parse::<i32>().ok())
+            .map(Code::from_i32);
         let raw = response
             .into_body()
             .collect()
@@ -529,7 +546,10 @@ impl GrpcWebConnection {
         } else {
             raw.to_vec()
         };
-        grpc_web_status(&frames)
+        match in_headers {
+            Some(Code::Ok) | None => grpc_web_status(&frames),
+            Some(code) => Err(code),
+        }
     }
 }
 
@@ -607,7 +627,10 @@ async fn closed_loop(
         let per_caller = budget.div_ceil(concurrency as u64);
         tasks.push(tokio::spawn(async move {
             let mut tally = Tally::default();
-            let mut i = c as u64 * 1_000_003;
+            // Callers start evenly spaced over the products and advance
+            // at about the same pace, so two rarely ask for the same
+            // product at once (the BFFs share identical reads in flight).
+            let mut i = c as u64 * u64::from(products) / concurrency as u64;
             while Instant::now() < until && !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
                 let outcome = worker.call(i, products).await;

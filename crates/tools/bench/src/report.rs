@@ -431,7 +431,7 @@ fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
          - `order-placement` is the mobile BFF's `PlaceOrder` of one unit, each call with a \
          fresh idempotency key, as a signed-in user (an HS256 token minted with the \
          development secret `tailor up` runs the BFFs with). Calls are spread over {users} \
-         users (`bench-user-<i % {users}>`), so the per-user order rate (10 at once, then one \
+         users (order n is placed by `bench-user-<n % {users}>`, one order sequence across all callers), so the per-user order rate (10 at once, then one \
          every 10 s) does not decide the throughput; each order reserves stock, so \
          FAILED_PRECONDITION errors mean products ran out of stock.\n\
          - `partner-feed` reads the partner catalogue feed to its end ({products} products): \
@@ -654,7 +654,12 @@ fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
     if !errors.is_empty() {
         let _ = writeln!(
             out,
-            "Runs with errors (their calls/s count successful calls only): {}.\n",
+            "Runs with errors (their calls/s count successful calls only): {}.\n\n\
+             RESOURCE_EXHAUSTED is the stack refusing overload rather than queueing it: each \
+             downstream service admits 8 calls at once and queues 32 more per client type \
+             (`--admission`), a BFF sheds calls beyond 256 in flight, and the BFFs' bulkheads \
+             bound calls in flight per service. UNAVAILABLE at high concurrency is a page whose \
+             required catalogue call failed while the catalog was refusing the overload.\n",
             errors.join("; ")
         );
     }
