@@ -17,8 +17,8 @@
 //! failures in a row. Open, it refuses; after the open time, a few probe
 //! calls go through (half-open), judged by the same rate: their failures
 //! reaching it open the circuit again, their successes ruling it out close
-//! it (with the defaults, 3 probes: two failures reopen, two successes
-//! close). An attempt is judged by the head of its answer (a
+//! it (with the defaults, 3 probes at a rate of 0.8: three failures
+//! reopen, one success closes). An attempt is judged by the head of its answer (a
 //! trailers-only status, or a transport error): a failure reported only in
 //! the trailers of a streamed answer is not seen.
 

@@ -21,7 +21,10 @@ pub const SERVICES: [&str; 4] = ["catalog", "inventory", "reviews", "orders"];
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerPolicy {
     /// Opens when at least this share of the attempts in the window failed
-    /// (0.6).
+    /// (0.8). Attempts include retries, so a service failing half of its
+    /// calls shows more than half failing attempts; the circuit is for a
+    /// service that is down or nearly so (a dead one opens it at once by
+    /// failures in a row), not for one that retries still carry.
     pub failure_rate: f64,
     /// ... counted over this long a sliding window (10 s) ...
     pub window: Duration,
@@ -40,7 +43,7 @@ pub struct BreakerPolicy {
 impl Default for BreakerPolicy {
     fn default() -> Self {
         Self {
-            failure_rate: 0.6,
+            failure_rate: 0.8,
             window: Duration::from_secs(10),
             min_calls: 20,
             consecutive_failures: 10,

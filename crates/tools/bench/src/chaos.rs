@@ -665,15 +665,18 @@ impl Targets {
         flaky_error_share: 0.0,
     };
 
-    /// Loose enough for a debug build on a machine busy with other tests:
-    /// what they still catch is a fault that reaches the web side at all
-    /// (errors, seconds of latency, no degraded marking, retries that did
-    /// not help).
+    /// Loose enough for phases of a few seconds on a shared machine: what
+    /// they still catch is a fault that reaches the web side at all (web
+    /// errors, latency near the deadline, pages not marked degraded, a web
+    /// side that does not recover), and in (f) retries beyond their
+    /// budget. How many pages retries save in (f) depends on the budget
+    /// the seconds before the fault saved up, so short mode does not bound
+    /// it.
     const SHORT: Targets = Targets {
         p99_ratio: 4.0,
-        p99_slack: Duration::from_millis(250),
+        p99_slack: Duration::from_millis(500),
         degraded_share: 0.5,
-        flaky_error_share: 0.45,
+        flaky_error_share: 1.0,
     };
 }
 
@@ -699,12 +702,17 @@ fn verdict(
     fault: Fault,
     before: &PhaseFigures,
     during: &PhaseFigures,
+    after: &PhaseFigures,
     retries: Retries,
     phase: Duration,
     targets: Targets,
 ) -> Result<(), String> {
     let mut problems = Vec::new();
-    if during.answered == 0 {
+    // Whatever the fault, the web side is whole again once it is lifted.
+    if after.errors() > 0 {
+        problems.push(format!("{} web errors after the fault", after.errors()));
+    }
+    if during.answered == 0 && fault != Fault::FlakyCatalog {
         problems.push("no web page answered".to_owned());
     }
     let p99_above = |bound: Duration, problems: &mut Vec<String>| {
@@ -807,7 +815,14 @@ pub async fn run(args: Args) -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("tailor-chaos-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let outcome = drive(&args, &dir, pinning, phase, settle, &faults).await;
-    let _ = std::fs::remove_dir_all(&dir);
+    let met = outcome
+        .as_ref()
+        .is_ok_and(|rows| rows.iter().all(|row| row.verdict.is_ok()));
+    if met {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("chaos: the servers' logs are kept in {}", dir.display());
+    }
     let rows = outcome?;
     print_rows(&rows, phase, pinning, args.web_rate);
     let missed: Vec<String> = rows
@@ -1061,7 +1076,7 @@ async fn drive_stack(
         } else {
             Targets::LONG
         };
-        let verdict = verdict(fault, &before, &during, retries, phase, targets);
+        let verdict = verdict(fault, &before, &during, &after, retries, phase, targets);
         println!(
             "chaos: ({}) {}: {}",
             fault.letter(),
