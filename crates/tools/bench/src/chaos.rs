@@ -654,6 +654,9 @@ struct Targets {
     degraded_share: f64,
     /// (f): at most this share of the pages may fail.
     flaky_error_share: f64,
+    /// (a)–(e), and every fault's phase after: at most this share of the
+    /// pages may fail.
+    error_share: f64,
 }
 
 impl Targets {
@@ -663,20 +666,23 @@ impl Targets {
         p99_slack: Duration::ZERO,
         degraded_share: 0.9,
         flaky_error_share: 0.0,
+        error_share: 0.0,
     };
 
-    /// Loose enough for phases of a few seconds on a shared machine: what
-    /// they still catch is a fault that reaches the web side at all (web
-    /// errors, latency near the deadline, pages not marked degraded, a web
-    /// side that does not recover), and in (f) retries beyond their
+    /// Loose enough for phases of a few seconds on a shared machine, where
+    /// a stall of the machine can cost a page or two: what they still
+    /// catch is a fault that reaches the web side at all (more than a few
+    /// web errors, latency near the deadline, pages not marked degraded, a
+    /// web side that does not recover), and in (f) retries beyond their
     /// budget. How many pages retries save in (f) depends on the budget
     /// the seconds before the fault saved up, so short mode does not bound
     /// it.
     const SHORT: Targets = Targets {
         p99_ratio: 4.0,
-        p99_slack: Duration::from_millis(500),
+        p99_slack: Duration::from_millis(1000),
         degraded_share: 0.5,
         flaky_error_share: 1.0,
+        error_share: 0.03,
     };
 }
 
@@ -708,8 +714,10 @@ fn verdict(
     targets: Targets,
 ) -> Result<(), String> {
     let mut problems = Vec::new();
+    let allowed =
+        |figures: &PhaseFigures| (figures.offered as f64 * targets.error_share).floor() as u64;
     // Whatever the fault, the web side is whole again once it is lifted.
-    if after.errors() > 0 {
+    if after.errors() > allowed(after) {
         problems.push(format!("{} web errors after the fault", after.errors()));
     }
     if during.answered == 0 && fault != Fault::FlakyCatalog {
@@ -726,7 +734,7 @@ fn verdict(
     };
     match fault {
         Fault::KillMobile | Fault::FloodMobile | Fault::FloodPartner => {
-            if during.errors() > 0 {
+            if during.errors() > allowed(during) {
                 problems.push(format!("{} web errors", during.errors()));
             }
             p99_above(
@@ -735,7 +743,7 @@ fn verdict(
             );
         }
         Fault::KillReviews | Fault::SlowInventory => {
-            if during.errors() > 0 {
+            if during.errors() > allowed(during) {
                 problems.push(format!("{} web errors", during.errors()));
             }
             p99_above(
