@@ -53,7 +53,8 @@ if pgrep -f 'tailor-bench (load|chaos)' >/dev/null; then
   echo "another tailor-bench load or chaos run is going; run this on a quiet machine" >&2
   exit 1
 fi
-echo "load average before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load average before the run: $load_before"
 
 cargo build --release --quiet
 bin=target/release
@@ -195,7 +196,8 @@ mkdir -p "$out_dir"
   --svg "$out_dir/performance-throughput.svg" --command "$command" \
   --date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
   --timing "$seconds s measured per level after $warmup s of warm-up (partner-feed: concurrency $feed_levels only, $feed_seconds s after $feed_warmup s, as its calls are whole feeds)" \
-  --users "$users" --products "$products"
+  --users "$users" --products "$products" \
+  --conditions "load average (1, 5, 15 min) before the run $load_before, after it $(cut -d' ' -f1-3 /proc/loadavg)"
 cp "$records" "$out_dir/performance-records.tsv"
 
 if $smoke; then

@@ -37,6 +37,10 @@ pub struct Args {
     /// Seconds measured per level, and of warm-up before each.
     #[arg(long, default_value = "")]
     timing: String,
+    /// What else the machine was doing (for example its load average
+    /// before and after the run), quoted under the machine.
+    #[arg(long, default_value = "")]
+    conditions: String,
     /// Users order calls were spread over.
     #[arg(long, default_value_t = 1000)]
     users: u32,
@@ -240,6 +244,15 @@ fn met(ok: bool) -> &'static str {
     if ok { "**met**" } else { "**not met**" }
 }
 
+/// Calls a second: whole numbers, but a decimal for slow calls (feeds).
+fn rate_cell(rate: f64) -> String {
+    if rate < 10.0 {
+        format!("{rate:.1}")
+    } else {
+        format!("{rate:.0}")
+    }
+}
+
 fn cpu_cell(process: Option<&Process>) -> String {
     process.map_or("–".to_owned(), |p| format!("{:.3}", p.cpu_ms_per_call))
 }
@@ -272,8 +285,12 @@ fn scenario_table(records: &Records, label: &str, out: &mut String) {
     for level in levels {
         let _ = write!(
             out,
-            "| {} | {:.0} | {:.2} | {:.2} | {} |",
-            level.concurrency, level.rate, level.p50, level.p99, level.errors_text
+            "| {} | {} | {:.2} | {:.2} | {} |",
+            level.concurrency,
+            rate_cell(level.rate),
+            level.p50,
+            level.p99,
+            level.errors_text
         );
         for c in &columns {
             let _ = write!(
@@ -415,6 +432,9 @@ fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
         }
     );
     let _ = writeln!(out, "## Machine\n\n{}", machine());
+    if !args.conditions.is_empty() {
+        let _ = writeln!(out, "Conditions: {}\n", args.conditions);
+    }
     let _ = writeln!(out, "## Method\n");
     let _ = writeln!(
         out,
@@ -447,6 +467,25 @@ fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
         }
     );
     let _ = writeln!(out, "Command:\n\n```\n{}\n```\n", args.command);
+    let _ = writeln!(
+        out,
+        "## Rerunning it\n\n\
+         ```\n\
+         scripts/perf-report.sh            # 10 s a level; about 12 minutes\n\
+         scripts/perf-report.sh 30         # 30 s a level\n\
+         scripts/perf-report.sh --smoke    # proves the pipeline in about two minutes; writes target/perf-smoke/\n\
+         ```\n\n\
+         Run it on an otherwise quiet machine (it refuses to start while another \
+         `tailor-bench load` or `chaos` runs). It needs Node.js 20 or later with \
+         `npm ci --prefix crates/tools/bench/node-peer` done (the script runs it when \
+         `node_modules` is missing) and installs h2load (`nghttp2-client`) with apt-get when \
+         missing. Besides this file it writes `performance-throughput.svg` (the chart) and \
+         `performance-records.tsv` (every level's figures, as `tailor-bench load --record` \
+         appends them; `tailor-bench report --records <file> --out <file.md>` turns them into \
+         this report again). The pieces: `tailor-bench load --scenario <name> --record <file>` \
+         for each scenario, `--process node-peer=<pid>` to measure the Node.js peer's CPU \
+         beside the servers, and `tailor-bench report`.\n"
+    );
 
     let _ = writeln!(out, "## Scenarios\n");
     let _ = writeln!(
@@ -710,6 +749,7 @@ mod tests {
             command: "scripts/perf-report.sh".into(),
             date: String::new(),
             timing: String::new(),
+            conditions: String::new(),
             users: 1000,
             products: 10_000,
         };
