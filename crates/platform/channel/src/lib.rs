@@ -239,7 +239,7 @@ pub struct PolicyArgs {
     /// attempt, 5s), attempts (3), backoff (20ms), retry-budget (0.1 of
     /// calls), retry-floor (10 per second), breaker-failure-rate (0.8),
     /// breaker-window (10s), breaker-min-calls (20), breaker-consecutive
-    /// (10), breaker-open (5s), breaker-probes (3), max-in-flight (256),
+    /// (10), breaker-open (5s), breaker-probes (3), max-in-flight (512),
     /// hedge (off, or a delay), coalesce (on).
     #[arg(
         long = "downstream-policy",

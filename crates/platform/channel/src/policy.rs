@@ -85,7 +85,8 @@ pub struct CallPolicy {
     pub budget: BudgetPolicy,
     /// The circuit breaker.
     pub breaker: BreakerPolicy,
-    /// Calls in flight at once (256); one more is refused at once.
+    /// Calls in flight at once (512: two for each of the 256 calls a BFF
+    /// admits at once); one more is refused at once.
     pub max_in_flight: usize,
     /// Send a unary read a second time when no answer came for this long
     /// (off by default); the first answer wins.
@@ -101,7 +102,7 @@ impl Default for CallPolicy {
             retry: RetryPolicy::default(),
             budget: BudgetPolicy::default(),
             breaker: BreakerPolicy::default(),
-            max_in_flight: 256,
+            max_in_flight: 512,
             hedge_after: None,
             coalesce: true,
         }

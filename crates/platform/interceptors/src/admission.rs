@@ -57,11 +57,14 @@ pub struct Share {
 
 impl Share {
     /// The default share of every client type, sized for a small machine:
-    /// eight calls keep two cores busy with SQLite reads, and 32 waiting
-    /// is about one deadline's worth of work at a few milliseconds each.
+    /// eight calls keep two cores busy with SQLite reads, and 256 waiting
+    /// (tens of milliseconds of work) take a BFF's own bursts, 128 pages
+    /// at once calling twice each, without refusing them. A flood beyond
+    /// is refused, and waiting costs the service no CPU: what bounds the
+    /// flooding client type's use of it is its eight places.
     pub const DEFAULT: Share = Share {
         in_flight: 8,
-        queue: 32,
+        queue: 256,
     };
 }
 

@@ -47,7 +47,7 @@ pub struct ServerArgs {
     /// `<client type>=<calls at once>:<queue>`, comma-separated (e.g.
     /// `web=16:64,mobile=8:32,partner=8:32`). A call beyond its client
     /// type's share and queue is refused at once with RESOURCE_EXHAUSTED
-    /// and RetryInfo. Client types left out get 8:32.
+    /// and RetryInfo. Client types left out get 8:256.
     #[arg(long, env = "TAILOR_ADMISSION", default_value = "")]
     pub admission: tailor_interceptors::admission::Shares,
 
