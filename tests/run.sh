@@ -113,6 +113,15 @@ else
     failed=$(( failed + 1 )); status=1
 fi
 
+step "performance report, smoke mode (scripts/perf-report.sh --smoke: every scenario for a second)"
+# That the report pipeline works, not how fast: the figures come from the
+# full run (docs/performance.md).
+if bash scripts/perf-report.sh --smoke; then
+    passed=$(( passed + 1 ))
+else
+    failed=$(( failed + 1 )); status=1
+fi
+
 printf '\n== summary (%ss)\n' "$(( $(date +%s) - started ))"
 echo "tests: ${passed} passed, ${failed} failed"
 exit "$status"
