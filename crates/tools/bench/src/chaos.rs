@@ -50,8 +50,7 @@ use tokio::process::{Child, Command};
 use tonic::Code;
 use tonic::transport::Channel;
 
-/// The optional-part timeout of the screens (`tailor-screens`).
-const OPTIONAL_PART_TIMEOUT: Duration = Duration::from_millis(250);
+use tailor_screens::OPTIONAL_PART_TIMEOUT;
 
 /// Flags of `tailor-bench chaos`.
 #[derive(Debug, clap::Args)]
@@ -694,13 +693,15 @@ struct Retries {
     calls: f64,
 }
 
-/// The most retries the default budget (10% of calls, a floor of 10 a
+/// The most retries the default budget (a share of calls and a floor a
 /// second, deposits kept for 10 s) allows over a phase of `secs` in which
 /// `calls` were made at a steady rate, counting what the 10 s before it
 /// deposited.
 fn budget_allows(calls: f64, secs: f64) -> f64 {
+    let budget = tailor_channel::policy::BudgetPolicy::default();
     let rate = calls / secs.max(0.001);
-    0.1 * (calls + rate * 10.0) + 10.0 * (secs + 10.0)
+    f64::from(budget.ratio) * (calls + rate * 10.0)
+        + f64::from(budget.floor_per_sec) * (secs + 10.0)
 }
 
 /// Checks the targets of `fault`.
