@@ -27,6 +27,7 @@ mod partner;
 mod partner_limits;
 mod partner_process;
 mod policies;
+mod postgres;
 mod readiness;
 mod readme;
 mod reflection;

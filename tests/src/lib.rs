@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod grpc_web;
+pub mod postgres;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -391,7 +392,7 @@ impl Stack {
         let orders_shutdown = CancellationToken::new();
         let orders = tailor_orders::build_server(
             &tailor_orders::OrdersConfig {
-                db_path: db("orders"),
+                database: db("orders").into(),
                 fulfilment_step: options_.fulfilment_step,
             },
             orders_shutdown,

@@ -9,7 +9,7 @@ use moka::sync::Cache;
 use tailor_auth::{ApiKey, ApiKeyRecord, ApiKeyStore, BoxFuture};
 use tailor_interceptors::limits::QuotaLedger;
 use tailor_storage::rusqlite::{OptionalExtension, params};
-use tailor_storage::{SqlitePool, SqlitePoolOptions, StorageError};
+use tailor_storage::{Migration, SqlitePool, SqlitePoolOptions, StorageError};
 
 /// The scopes a key can carry.
 pub mod scopes {
@@ -112,6 +112,10 @@ CREATE TABLE IF NOT EXISTS quota_usage (
 );
 ";
 
+/// The SQLite schema; the first step creates the tables only if missing,
+/// so files from before migrations open unchanged.
+const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA)];
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -125,10 +129,7 @@ impl KeyStore {
     }
 
     fn open_with_cache(path: &Path, capacity: u64) -> Result<Self, KeyStoreError> {
-        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), |conn| {
-            conn.execute_batch(SCHEMA)?;
-            Ok(())
-        })?;
+        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), SQLITE_MIGRATIONS)?;
         let cache = Cache::builder()
             .max_capacity(capacity)
             .time_to_live(CACHE_TTL)

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 use tailor_auth::{BoxFuture, SessionStore, hash_session_handle, new_session_handle};
 use tailor_interceptors::context::{AuthMethod, Identity};
 use tailor_storage::rusqlite::{OptionalExtension, params};
-use tailor_storage::{SqlitePool, SqlitePoolOptions, StorageError};
+use tailor_storage::{Migration, SqlitePool, SqlitePoolOptions, StorageError};
 
 /// PBKDF2 rounds for new passwords (the 2023 OWASP figure for HMAC-SHA256).
 const ITERATIONS: u32 = 600_000;
@@ -81,6 +81,10 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
 ";
 
+/// The SQLite schema; the first step creates the tables only if missing,
+/// so files from before migrations open unchanged.
+const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA)];
+
 fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -104,10 +108,7 @@ async fn derive_blocking(password: &str, salt: Vec<u8>, iterations: u32) -> [u8;
 impl Accounts {
     /// Opens (creating) the store at `path`; sessions last `session_ttl`.
     pub fn open(path: &Path, session_ttl: Duration) -> Result<Self, AccountError> {
-        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), |conn| {
-            conn.execute_batch(SCHEMA)?;
-            Ok(())
-        })?;
+        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), SQLITE_MIGRATIONS)?;
         Ok(Self { pool, session_ttl })
     }
 

@@ -3,12 +3,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opentelemetry::Context;
 use opentelemetry::global::BoxedTracer;
-use opentelemetry::trace::{SpanKind, Status as SpanStatus, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
 use rusqlite::{Connection, OpenFlags};
 
-use crate::StorageError;
+use crate::{Migration, StorageError, trace};
 
 /// How a pool opens its database.
 #[derive(Debug, Clone)]
@@ -61,13 +60,13 @@ impl std::fmt::Debug for SqlitePool {
 }
 
 impl SqlitePool {
-    /// Opens (creating if needed) the database at `path` and runs `schema`
-    /// on the write connection before any reader opens, so the first start
-    /// creates the tables.
+    /// Opens (creating if needed) the database at `path` and applies the
+    /// `migrations` it lacks on the write connection before any reader
+    /// opens, so the first start creates the tables.
     pub fn open(
         path: &Path,
         options: &SqlitePoolOptions,
-        schema: impl FnOnce(&mut Connection) -> Result<(), StorageError>,
+        migrations: &[Migration],
     ) -> Result<Self, StorageError> {
         if let Some(dir) = path.parent() {
             crate::private_dir(dir)?;
@@ -76,7 +75,7 @@ impl SqlitePool {
         let mut writer = Connection::open(path)?;
         configure(&writer, options)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
-        schema(&mut writer)?;
+        crate::migrate_sqlite(&mut writer, migrations)?;
         let readers = (0..options.readers.max(1))
             .map(|_| {
                 let conn = Connection::open_with_flags(
@@ -142,39 +141,19 @@ impl SqlitePool {
         result
     }
 
-    /// Starts the span of one `operation` (`read`, `write`), a child of the
-    /// current context: taken here, on the caller's task, because the work
-    /// runs on a blocking thread that does not share it.
+    /// Starts the span of one `operation` (`read`, `write`).
     fn span(&self, operation: &'static str) -> Context {
-        let parent = Context::current();
-        let span = self
-            .inner
-            .tracer
-            .span_builder(format!("sqlite {operation}"))
-            .with_kind(SpanKind::Client)
-            .with_attributes([
-                KeyValue::new("db.system.name", "sqlite"),
-                KeyValue::new("db.system", "sqlite"),
-                KeyValue::new("db.namespace", self.inner.namespace.clone()),
-                KeyValue::new("db.operation.name", operation),
-            ])
-            .start_with_context(&self.inner.tracer, &parent);
-        parent.with_span(span)
+        trace::start(
+            &self.inner.tracer,
+            "sqlite",
+            &self.inner.namespace,
+            operation,
+        )
     }
 }
 
 fn end_span<T>(cx: &Context, result: &Result<T, StorageError>) {
-    let span = cx.span();
-    if let Err(error) = result {
-        // The kind of failure only: a message may quote the data.
-        let kind = match error {
-            StorageError::Sqlite(_) => "sqlite",
-            _ => "storage",
-        };
-        span.set_attribute(KeyValue::new("error.type", kind));
-        span.set_status(SpanStatus::error(kind));
-    }
-    span.end();
+    trace::end(cx, result);
 }
 
 impl SqlitePool {
@@ -234,10 +213,10 @@ mod tests {
     async fn writes_are_visible_to_readers_and_schema_runs_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("nested/store.db");
-        let schema = |conn: &mut Connection| {
-            conn.execute_batch("CREATE TABLE IF NOT EXISTS t (v INTEGER NOT NULL)")?;
-            Ok(())
-        };
+        let schema = &[Migration::new(
+            1,
+            "CREATE TABLE IF NOT EXISTS t (v INTEGER NOT NULL)",
+        )];
         let pool = SqlitePool::open(&path, &SqlitePoolOptions::default(), schema).unwrap();
         pool.write(|c| Ok(c.execute("INSERT INTO t VALUES (7)", [])?))
             .await

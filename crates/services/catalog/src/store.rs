@@ -7,7 +7,7 @@ use std::time::Instant;
 use prost::Message;
 use tailor_proto::catalog::v1::{Category, Product};
 use tailor_storage::rusqlite::{OptionalExtension, params, params_from_iter};
-use tailor_storage::{PageToken, SqlitePool, SqlitePoolOptions, StorageError};
+use tailor_storage::{Migration, PageToken, SqlitePool, SqlitePoolOptions, StorageError};
 
 /// Filters of a product listing.
 #[derive(Debug, Clone, Default)]
@@ -77,6 +77,10 @@ CREATE INDEX IF NOT EXISTS products_by_category ON products (category_id, id);
 CREATE INDEX IF NOT EXISTS products_by_price ON products (category_id, price);
 CREATE INDEX IF NOT EXISTS products_by_price_id ON products (category_id, price, id);
 ";
+
+/// The SQLite schema; the first step creates the tables only if missing,
+/// so files from before migrations open unchanged.
+const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA)];
 
 fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Product> {
     Product::decode(bytes.as_slice()).map_err(|e| {
@@ -153,10 +157,7 @@ fn search_text(product: &Product) -> String {
 impl SqliteCatalogStore {
     /// Opens the store, seeding `products` generated products when empty.
     pub async fn open(path: &Path, products: u32) -> Result<Self, StorageError> {
-        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), |conn| {
-            conn.execute_batch(SCHEMA)?;
-            Ok(())
-        })?;
+        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), SQLITE_MIGRATIONS)?;
         let started = Instant::now();
         let seeded = pool
             .seed_if_empty("products", move |tx| {

@@ -8,7 +8,7 @@ use tailor_proto::inventory::v1::{
     ProductStock, Reservation, ReservationLine, ReservedLine, WarehouseStock,
 };
 use tailor_storage::rusqlite::{OptionalExtension, params, params_from_iter};
-use tailor_storage::{SqlitePool, SqlitePoolOptions, StorageError};
+use tailor_storage::{Migration, SqlitePool, SqlitePoolOptions, StorageError};
 
 /// The result of a reservation attempt.
 #[derive(Debug, Clone)]
@@ -60,13 +60,14 @@ CREATE TABLE IF NOT EXISTS stock (
 CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, message BLOB NOT NULL);
 ";
 
+/// The SQLite schema; the first step creates the tables only if missing,
+/// so files from before migrations open unchanged.
+const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA)];
+
 impl SqliteInventoryStore {
     /// Opens the store, stocking `products` generated products when empty.
     pub async fn open(path: &Path, products: u32) -> Result<Self, StorageError> {
-        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), |conn| {
-            conn.execute_batch(SCHEMA)?;
-            Ok(())
-        })?;
+        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), SQLITE_MIGRATIONS)?;
         pool.seed_if_empty("stock", move |tx| {
             let mut insert = tx.prepare(
                 "INSERT INTO stock (product_id, warehouse_id, warehouse_name, ship_days, on_hand)

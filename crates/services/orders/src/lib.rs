@@ -5,15 +5,17 @@
 //! delivered at a configurable pace, driven by a stored due time so it
 //! resumes after a restart; every change is published to watchers.
 //!
-//! Handlers reach data only through [`OrderStore`]. Another customer's
-//! order is indistinguishable from one that does not exist.
+//! Handlers reach data only through [`OrderStore`]: a SQLite file by
+//! default, or PostgreSQL (schema `orders`) when configured, where several
+//! replicas of the service share the orders, the keys and the change feed.
+//! Another customer's order is indistinguishable from one that does not
+//! exist.
 
 #![forbid(unsafe_code)]
 
 mod service;
 mod store;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tailor_proto::orders::v1::orders_service_server::OrdersServiceServer;
@@ -21,13 +23,16 @@ use tailor_runtime::{CancellationToken, GrpcServer};
 use tonic::Status;
 
 pub use service::Orders;
-pub use store::{Created, OrderStore, SqliteOrderStore};
+#[cfg(feature = "conformance")]
+pub use store::conformance;
+pub use store::{Created, Fulfilment, OrderStore, PgOrderStore, SqliteOrderStore};
+pub use tailor_storage::Database;
 
 /// How the service is set up.
 #[derive(Debug, Clone)]
 pub struct OrdersConfig {
-    /// The SQLite file.
-    pub db_path: PathBuf,
+    /// The SQLite file, or the PostgreSQL database.
+    pub database: Database,
     /// Time between two status changes; zero stops the simulator.
     pub fulfilment_step: Duration,
 }
@@ -69,13 +74,16 @@ pub async fn build_server(
     config: &OrdersConfig,
     shutdown: CancellationToken,
 ) -> Result<GrpcServer, OrdersError> {
-    let store = SqliteOrderStore::open(&config.db_path, config.fulfilment_step)?;
-    if !config.fulfilment_step.is_zero() {
-        tokio::spawn(store::simulate_fulfilment(
-            store.clone(),
-            config.fulfilment_step,
-            shutdown,
-        ));
+    let step = config.fulfilment_step;
+    Ok(match &config.database {
+        Database::Sqlite(path) => serve(SqliteOrderStore::open(path, step)?, step, shutdown),
+        Database::Postgres(url) => serve(PgOrderStore::connect(url, step).await?, step, shutdown),
+    })
+}
+
+fn serve<S: Fulfilment>(store: S, step: Duration, shutdown: CancellationToken) -> GrpcServer {
+    if !step.is_zero() {
+        tokio::spawn(store::simulate_fulfilment(store.clone(), step, shutdown));
     }
-    Ok(GrpcServer::new("orders").add_service(OrdersServiceServer::new(Orders::new(store))))
+    GrpcServer::new("orders").add_service(OrdersServiceServer::new(Orders::new(store)))
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use tailor_runtime::cli::{CallerArgs, ServerArgs};
+use tailor_storage::DatabaseArgs;
 
 /// The orders service.
 #[derive(Debug, Parser)]
@@ -20,6 +21,8 @@ struct Args {
     )]
     fulfilment_step_ms: u64,
     #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
     server: ServerArgs,
     #[command(flatten)]
     callers: CallerArgs,
@@ -29,7 +32,9 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let config = tailor_orders::OrdersConfig {
-        db_path: args.server.data_dir.join("orders.db"),
+        database: args
+            .database
+            .database(args.server.data_dir.join("orders.db")),
         fulfilment_step: Duration::from_millis(args.fulfilment_step_ms),
     };
     // The simulator stops with the process; the server drains on its own signal.

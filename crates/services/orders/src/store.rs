@@ -1,5 +1,12 @@
-//! The orders' storage interface, its SQLite implementation, the change
-//! feed and the fulfilment simulator.
+//! The orders' storage interface, its SQLite implementation (here) and its
+//! PostgreSQL implementation ([`postgres`]), the change feed and the
+//! fulfilment simulator.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod postgres;
+
+pub use postgres::PgOrderStore;
 
 use std::future::Future;
 use std::path::Path;
@@ -10,7 +17,7 @@ use prost_types::Timestamp;
 use tailor_proto::orders::v1::{Order, OrderStatus};
 use tailor_runtime::CancellationToken;
 use tailor_storage::rusqlite::{OptionalExtension, Transaction, params};
-use tailor_storage::{PageToken, SqlitePool, SqlitePoolOptions, StorageError};
+use tailor_storage::{Migration, PageToken, SqlitePool, SqlitePoolOptions, StorageError};
 use tokio::sync::broadcast;
 
 /// A stored order and whether it was stored by an earlier call.
@@ -48,6 +55,15 @@ pub trait OrderStore: Send + Sync + 'static {
     fn changes(&self) -> broadcast::Receiver<Order>;
 }
 
+/// A store whose orders move along by themselves: the fulfilment
+/// simulator's side of it.
+pub trait Fulfilment: OrderStore + Clone {
+    /// Advances every order whose next status is due; publishes each
+    /// change. With several replicas on one database, each due order is
+    /// advanced by exactly one of them.
+    fn advance_due(&self) -> impl Future<Output = Result<usize, StorageError>> + Send;
+}
+
 /// [`OrderStore`] over SQLite, with an in-process change feed.
 #[derive(Debug, Clone)]
 pub struct SqliteOrderStore {
@@ -56,7 +72,11 @@ pub struct SqliteOrderStore {
     step: Duration,
 }
 
-const SCHEMA: &str = "
+/// The SQLite schema; the first step creates the tables only if missing,
+/// so files from before migrations open unchanged.
+const MIGRATIONS: &[Migration] = &[Migration::new(
+    1,
+    "
 CREATE TABLE IF NOT EXISTS orders (
     id                 TEXT PRIMARY KEY,
     customer_id        TEXT NOT NULL,
@@ -75,15 +95,16 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     order_id    TEXT NOT NULL REFERENCES orders (id),
     PRIMARY KEY (customer_id, key)
 );
-";
+",
+)];
 
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn timestamp(millis: i64) -> Timestamp {
+pub(crate) fn timestamp(millis: i64) -> Timestamp {
     Timestamp {
         seconds: millis.div_euclid(1000),
         nanos: (millis.rem_euclid(1000) * 1_000_000) as i32,
@@ -92,6 +113,23 @@ fn timestamp(millis: i64) -> Timestamp {
 
 fn read_order(tx: &Transaction<'_>, id: &str) -> Result<Option<Order>, StorageError> {
     read(tx, id)
+}
+
+/// The stored message with the status and update time of its columns
+/// (which the simulator changes without rewriting the message).
+pub(crate) fn stored_order(status: i32, updated: i64, bytes: &[u8]) -> Result<Order, StorageError> {
+    let mut order = Order::decode(bytes).map_err(|e| StorageError::Task(e.to_string()))?;
+    order.status = status;
+    order.update_time = Some(timestamp(updated));
+    Ok(order)
+}
+
+/// The order as first stored: placed, created and updated `now`.
+pub(crate) fn placed(mut order: Order, now: i64) -> Order {
+    order.status = OrderStatus::Placed as i32;
+    order.create_time = Some(timestamp(now));
+    order.update_time = Some(timestamp(now));
+    order
 }
 
 fn read(
@@ -105,23 +143,14 @@ fn read(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    row.map(|(status, updated, bytes)| {
-        let mut order =
-            Order::decode(bytes.as_slice()).map_err(|e| StorageError::Task(e.to_string()))?;
-        order.status = status;
-        order.update_time = Some(timestamp(updated));
-        Ok(order)
-    })
-    .transpose()
+    row.map(|(status, updated, bytes)| stored_order(status, updated, &bytes))
+        .transpose()
 }
 
 impl SqliteOrderStore {
     /// Opens (creating) the store; `step` is the fulfilment pace.
     pub fn open(path: &Path, step: Duration) -> Result<Self, StorageError> {
-        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), |conn| {
-            conn.execute_batch(SCHEMA)?;
-            Ok(())
-        })?;
+        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), MIGRATIONS)?;
         let (changes, _) = broadcast::channel(1024);
         Ok(Self {
             pool,
@@ -147,8 +176,7 @@ impl SqliteOrderStore {
                 };
                 let mut changed = Vec::new();
                 for (id, status) in due {
-                    let next = status + 1;
-                    let due_again = (next < OrderStatus::Delivered as i32).then_some(now + step);
+                    let (next, due_again) = next_step(status, now, step);
                     tx.execute(
                         "UPDATE orders SET status = ?2, update_time = ?3, next_transition_at = ?4 WHERE id = ?1",
                         params![id, next, now, due_again],
@@ -169,9 +197,25 @@ impl SqliteOrderStore {
     }
 }
 
+impl Fulfilment for SqliteOrderStore {
+    async fn advance_due(&self) -> Result<usize, StorageError> {
+        SqliteOrderStore::advance_due(self).await
+    }
+}
+
+/// The status after `status`, and when the one after that is due (none
+/// once delivered).
+pub(crate) fn next_step(status: i32, now: i64, step: i64) -> (i32, Option<i64>) {
+    let next = status + 1;
+    (
+        next,
+        (next < OrderStatus::Delivered as i32).then_some(now + step),
+    )
+}
+
 /// Moves orders along until `shutdown`.
-pub async fn simulate_fulfilment(
-    store: SqliteOrderStore,
+pub async fn simulate_fulfilment<S: Fulfilment>(
+    store: S,
     step: Duration,
     shutdown: CancellationToken,
 ) {
@@ -217,10 +261,7 @@ impl OrderStore for SqliteOrderStore {
                     return Ok(Some(Created { order, replayed: true }));
                 }
                 let now = now_millis();
-                let mut order = order;
-                order.status = OrderStatus::Placed as i32;
-                order.create_time = Some(timestamp(now));
-                order.update_time = Some(timestamp(now));
+                let order = placed(order, now);
                 let due = (step > 0).then_some(now + step);
                 tx.execute(
                     "INSERT INTO orders (id, customer_id, status, create_time, update_time, next_transition_at, message)
@@ -294,64 +335,17 @@ impl OrderStore for SqliteOrderStore {
 mod tests {
     use super::*;
 
-    fn order(id: &str, customer: &str) -> Order {
-        Order {
-            id: id.into(),
-            customer_id: customer.into(),
-            ..Default::default()
-        }
+    fn open(dir: &tempfile::TempDir) -> SqliteOrderStore {
+        SqliteOrderStore::open(&dir.path().join("orders.db"), Duration::from_millis(1)).unwrap()
     }
 
     #[tokio::test]
     async fn keys_replay_conflict_survive_reopen_and_the_simulator_delivers() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("orders.db");
-        let step = Duration::from_millis(1);
-        let store = SqliteOrderStore::open(&path, step).unwrap();
-        let first = store
-            .create("k".into(), "f1".into(), order("ord-1", "ann"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(!first.replayed);
-        let replay = store
-            .create("k".into(), "f1".into(), order("ord-2", "ann"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(replay.replayed);
-        assert_eq!(replay.order.id, "ord-1");
-        let conflict = store
-            .create("k".into(), "f2".into(), order("ord-3", "ann"))
-            .await
-            .unwrap();
-        assert!(conflict.is_none(), "same key, different request");
-        let other_customer = store
-            .create("k".into(), "f1".into(), order("ord-4", "bob"))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(!other_customer.replayed, "keys are scoped per customer");
-
-        let mut changes = store.changes();
-        for _ in 0..20 {
-            tokio::time::sleep(Duration::from_millis(3)).await;
-            store.advance_due().await.unwrap();
-        }
-        let mut seen = Vec::new();
-        while let Ok(change) = changes.try_recv() {
-            if change.id == "ord-1" {
-                seen.push(change.status);
-            }
-        }
-        assert_eq!(
-            seen,
-            vec![2, 3, 4, 5],
-            "confirmed, packed, shipped, delivered in order"
-        );
-
+        let store = open(&dir);
+        conformance::keys_replay_conflict_and_the_simulator_delivers(&store).await;
         drop(store);
-        let reopened = SqliteOrderStore::open(&path, step).unwrap();
+        let reopened = open(&dir);
         let stored = reopened.get("ord-1".into()).await.unwrap().unwrap();
         assert_eq!(stored.status, OrderStatus::Delivered as i32);
         let (anns, next) = reopened
@@ -360,5 +354,17 @@ mod tests {
             .unwrap();
         assert_eq!(anns.len(), 1);
         assert!(next.is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_retries_of_one_key_store_one_order() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::concurrent_retries_of_one_key_store_one_order(&open(&dir)).await;
+    }
+
+    #[tokio::test]
+    async fn orders_page_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::orders_page_newest_first(&open(&dir)).await;
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use prost::Message;
 use tailor_proto::reviews::v1::{Review, ReviewSummary};
 use tailor_storage::rusqlite::{params, params_from_iter};
-use tailor_storage::{PageToken, SqlitePool, SqlitePoolOptions, StorageError};
+use tailor_storage::{Migration, PageToken, SqlitePool, SqlitePoolOptions, StorageError};
 
 /// What the reviews handlers need from a store.
 pub trait ReviewsStore: Send + Sync + 'static {
@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS reviews (
 CREATE INDEX IF NOT EXISTS reviews_newest ON reviews (product_id, create_time DESC, id DESC);
 ";
 
+/// The SQLite schema; the first step creates the tables only if missing,
+/// so files from before migrations open unchanged.
+const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA)];
+
 fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Review> {
     Review::decode(bytes.as_slice()).map_err(|e| {
         tailor_storage::rusqlite::Error::FromSqlConversionFailure(
@@ -54,10 +58,7 @@ fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Review> {
 impl SqliteReviewsStore {
     /// Opens the store, seeding the generated reviews when empty.
     pub async fn open(path: &Path, products: u32) -> Result<Self, StorageError> {
-        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), |conn| {
-            conn.execute_batch(SCHEMA)?;
-            Ok(())
-        })?;
+        let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), SQLITE_MIGRATIONS)?;
         pool
             .seed_if_empty("reviews", move |tx| {
                 let mut insert = tx.prepare(
