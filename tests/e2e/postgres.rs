@@ -185,6 +185,162 @@ mod orders {
     }
 }
 
+mod inventory {
+    use super::*;
+    use tailor_inventory::{PgInventoryStore, conformance};
+    use tailor_proto::inventory::v1::inventory_service_client::InventoryServiceClient;
+    use tailor_proto::inventory::v1::{GetStockRequest, ReservationLine, ReserveStockRequest};
+    use tonic::Code;
+
+    /// Each check on a store of its own, in a database of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_inventory_store_passes_its_checks_on_postgres() {
+        let postgres = Postgres::start().await;
+        let store = |name: &'static str| {
+            let postgres = &postgres;
+            async move {
+                let url = parse(&postgres.database(name).await);
+                PgInventoryStore::connect(&url, conformance::PRODUCTS)
+                    .await
+                    .unwrap()
+            }
+        };
+        conformance::concurrent_retries_of_one_reservation_hold_stock_once(&store("retries").await)
+            .await;
+        conformance::a_released_reservation_gives_its_stock_back_exactly_once(
+            &store("releases").await,
+        )
+        .await;
+        conformance::concurrent_reservations_never_hold_more_than_the_stock(
+            &store("oversell").await,
+        )
+        .await;
+        let seeded = store("seeded").await;
+        conformance::stock_is_seeded_and_answered_per_warehouse(&seeded).await;
+        // A second replica starting on the same database stocks nothing
+        // again.
+        let url = parse(&postgres.url("seeded"));
+        let replica = PgInventoryStore::connect(&url, conformance::PRODUCTS)
+            .await
+            .unwrap();
+        conformance::stock_is_seeded_and_answered_per_warehouse(&replica).await;
+    }
+
+    /// Two replicas of the inventory service on one database, and orders
+    /// of ten units each of one product through both at once, twice as
+    /// many as its stock could serve: no warehouse row ever holds more than
+    /// it has, every order that was answered holds exactly its ten, what is
+    /// left anywhere is less than one more order, and every refusal is
+    /// FAILED_PRECONDITION.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_inventory_processes_never_reserve_more_than_the_stock() {
+        let postgres = Postgres::start().await;
+        let url = postgres.database("shop").await;
+        let products = ["--products", "60"];
+        // Started together, as a rollout does: one of them stocks the
+        // database, the other finds it stocked.
+        let ((first, _first_data), (second, _second_data)) = tokio::join!(
+            service_on("tailor-inventory", &url, &products),
+            service_on("tailor-inventory", &url, &products)
+        );
+        let channels = [
+            connect_mesh(first.address, "inventory", "web-bff").await,
+            connect_mesh(second.address, "inventory", "web-bff").await,
+        ];
+        const UNITS: i32 = 10;
+        let index = (1..=60)
+            .find(|i| {
+                let total: i32 = tailor_seed::stock(*i).iter().map(|w| w.on_hand).sum();
+                (300..=800).contains(&total)
+            })
+            .unwrap();
+        let product = tailor_seed::product_id(index);
+        let stock: i32 = tailor_seed::stock(index).iter().map(|w| w.on_hand).sum();
+        let db = postgres.client("shop").await;
+        let rows: i64 = db
+            .query_one("SELECT count(*) FROM inventory.stock", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(rows, 60 * 4, "stocked once");
+
+        let attempts = (0..2 * stock / UNITS).map(|n| {
+            let mut client = InventoryServiceClient::new(channels[n as usize % 2].clone());
+            let product = product.clone();
+            tokio::spawn(async move {
+                client
+                    .reserve_stock(on_behalf_of(
+                        "web-bff",
+                        "inventory",
+                        "shopper",
+                        ReserveStockRequest {
+                            reservation_id: format!("rsv-{n}"),
+                            lines: vec![ReservationLine {
+                                product_id: product,
+                                quantity: UNITS,
+                            }],
+                        },
+                    ))
+                    .await
+                    .map(|_| ())
+            })
+        });
+        let mut reserved = 0;
+        for attempt in futures_util::future::join_all(attempts).await {
+            match attempt.unwrap() {
+                Ok(()) => reserved += 1,
+                Err(status) => assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}"),
+            }
+        }
+        assert!(
+            reserved > 0 && reserved * UNITS <= stock,
+            "{reserved} orders of {stock}"
+        );
+
+        let held: Vec<(String, i32, i32)> = db
+            .query(
+                "SELECT warehouse_id, on_hand, reserved FROM inventory.stock WHERE product_id = $1",
+                &[&product],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        for (warehouse, on_hand, held) in &held {
+            assert!(held <= on_hand, "{warehouse}: {held} of {on_hand} held");
+            assert!(
+                on_hand - held < UNITS,
+                "{warehouse}: {} left, enough for a refused order",
+                on_hand - held
+            );
+        }
+        assert_eq!(
+            held.iter().map(|(_, _, r)| r).sum::<i32>(),
+            reserved * UNITS,
+            "each answered order holds its units, once"
+        );
+        // Both replicas tell the same story.
+        for channel in &channels {
+            let seen = InventoryServiceClient::new(channel.clone())
+                .get_stock(on_behalf_of(
+                    "web-bff",
+                    "inventory",
+                    "shopper",
+                    GetStockRequest {
+                        product_id: product.clone(),
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner()
+                .stock
+                .unwrap();
+            assert_eq!(seen.total_available, stock - reserved * UNITS);
+        }
+    }
+}
+
 /// A `--database-url` that is not one, or names a server that is not
 /// there, stops the server at start-up with a message naming the flag.
 #[tokio::test]

@@ -378,7 +378,7 @@ impl Stack {
         .await
         .unwrap();
         let inventory = tailor_inventory::build_server(&tailor_inventory::InventoryConfig {
-            db_path: db("inventory"),
+            database: db("inventory").into(),
             products: PRODUCTS,
         })
         .await

@@ -6,14 +6,15 @@
 //! one transaction too, so the stock comes back once however often it is
 //! released.
 //!
-//! Handlers reach data only through [`InventoryStore`]. It knows nothing
-//! about orders, prices or clients.
+//! Handlers reach data only through [`InventoryStore`]: a SQLite file by
+//! default, or PostgreSQL (schema `inventory`) when configured, where
+//! several replicas of the service hold stock from the same rows and never
+//! hold more than there is. It knows nothing about orders, prices or
+//! clients.
 
 #![forbid(unsafe_code)]
 
 mod store;
-
-use std::path::PathBuf;
 
 use tailor_interceptors::input;
 use tailor_proto::inventory::v1::inventory_service_server::{
@@ -27,15 +28,18 @@ use tailor_proto::inventory::v1::{
 use tailor_runtime::GrpcServer;
 use tonic::{Request, Response, Status};
 
-pub use store::{InventoryStore, ReserveOutcome, SqliteInventoryStore};
+#[cfg(feature = "conformance")]
+pub use store::conformance;
+pub use store::{InventoryStore, PgInventoryStore, ReserveOutcome, SqliteInventoryStore};
+pub use tailor_storage::Database;
 
 const MAX_BATCH: usize = 500;
 
 /// How the service is set up.
 #[derive(Debug, Clone)]
 pub struct InventoryConfig {
-    /// The SQLite file.
-    pub db_path: PathBuf,
+    /// The SQLite file, or the PostgreSQL database.
+    pub database: Database,
     /// Products stocked on first start.
     pub products: u32,
 }
@@ -191,6 +195,12 @@ impl<S: InventoryStore> InventoryService for Inventory<S> {
 /// Opens (creating and stocking on first start) the store and returns the
 /// inventory server.
 pub async fn build_server(config: &InventoryConfig) -> Result<GrpcServer, InventoryError> {
-    let store = SqliteInventoryStore::open(&config.db_path, config.products).await?;
-    Ok(GrpcServer::new("inventory").add_service(InventoryServiceServer::new(Inventory { store })))
+    Ok(match &config.database {
+        Database::Sqlite(path) => serve(SqliteInventoryStore::open(path, config.products).await?),
+        Database::Postgres(url) => serve(PgInventoryStore::connect(url, config.products).await?),
+    })
+}
+
+fn serve<S: InventoryStore>(store: S) -> GrpcServer {
+    GrpcServer::new("inventory").add_service(InventoryServiceServer::new(Inventory { store }))
 }

@@ -1,4 +1,11 @@
-//! The inventory's storage interface and its SQLite implementation.
+//! The inventory's storage interface, its SQLite implementation (here) and
+//! its PostgreSQL implementation ([`postgres`]).
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod postgres;
+
+pub use postgres::PgInventoryStore;
 
 use std::future::Future;
 use std::path::Path;
@@ -64,6 +71,46 @@ CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, message BLOB NOT N
 /// so files from before migrations open unchanged.
 const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA)];
 
+/// Rows of `(product, warehouse)` ordered by product into each product's
+/// stock, as both engines answer.
+pub(crate) fn group_stock(
+    rows: impl IntoIterator<Item = (String, WarehouseStock)>,
+) -> Vec<ProductStock> {
+    let mut stocks: Vec<ProductStock> = Vec::new();
+    for (product_id, warehouse) in rows {
+        match stocks.last_mut() {
+            Some(last) if last.product_id == product_id => {
+                last.total_available += warehouse.available;
+                last.warehouses.push(warehouse);
+            }
+            _ => stocks.push(ProductStock {
+                product_id,
+                total_available: warehouse.available,
+                warehouses: vec![warehouse],
+            }),
+        }
+    }
+    stocks
+}
+
+/// A warehouse's row as clients see it.
+pub(crate) fn warehouse(
+    warehouse_id: String,
+    warehouse_name: String,
+    ship_days: i32,
+    on_hand: i32,
+    reserved: i32,
+) -> WarehouseStock {
+    WarehouseStock {
+        warehouse_id,
+        warehouse_name,
+        ship_days,
+        on_hand,
+        reserved,
+        available: on_hand - reserved,
+    }
+}
+
 impl SqliteInventoryStore {
     /// Opens the store, stocking `products` generated products when empty.
     pub async fn open(path: &Path, products: u32) -> Result<Self, StorageError> {
@@ -105,36 +152,12 @@ impl InventoryStore for SqliteInventoryStore {
                      FROM stock WHERE product_id IN ({marks}) ORDER BY product_id, ship_days"
                 ))?;
                 let rows = statement.query_map(params_from_iter(ids.iter()), |r| {
-                    let on_hand: i32 = r.get(4)?;
-                    let reserved: i32 = r.get(5)?;
                     Ok((
                         r.get::<_, String>(0)?,
-                        WarehouseStock {
-                            warehouse_id: r.get(1)?,
-                            warehouse_name: r.get(2)?,
-                            ship_days: r.get(3)?,
-                            on_hand,
-                            reserved,
-                            available: on_hand - reserved,
-                        },
+                        warehouse(r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
                     ))
                 })?;
-                let mut stocks: Vec<ProductStock> = Vec::new();
-                for row in rows {
-                    let (product_id, warehouse) = row?;
-                    match stocks.last_mut() {
-                        Some(last) if last.product_id == product_id => {
-                            last.total_available += warehouse.available;
-                            last.warehouses.push(warehouse);
-                        }
-                        _ => stocks.push(ProductStock {
-                            product_id,
-                            total_available: warehouse.available,
-                            warehouses: vec![warehouse],
-                        }),
-                    }
-                }
-                Ok(stocks)
+                Ok(group_stock(rows.collect::<Result<Vec<_>, _>>()?))
             })
             .await
     }
@@ -228,98 +251,39 @@ impl InventoryStore for SqliteInventoryStore {
 mod tests {
     use super::*;
 
+    async fn open(dir: &tempfile::TempDir) -> SqliteInventoryStore {
+        SqliteInventoryStore::open(&dir.path().join("inventory.db"), conformance::PRODUCTS)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn concurrent_retries_of_one_reservation_hold_stock_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteInventoryStore::open(&dir.path().join("inventory.db"), 50)
-            .await
-            .unwrap();
-        let index = (1..=50)
-            .find(|i| tailor_seed::stock(*i).iter().any(|w| w.on_hand >= 5))
-            .unwrap();
-        let id = tailor_seed::product_id(index);
-        let before = store.stock(vec![id.clone()]).await.unwrap()[0].total_available;
-        let line = ReservationLine {
-            product_id: id.clone(),
-            quantity: 5,
-        };
-        let attempts: Vec<_> = (0..20)
-            .map(|_| {
-                let (store, line) = (store.clone(), line.clone());
-                tokio::spawn(
-                    async move { store.reserve("rsv-1".into(), vec![line]).await.unwrap() },
-                )
-            })
-            .collect();
-        let mut outcomes = Vec::new();
-        for attempt in attempts {
-            outcomes.push(attempt.await.unwrap());
-        }
-        let fresh = outcomes
-            .iter()
-            .filter(|o| matches!(o, ReserveOutcome::Reserved(_, false)))
-            .count();
-        assert_eq!(fresh, 1);
-        let after = store.stock(vec![id.clone()]).await.unwrap()[0].total_available;
-        assert_eq!(before - after, 5);
-        let too_much = store
-            .reserve(
-                "rsv-2".into(),
-                vec![ReservationLine {
-                    product_id: id,
-                    quantity: 100_000,
-                }],
-            )
-            .await
-            .unwrap();
-        assert!(matches!(too_much, ReserveOutcome::Insufficient(_)));
+        conformance::concurrent_retries_of_one_reservation_hold_stock_once(&open(&dir).await).await;
     }
 
     #[tokio::test]
     async fn a_released_reservation_gives_its_stock_back_exactly_once() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteInventoryStore::open(&dir.path().join("inventory.db"), 50)
-            .await
-            .unwrap();
-        let index = (1..=50)
-            .find(|i| tailor_seed::stock(*i).iter().any(|w| w.on_hand >= 3))
-            .unwrap();
-        let id = tailor_seed::product_id(index);
-        let available =
-            || async { store.stock(vec![id.clone()]).await.unwrap()[0].total_available };
-        let before = available().await;
-        let line = ReservationLine {
-            product_id: id.clone(),
-            quantity: 3,
-        };
-        store
-            .reserve("rsv-1".into(), vec![line.clone()])
-            .await
-            .unwrap();
-        // Another reservation of the same product stays held throughout.
-        store
-            .reserve(
-                "rsv-other".into(),
-                vec![ReservationLine {
-                    quantity: 1,
-                    ..line.clone()
-                }],
-            )
-            .await
-            .unwrap();
-        assert_eq!(available().await, before - 4);
-        // Released twice at once: the stock comes back once.
-        let (first, second) =
-            tokio::join!(store.release("rsv-1".into()), store.release("rsv-1".into()));
-        let released = [first.unwrap(), second.unwrap()];
-        assert_eq!(released.iter().filter(|r| **r).count(), 1, "{released:?}");
-        assert_eq!(available().await, before - 1);
-        assert!(!store.release("rsv-1".into()).await.unwrap());
-        assert!(!store.release("never-made".into()).await.unwrap());
-        assert_eq!(available().await, before - 1);
-        // The id is free again: a retried order holds stock afresh.
-        let again = store.reserve("rsv-1".into(), vec![line]).await.unwrap();
-        assert!(matches!(again, ReserveOutcome::Reserved(_, false)));
-        assert_eq!(available().await, before - 4);
+        conformance::a_released_reservation_gives_its_stock_back_exactly_once(&open(&dir).await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_reservations_never_hold_more_than_the_stock() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::concurrent_reservations_never_hold_more_than_the_stock(&open(&dir).await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn stock_is_seeded_once_and_answered_per_warehouse() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir).await;
+        conformance::stock_is_seeded_and_answered_per_warehouse(&store).await;
+        drop(store);
+        // Opening again keeps the data (and reservations) as they are.
+        conformance::stock_is_seeded_and_answered_per_warehouse(&open(&dir).await).await;
     }
 }
