@@ -341,6 +341,187 @@ mod inventory {
     }
 }
 
+mod partner {
+    use super::*;
+    use std::net::SocketAddr;
+    use tailor_e2e::{Stack, api_key};
+    use tailor_partner_bff::keys::conformance;
+    use tailor_proto::partner::v1::BatchGetAvailabilityRequest;
+    use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
+    use tonic::Code;
+    use tonic_types::StatusExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_key_store_passes_its_checks_on_postgres() {
+        let postgres = Postgres::start().await;
+        let url = parse(&postgres.database("partner").await);
+        let store = tailor_partner_bff::KeyStore::connect(&url).await.unwrap();
+        let key = conformance::keys_verify_list_and_revoke(&store).await;
+        conformance::quota_counts_are_kept_per_day(&store).await;
+        conformance::shared_limits_admit_exactly_the_allowance(&store).await;
+        // No column of any row holds the secret.
+        let secret = key.token.rsplit('_').next().unwrap().to_owned();
+        let rows: Vec<String> = postgres
+            .client("partner")
+            .await
+            .query("SELECT t::text FROM partner_bff.api_keys t", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|row| !row.contains(&secret)), "{rows:?}");
+    }
+
+    /// `keys create` as an operator runs it, against `database` (a
+    /// `--database-url`, or `None` for the SQLite file in `data`).
+    async fn create_key(data: &str, database: Option<&str>, plan: &str) -> String {
+        let mut command = tailor_e2e::command("tailor-partner-bff");
+        command.args(["--data-dir", data]);
+        if let Some(url) = database {
+            command.args(["--database-url", url]);
+        }
+        let output = command
+            .args(["keys", "create", "--tenant", "acme", "--plan", plan])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    }
+
+    /// `calls` availability calls with `key` at once, spread evenly over
+    /// the BFFs at `addresses`: how many were answered, and every refusal.
+    async fn hammer(
+        addresses: &[SocketAddr],
+        key: &str,
+        calls: usize,
+    ) -> (usize, Vec<tonic::Status>) {
+        let mut channels = Vec::new();
+        for address in addresses {
+            channels.push(tailor_e2e::connect(*address).await);
+        }
+        let attempts = (0..calls).map(|n| {
+            let mut client = PartnerServiceClient::new(channels[n % channels.len()].clone());
+            let key = key.to_owned();
+            tokio::spawn(async move {
+                client
+                    .batch_get_availability(api_key(
+                        &key,
+                        BatchGetAvailabilityRequest {
+                            product_ids: vec!["prod-000001".into()],
+                        },
+                    ))
+                    .await
+                    .map(|_| ())
+            })
+        });
+        let mut answered = 0;
+        let mut refused = Vec::new();
+        for attempt in futures_util::future::join_all(attempts).await {
+            match attempt.unwrap() {
+                Ok(()) => answered += 1,
+                Err(status) => refused.push(status),
+            }
+        }
+        (answered, refused)
+    }
+
+    /// A burst of 12 with about one token every 17 minutes (so no token
+    /// comes back during the test: the bucket's tolerance is zero here),
+    /// and a quota of 20 a day with tokens to spare.
+    const PLANS: &str = "trial=0.001:12:100000,standard=1000:1000:20";
+
+    /// One key's calls, at once, through `partners`: the bucket gives its
+    /// burst and no more, the quota its calls and no more, each refusal
+    /// RESOURCE_EXHAUSTED saying which limit and when to come back.
+    async fn exactly_the_allowance(partners: &[SocketAddr], bursty: &str, metered: &str) {
+        let (answered, refused) = hammer(partners, bursty, 40).await;
+        assert_eq!(
+            answered, 12,
+            "the burst, once across all replicas: {refused:?}"
+        );
+        for status in &refused {
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            assert!(status.message().contains("rate limit"), "{status:?}");
+            let retry = status
+                .get_details_retry_info()
+                .unwrap()
+                .retry_delay
+                .unwrap();
+            assert!(retry > Duration::from_secs(100), "{retry:?}");
+        }
+        let (answered, refused) = hammer(partners, metered, 50).await;
+        assert_eq!(answered, 20, "the day's quota, once across all replicas");
+        for status in &refused {
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            assert!(status.message().contains("daily quota of 20"), "{status:?}");
+            assert!(status.get_details_quota_failure().is_some());
+        }
+    }
+
+    /// Two partner BFF processes on one database, one key: together they
+    /// admit what one process admits, exactly.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_partner_processes_admit_one_key_its_limit_and_no_more() {
+        let stack = Stack::start().await;
+        let postgres = Postgres::start().await;
+        let url = postgres.database("partner").await;
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let data: Vec<&str> = dirs.iter().map(|d| d.path().to_str().unwrap()).collect();
+        // Keys made through one replica's command work on both.
+        let bursty = create_key(data[0], Some(&url), "trial").await;
+        let metered = create_key(data[1], Some(&url), "standard").await;
+        let downstreams = stack.downstream_urls();
+        let mut partners = Vec::new();
+        for data in &data {
+            let args = ["--database-url", url.as_str(), "--plan-limits", PLANS];
+            partners.push(
+                Process::start_bff("tailor-partner-bff", data, &downstreams, &args, &[], None)
+                    .await,
+            );
+        }
+        let addresses: Vec<SocketAddr> = partners.iter().map(|p| p.address).collect();
+        exactly_the_allowance(&addresses, &bursty, &metered).await;
+        // Each key has one row, and nothing was written to SQLite.
+        let buckets: i64 = postgres
+            .client("partner")
+            .await
+            .query_one("SELECT count(*) FROM partner_bff.limit_buckets", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(buckets, 2);
+        assert!(dirs.iter().all(|d| !d.path().join("partner.db").exists()));
+    }
+
+    /// The embedded default: one process on its SQLite file, counting in
+    /// memory, admits the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_partner_process_on_sqlite_admits_the_same() {
+        let stack = Stack::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().to_str().unwrap();
+        let bursty = create_key(data, None, "trial").await;
+        let metered = create_key(data, None, "standard").await;
+        let partner = Process::start_bff(
+            "tailor-partner-bff",
+            data,
+            &stack.downstream_urls(),
+            &["--plan-limits", PLANS],
+            &[],
+            None,
+        )
+        .await;
+        exactly_the_allowance(&[partner.address], &bursty, &metered).await;
+    }
+}
+
 /// A `--database-url` that is not one, or names a server that is not
 /// there, stops the server at start-up with a message naming the flag.
 #[tokio::test]

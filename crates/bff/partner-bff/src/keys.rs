@@ -1,15 +1,29 @@
 //! The partner BFF's own store of API keys. A key's secret is never stored:
 //! only its SHA-256, next to the key id, tenant, scopes and plan.
+//!
+//! The store is a SQLite file (`partner.db`) by default, or the schema
+//! `partner_bff` of a PostgreSQL database, which every replica of the BFF
+//! shares: then each key's token bucket and daily count live there too
+//! ([`SharedLimits`]), so the replicas together admit what one process
+//! would, exactly.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
 use tailor_auth::{ApiKey, ApiKeyRecord, ApiKeyStore, BoxFuture};
-use tailor_interceptors::limits::QuotaLedger;
+use tailor_interceptors::limits::{Plan, QuotaLedger, Refusal};
+use tailor_runtime::shared_limits::SharedLimits;
 use tailor_storage::rusqlite::{OptionalExtension, params};
-use tailor_storage::{Migration, SqlitePool, SqlitePoolOptions, StorageError};
+use tailor_storage::{
+    BUCKETS_TABLE, BucketRate, Database, Migration, PgPool, PgPoolOptions, PostgresUrl,
+    SharedBuckets, SqlitePool, SqlitePoolOptions, StorageError, Take,
+};
 
 /// The scopes a key can carry.
 pub mod scopes {
@@ -72,27 +86,65 @@ const CACHE_TTL: Duration = Duration::from_secs(2);
 /// few megabytes; past it, the look-ups used least are dropped.
 const CACHE_CAPACITY: u64 = 10_000;
 
-/// The key store over SQLite, with a short-lived, bounded cache of lookups
-/// so a partner's every call (and every refused call of a flood) does not
-/// cost a database read, and a flood of made-up key ids costs bounded
-/// memory.
+/// The key store, with a short-lived, bounded cache of lookups so a
+/// partner's every call (and every refused call of a flood) does not cost a
+/// database read, and a flood of made-up key ids costs bounded memory.
 #[derive(Clone)]
 pub struct KeyStore {
-    pool: SqlitePool,
+    engine: Engine,
     /// A key id's record, or `None` when the store has no such key.
     cache: Cache<String, Option<ApiKeyRecord>>,
+}
+
+#[derive(Debug, Clone)]
+enum Engine {
+    Sqlite(SqlitePool),
+    Postgres {
+        pool: PgPool,
+        buckets: SharedBuckets,
+    },
 }
 
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyStore")
-            .field("pool", &self.pool)
+            .field("engine", &self.engine)
             .field("cached", &self.cache.entry_count())
             .finish()
     }
 }
 
-const SCHEMA: &str = "
+/// The BFF's schema in a shared PostgreSQL database.
+pub const SCHEMA: &str = "partner_bff";
+
+const POSTGRES_MIGRATIONS: &[Migration] = &[
+    Migration::new(
+        1,
+        "
+CREATE TABLE api_keys (
+    key_id      TEXT PRIMARY KEY,
+    tenant      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    secret_hash BYTEA NOT NULL,
+    scopes      TEXT NOT NULL,
+    plan        TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    revoked_at  BIGINT
+);
+CREATE INDEX api_keys_tenant ON api_keys (tenant);
+CREATE TABLE quota_usage (
+    key_id TEXT NOT NULL,
+    day    BIGINT NOT NULL,
+    used   BIGINT NOT NULL,
+    PRIMARY KEY (key_id, day)
+);
+",
+    ),
+    // Each key's token bucket and day count, shared by the replicas.
+    Migration::new(2, BUCKETS_TABLE),
+];
+
+const SQLITE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS api_keys (
     key_id      TEXT PRIMARY KEY,
     tenant      TEXT NOT NULL,
@@ -114,7 +166,7 @@ CREATE TABLE IF NOT EXISTS quota_usage (
 
 /// The SQLite schema; the first step creates the tables only if missing,
 /// so files from before migrations open unchanged.
-const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA)];
+const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SQLITE_SCHEMA)];
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -130,11 +182,45 @@ impl KeyStore {
 
     fn open_with_cache(path: &Path, capacity: u64) -> Result<Self, KeyStoreError> {
         let pool = SqlitePool::open(path, &SqlitePoolOptions::default(), SQLITE_MIGRATIONS)?;
+        Ok(Self::with_engine(Engine::Sqlite(pool), capacity))
+    }
+
+    /// Connects to the PostgreSQL database at `url` (schema [`SCHEMA`],
+    /// migrated), where every replica keeps its keys and limits.
+    pub async fn connect(url: &PostgresUrl) -> Result<Self, KeyStoreError> {
+        let pool =
+            PgPool::connect(url, SCHEMA, POSTGRES_MIGRATIONS, PgPoolOptions::default()).await?;
+        let buckets = SharedBuckets::new(pool.clone());
+        Ok(Self::with_engine(
+            Engine::Postgres { pool, buckets },
+            CACHE_CAPACITY,
+        ))
+    }
+
+    /// The store in `database`: [`open`](Self::open) or
+    /// [`connect`](Self::connect).
+    pub async fn open_database(database: &Database) -> Result<Self, KeyStoreError> {
+        match database {
+            Database::Sqlite(path) => Self::open(path),
+            Database::Postgres(url) => Self::connect(url).await,
+        }
+    }
+
+    fn with_engine(engine: Engine, capacity: u64) -> Self {
         let cache = Cache::builder()
             .max_capacity(capacity)
             .time_to_live(CACHE_TTL)
             .build();
-        Ok(Self { pool, cache })
+        Self { engine, cache }
+    }
+
+    /// The limits every replica shares, when the store is in PostgreSQL;
+    /// `None` for SQLite, whose single process counts in memory.
+    pub fn shared_limits(&self) -> Option<Arc<dyn SharedLimits>> {
+        match self.engine {
+            Engine::Sqlite(_) => None,
+            Engine::Postgres { .. } => Some(Arc::new(self.clone())),
+        }
     }
 
     /// Creates a key; the returned token is the only time the secret exists
@@ -169,64 +255,115 @@ impl KeyStore {
             revoked: false,
         };
         let row = info.clone();
-        let hash = key.secret_hash;
-        self.pool
-            .write(move |conn| {
-                conn.execute(
-                    "INSERT INTO api_keys (key_id, tenant, name, secret_hash, scopes, plan, created_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                    params![
-                        row.key_id,
-                        row.tenant,
-                        row.name,
-                        hash.to_vec(),
-                        row.scopes.join(" "),
-                        row.plan,
-                        now()
-                    ],
-                )?;
-                Ok(())
-            })
-            .await?;
+        let hash = key.secret_hash.to_vec();
+        match &self.engine {
+            Engine::Sqlite(pool) => {
+                pool.write(move |conn| {
+                    conn.execute(
+                        "INSERT INTO api_keys (key_id, tenant, name, secret_hash, scopes, plan, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                        params![row.key_id, row.tenant, row.name, hash, row.scopes.join(" "), row.plan, now()],
+                    )?;
+                    Ok(())
+                })
+                .await?
+            }
+            Engine::Postgres { pool, .. } => {
+                pool.write(|conn| async move {
+                    conn.execute(
+                        "INSERT INTO api_keys (key_id, tenant, name, secret_hash, scopes, plan, created_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        &[&row.key_id, &row.tenant, &row.name, &hash, &row.scopes.join(" "), &row.plan, &now()],
+                    )
+                    .await?;
+                    Ok(())
+                })
+                .await?
+            }
+        }
         Ok((key, info))
     }
 
     /// Every key, optionally of one tenant.
     pub async fn list(&self, tenant: Option<String>) -> Result<Vec<KeyInfo>, KeyStoreError> {
-        Ok(self
-            .pool
-            .read(move |conn| {
-                let mut statement = conn.prepare(
-                    "SELECT key_id, tenant, name, scopes, plan, revoked_at IS NOT NULL
-                     FROM api_keys WHERE ?1 IS NULL OR tenant = ?1 ORDER BY tenant, created_at",
-                )?;
-                let rows = statement.query_map(params![tenant], |row| {
-                    Ok(KeyInfo {
-                        key_id: row.get(0)?,
-                        tenant: row.get(1)?,
-                        name: row.get(2)?,
-                        scopes: split_scopes(&row.get::<_, String>(3)?),
-                        plan: row.get(4)?,
-                        revoked: row.get(5)?,
-                    })
-                })?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
-            })
-            .await?)
+        const LIST: &str = "SELECT key_id, tenant, name, scopes, plan, revoked_at IS NOT NULL
+                            FROM api_keys WHERE $1::text IS NULL OR tenant = $1 ORDER BY tenant, created_at";
+        let info = |key_id, tenant, name, scopes: String, plan, revoked| KeyInfo {
+            key_id,
+            tenant,
+            name,
+            scopes: split_scopes(&scopes),
+            plan,
+            revoked,
+        };
+        Ok(match &self.engine {
+            Engine::Sqlite(pool) => {
+                pool.read(move |conn| {
+                    // SQLite spells the parameter `?1`; the text is otherwise the same.
+                    let mut statement =
+                        conn.prepare(&LIST.replace("$1::text", "?1").replace("$1", "?1"))?;
+                    let rows = statement.query_map(params![tenant], |row| {
+                        Ok(info(
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                        ))
+                    })?;
+                    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                })
+                .await?
+            }
+            Engine::Postgres { pool, .. } => {
+                pool.read(|conn| async move {
+                    let rows = conn.query(LIST, &[&tenant]).await?;
+                    Ok(rows
+                        .iter()
+                        .map(|row| {
+                            info(
+                                row.get(0),
+                                row.get(1),
+                                row.get(2),
+                                row.get(3),
+                                row.get(4),
+                                row.get(5),
+                            )
+                        })
+                        .collect())
+                })
+                .await?
+            }
+        })
     }
 
-    /// Revokes a key; calls with it fail from now on.
+    /// Revokes a key; calls with it fail from now on (through another
+    /// replica's cache, within [`CACHE_TTL`]).
     pub async fn revoke(&self, key_id: &str) -> Result<(), KeyStoreError> {
         let id = key_id.to_owned();
-        let changed = self
-            .pool
-            .write(move |conn| {
-                Ok(conn.execute(
-                    "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
-                    params![id, now()],
-                )?)
-            })
-            .await?;
+        let changed = match &self.engine {
+            Engine::Sqlite(pool) => {
+                pool.write(move |conn| {
+                    Ok(conn.execute(
+                        "UPDATE api_keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
+                        params![id, now()],
+                    )? as u64)
+                })
+                .await?
+            }
+            Engine::Postgres { pool, .. } => {
+                pool.write(|conn| async move {
+                    Ok(conn
+                        .execute(
+                            "UPDATE api_keys SET revoked_at = $2 WHERE key_id = $1 AND revoked_at IS NULL",
+                            &[&id, &now()],
+                        )
+                        .await?)
+                })
+                .await?
+            }
+        };
         self.cache.invalidate(key_id);
         if changed == 0 && !self.list(None).await?.iter().any(|k| k.key_id == key_id) {
             return Err(KeyStoreError::NoSuchKey(key_id.to_owned()));
@@ -235,28 +372,53 @@ impl KeyStore {
     }
 
     async fn record(&self, key_id: String) -> Result<Option<ApiKeyRecord>, StorageError> {
-        self.pool
-            .read(move |conn| {
-                Ok(conn
-                    .query_row(
-                        "SELECT key_id, tenant, secret_hash, scopes, plan, revoked_at IS NOT NULL
-                         FROM api_keys WHERE key_id = ?1",
-                        params![key_id],
-                        |row| {
-                            let hash: Vec<u8> = row.get(2)?;
-                            Ok(ApiKeyRecord {
-                                key_id: row.get(0)?,
-                                tenant: row.get(1)?,
-                                secret_hash: hash.try_into().unwrap_or([0; 32]),
-                                scopes: split_scopes(&row.get::<_, String>(3)?),
-                                plan: row.get(4)?,
-                                revoked: row.get(5)?,
-                            })
-                        },
-                    )
-                    .optional()?)
-            })
-            .await
+        const RECORD: &str =
+            "SELECT key_id, tenant, secret_hash, scopes, plan, revoked_at IS NOT NULL
+                              FROM api_keys WHERE key_id = $1";
+        let record = |key_id, tenant, hash: Vec<u8>, scopes: String, plan, revoked| ApiKeyRecord {
+            key_id,
+            tenant,
+            secret_hash: hash.try_into().unwrap_or([0; 32]),
+            scopes: split_scopes(&scopes),
+            plan,
+            revoked,
+        };
+        match &self.engine {
+            Engine::Sqlite(pool) => {
+                pool.read(move |conn| {
+                    Ok(conn
+                        .query_row(&RECORD.replace("$1", "?1"), params![key_id], |row| {
+                            Ok(record(
+                                row.get(0)?,
+                                row.get(1)?,
+                                row.get(2)?,
+                                row.get(3)?,
+                                row.get(4)?,
+                                row.get(5)?,
+                            ))
+                        })
+                        .optional()?)
+                })
+                .await
+            }
+            Engine::Postgres { pool, .. } => {
+                pool.read(|mut conn| async move {
+                    let statement = conn.prepare_cached(RECORD).await?;
+                    let row = conn.query_opt(&statement, &[&key_id]).await?;
+                    Ok(row.map(|row| {
+                        record(
+                            row.get(0),
+                            row.get(1),
+                            row.get(2),
+                            row.get(3),
+                            row.get(4),
+                            row.get(5),
+                        )
+                    }))
+                })
+                .await
+            }
+        }
     }
 }
 
@@ -280,48 +442,119 @@ impl ApiKeyStore for KeyStore {
     }
 }
 
-/// Each key's calls per UTC day, so daily quotas outlive restarts.
+/// Each key's token bucket and day count in PostgreSQL, one row per key
+/// taken from atomically, so every replica draws from the same allowance.
+impl SharedLimits for KeyStore {
+    fn take<'a>(
+        &'a self,
+        key_id: &'a str,
+        plan: &'a Plan,
+    ) -> BoxFuture<'a, Result<Result<(), Refusal>, String>> {
+        Box::pin(async move {
+            let Engine::Postgres { buckets, .. } = &self.engine else {
+                return Err("a SQLite key store keeps no shared limits".to_owned());
+            };
+            let rate = BucketRate {
+                per_second: plan.per_second,
+                burst: plan.burst,
+                daily_quota: (plan.daily_quota != u64::MAX).then_some(plan.daily_quota),
+            };
+            let taken = buckets
+                .take(&format!("key {key_id}"), rate)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(match taken {
+                Take::Admitted => Ok(()),
+                Take::Empty { retry_after } => Err(Refusal::Rate { retry_after }),
+                Take::QuotaUsedUp { retry_after } => Err(Refusal::Quota {
+                    retry_after,
+                    limit: plan.daily_quota,
+                }),
+            })
+        })
+    }
+}
+
+/// Each key's calls per UTC day, so daily quotas outlive restarts of a
+/// BFF that counts in memory.
 impl QuotaLedger for KeyStore {
     fn load(&self, day: u64) -> BoxFuture<'_, Result<HashMap<String, u64>, String>> {
+        const LOAD: &str = "SELECT key_id, used FROM quota_usage WHERE day = $1";
+        let day = day as i64;
         Box::pin(async move {
-            self.pool
-                .read(move |conn| {
-                    let mut statement =
-                        conn.prepare("SELECT key_id, used FROM quota_usage WHERE day = ?1")?;
-                    let rows = statement.query_map(params![day as i64], |row| {
-                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
-                    })?;
-                    Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
-                })
-                .await
-                .map_err(|e| e.to_string())
+            let counts = match &self.engine {
+                Engine::Sqlite(pool) => {
+                    pool.read(move |conn| {
+                        let mut statement = conn.prepare(&LOAD.replace("$1", "?1"))?;
+                        let rows = statement.query_map(params![day], |row| {
+                            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+                        })?;
+                        Ok(rows.collect::<Result<HashMap<_, _>, _>>()?)
+                    })
+                    .await
+                }
+                Engine::Postgres { pool, .. } => {
+                    pool.read(|conn| async move {
+                        let rows = conn.query(LOAD, &[&day]).await?;
+                        Ok(rows
+                            .iter()
+                            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as u64))
+                            .collect())
+                    })
+                    .await
+                }
+            };
+            counts.map_err(|e| e.to_string())
         })
     }
 
     fn save(&self, counts: Vec<(String, u64, u64)>) -> BoxFuture<'_, Result<(), String>> {
+        const SAVE: &str = "INSERT INTO quota_usage (key_id, day, used) VALUES ($1, $2, $3)
+                            ON CONFLICT (key_id, day) DO UPDATE SET used = excluded.used";
+        // Yesterday and before are of no use to the limiter.
+        const FORGET: &str = "DELETE FROM quota_usage WHERE day < $1";
+        let counts: Vec<(String, i64, i64)> = counts
+            .into_iter()
+            .map(|(key, day, used)| (key, day as i64, used as i64))
+            .collect();
+        let yesterday = counts
+            .iter()
+            .map(|(_, day, _)| *day)
+            .max()
+            .map(|today| today - 1);
         Box::pin(async move {
-            self.pool
-                .write(move |conn| {
-                    let tx = conn.transaction()?;
-                    for (key_id, day, used) in &counts {
-                        tx.execute(
-                            "INSERT INTO quota_usage (key_id, day, used) VALUES (?1, ?2, ?3)
-                             ON CONFLICT (key_id, day) DO UPDATE SET used = excluded.used",
-                            params![key_id, *day as i64, *used as i64],
-                        )?;
-                    }
-                    // Yesterday and before are of no use to the limiter.
-                    if let Some(today) = counts.iter().map(|(_, day, _)| *day).max() {
-                        tx.execute(
-                            "DELETE FROM quota_usage WHERE day < ?1",
-                            params![today as i64 - 1],
-                        )?;
-                    }
-                    tx.commit()?;
-                    Ok(())
-                })
-                .await
-                .map_err(|e| e.to_string())
+            let saved = match &self.engine {
+                Engine::Sqlite(pool) => {
+                    pool.write(move |conn| {
+                        let tx = conn.transaction()?;
+                        let sqlite = |sql: &str| sql.replace('$', "?");
+                        for (key_id, day, used) in &counts {
+                            tx.execute(&sqlite(SAVE), params![key_id, day, used])?;
+                        }
+                        if let Some(yesterday) = yesterday {
+                            tx.execute(&sqlite(FORGET), params![yesterday])?;
+                        }
+                        tx.commit()?;
+                        Ok(())
+                    })
+                    .await
+                }
+                Engine::Postgres { pool, .. } => {
+                    pool.write(|mut conn| async move {
+                        let tx = conn.transaction().await?;
+                        for (key_id, day, used) in &counts {
+                            tx.execute(SAVE, &[key_id, day, used]).await?;
+                        }
+                        if let Some(yesterday) = yesterday {
+                            tx.execute(FORGET, &[&yesterday]).await?;
+                        }
+                        tx.commit().await?;
+                        Ok(())
+                    })
+                    .await
+                }
+            };
+            saved.map_err(|e| e.to_string())
         })
     }
 }
@@ -337,43 +570,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("partner.db");
         let store = KeyStore::open(&path).unwrap();
-        let all: Vec<String> = scopes::ALL.iter().map(|s| s.to_string()).collect();
-        let (key, info) = store
-            .create("acme", "test", &all, "standard")
-            .await
-            .unwrap();
-        assert_eq!(info.tenant, "acme");
-
+        let key = conformance::keys_verify_list_and_revoke(&store).await;
         let raw = std::fs::read(&path).unwrap();
         let secret = key.token.rsplit('_').next().unwrap();
         assert!(
             !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
             "the secret must never reach the database file"
         );
+        assert!(store.shared_limits().is_none(), "SQLite counts in memory");
+    }
 
-        let auth = ApiKeyAuthenticator::new(std::sync::Arc::new(store.clone()));
-        let identity = auth.verify(&key.token).await.unwrap();
-        assert_eq!(identity.subject, "partner:acme");
-        assert!(identity.has_scope("orders.write"));
-
-        store.revoke(&info.key_id).await.unwrap();
-        assert_eq!(
-            auth.verify(&key.token).await,
-            Err(AuthError::Invalid("API key revoked"))
-        );
-        assert!(store.list(Some("acme".into())).await.unwrap()[0].revoked);
-        assert!(matches!(
-            store.revoke("nope").await,
-            Err(KeyStoreError::NoSuchKey(_))
-        ));
-        assert!(matches!(
-            store.create("Bad Tenant", "x", &[], "p").await,
-            Err(KeyStoreError::InvalidTenant)
-        ));
-        assert!(matches!(
-            store.create("t", "x", &["admin".into()], "p").await,
-            Err(KeyStoreError::UnknownScope(_))
-        ));
+    #[tokio::test]
+    async fn quota_counts_are_kept_per_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = KeyStore::open(&dir.path().join("partner.db")).unwrap();
+        conformance::quota_counts_are_kept_per_day(&store).await;
     }
 
     #[tokio::test]

@@ -61,21 +61,29 @@ const SAVE_QUOTA_EVERY: Duration = Duration::from_secs(1);
 
 /// The partner BFF's server, ready to serve: API keys, scopes, and each
 /// key's rate limit and daily quota from its plan's `limits`
-/// ([`plans::limits`] unless configured otherwise). Today's quota counts
-/// are read from the key store, and kept there.
+/// ([`plans::limits`] unless configured otherwise). With the key store in
+/// PostgreSQL, the limits are counted there, shared by every replica;
+/// with SQLite, in this process, today's quota counts read from the key
+/// store and kept there.
 pub async fn build_server(
     downstreams: Downstreams,
     keys: KeyStore,
     limits: HashMap<String, Plan>,
 ) -> Result<GrpcServer, String> {
-    let limiter = Limiter::with_ledger(limits, Arc::new(keys.clone()), SAVE_QUOTA_EVERY).await?;
-    let authenticator = ApiKeyAuthenticator::new(Arc::new(keys));
-    Ok(GrpcServer::new(NAME)
+    let shared = keys.shared_limits();
+    let authenticator = ApiKeyAuthenticator::new(Arc::new(keys.clone()));
+    let server = GrpcServer::new(NAME)
         .add_service(CappedStreams::new(
             PartnerServiceServer::new(Partner::new(downstreams)),
             FEED,
             StreamCaps::new("catalogue feeds", FEEDS_PER_KEY),
         ))
-        .with_auth(AuthLayer::new(Arc::new(authenticator), auth_policy()))
-        .with_limits(limiter))
+        .with_auth(AuthLayer::new(Arc::new(authenticator), auth_policy()));
+    Ok(match shared {
+        Some(shared) => server.with_shared_limits(limits, shared),
+        None => {
+            let ledger = Arc::new(keys);
+            server.with_limits(Limiter::with_ledger(limits, ledger, SAVE_QUOTA_EVERY).await?)
+        }
+    })
 }

@@ -6,6 +6,7 @@ use tailor_channel::DownstreamArgs;
 use tailor_partner_bff::KeyStore;
 use tailor_runtime::cli::ServerArgs;
 use tailor_screens::Downstreams;
+use tailor_storage::DatabaseArgs;
 
 /// The downstream services this BFF cannot work without
 /// (the feed and availability are the partner API):
@@ -35,6 +36,9 @@ struct Args {
 
     #[command(flatten)]
     downstreams: DownstreamArgs,
+
+    #[command(flatten)]
+    database: DatabaseArgs,
 
     #[command(flatten)]
     server: ServerArgs,
@@ -138,8 +142,12 @@ async fn main() -> ExitCode {
         }
     };
     let run = async {
-        let store =
-            KeyStore::open(&args.server.data_dir.join("partner.db")).map_err(|e| e.to_string())?;
+        let database = args
+            .database
+            .database(args.server.data_dir.join("partner.db"));
+        let store = KeyStore::open_database(&database)
+            .await
+            .map_err(|e| e.to_string())?;
         match args.command {
             Some(Command::Keys(command)) => keys(store, command).await,
             None | Some(Command::Serve) => {

@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod logging;
 mod server;
+pub mod shared_limits;
 pub mod shutdown;
 pub mod stack;
 

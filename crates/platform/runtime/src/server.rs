@@ -181,6 +181,19 @@ impl GrpcServer {
         self
     }
 
+    /// Limits calls per credential (after authentication) like
+    /// [`with_limits`](Self::with_limits), counting in `limits`, a store
+    /// every replica of the server shares.
+    pub fn with_shared_limits(
+        mut self,
+        plans: std::collections::HashMap<String, tailor_interceptors::limits::Plan>,
+        limits: Arc<dyn crate::shared_limits::SharedLimits>,
+    ) -> Self {
+        self.admission.shared_limits =
+            Some(crate::shared_limits::SharedLimitLayer::new(plans, limits));
+        self
+    }
+
     /// Admits browsers: CORS for `access.origins` and grpc-web (binary and
     /// text, HTTP/1.1 and HTTP/2) beside native gRPC on the same port.
     pub fn with_browser(mut self, access: BrowserAccess) -> Self {

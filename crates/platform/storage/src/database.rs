@@ -104,7 +104,8 @@ pub struct DatabaseArgs {
         long = "database-url",
         env = "TAILOR_DATABASE_URL",
         value_name = "URL",
-        hide_env_values = true
+        hide_env_values = true,
+        global = true
     )]
     pub database_url: Option<PostgresUrl>,
 }
