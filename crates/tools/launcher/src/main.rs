@@ -1,5 +1,6 @@
 //! `tailor`: the one command that runs the whole stack on a laptop or CI
-//! machine, and a helper that mints development tokens.
+//! machine, a helper that mints development tokens, and the health probe
+//! of the container image.
 //!
 //! `tailor up` starts the four downstream services, waits until each
 //! reports SERVING on `grpc.health.v1`, starts the three BFFs pointed at
@@ -15,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+mod probe;
 mod stack;
 mod webapp;
 
@@ -45,6 +47,10 @@ enum Command {
     /// server in a directory (`--trust-dir` of every server).
     #[command(subcommand)]
     Trust(Trust),
+    /// Ask a server's plaintext admin port whether it is SERVING, once:
+    /// exit 0 if so, 1 otherwise, saying why (the container image's
+    /// health check).
+    Probe(probe::ProbeArgs),
     /// Print a development JWT for the web or mobile BFF.
     Token {
         /// The user the token speaks for.
@@ -115,6 +121,16 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Probe(args) => match args.run().await {
+            Ok(()) => {
+                println!("SERVING");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("tailor probe: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Up(args) => match stack::up(args).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

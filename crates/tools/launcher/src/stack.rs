@@ -13,9 +13,6 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 /// Flags of `tailor up`.
 #[derive(Debug, Clone, clap::Args)]
@@ -239,21 +236,14 @@ fn write_prometheus_targets(running: &[Running], data_dir: &Path) -> Result<(), 
 }
 
 /// Polls `grpc.health.v1.Health/Check` for `""` on the plaintext health
-/// port until SERVING.
+/// port until SERVING (the check `tailor probe` makes).
 async fn wait_serving(name: &str, address: SocketAddr, ready_by: Instant) -> Result<(), String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| e.to_string())?;
     loop {
-        if let Ok(channel) = endpoint.connect().await {
-            let mut health = HealthClient::new(channel);
-            let answer = health
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
-                .await;
-            if answer.is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32) {
-                return Ok(());
-            }
+        if crate::probe::check(address, "", Duration::from_secs(2))
+            .await
+            .is_ok()
+        {
+            return Ok(());
         }
         if Instant::now() > ready_by {
             return Err(format!(
