@@ -101,6 +101,15 @@ failed=$(( failed + $(count failed) + $(count 'errors?') ))
 if [ -z "$last" ]; then failed=$(( failed + 1 )); status=1; fi
 rm -f "$log"
 
+step "Kubernetes manifests and Dockerfile (Python: venv, render, kubernetes-validate for 1.32, pytest)"
+log=$(mktemp)
+bash tests/deploy/run.sh 2>&1 | tee "$log" || status=$?
+last=$(grep -E '[0-9]+ (passed|failed|errors?)' "$log" | tail -1 || true)
+passed=$(( passed + $(count passed) ))
+failed=$(( failed + $(count failed) + $(count 'errors?') ))
+if [ -z "$last" ]; then failed=$(( failed + 1 )); status=1; fi
+rm -f "$log"
+
 step "chaos, short mode: web pages under steady load while six faults hit the rest (tailor-bench chaos --short)"
 # Alone, after the other tests, so their load does not count as a fault;
 # on a release build, as the servers would run (a debug catalog flooded by
