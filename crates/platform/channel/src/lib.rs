@@ -236,8 +236,8 @@ pub fn downstream(
 pub struct PolicyArgs {
     /// Changes a downstream call policy: `<service>.<key>=<value>`, `*` for
     /// every service; repeatable or comma-separated. Keys: timeout (per
-    /// attempt, 5s), attempts (3), backoff (20ms), retry-budget (0.1 of
-    /// calls), retry-floor (10 per second), breaker-failure-rate (0.8),
+    /// attempt, 5s), attempts (3), backoff (20ms), retry-budget (0.1: retries
+    /// in flight per call in flight), retry-min-concurrency (3), breaker-failure-rate (0.8),
     /// breaker-window (10s), breaker-min-calls (20), breaker-consecutive
     /// (10), breaker-open (5s), breaker-probes (3), max-in-flight (512),
     /// hedge (off, or a delay), coalesce (on).

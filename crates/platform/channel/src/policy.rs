@@ -53,22 +53,24 @@ impl Default for BreakerPolicy {
     }
 }
 
-/// How much extra load retries and hedges may add.
+/// How much extra load retries and hedges may add, counted as work in
+/// flight at the service: retries in flight at most this share of the
+/// calls in flight, or a small floor, whichever is larger.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BudgetPolicy {
-    /// Retries allowed per call made, over the last ten seconds (0.1: one
-    /// retry for every ten calls).
+    /// Retries and hedges in flight allowed per call in flight (0.1: one
+    /// for every ten).
     pub ratio: f32,
-    /// Retries allowed per second whatever the traffic (10), so a quiet
-    /// BFF still retries.
-    pub floor_per_sec: u32,
+    /// Retries and hedges in flight allowed whatever the traffic (3), so
+    /// a quiet BFF still retries.
+    pub min_concurrency: u32,
 }
 
 impl Default for BudgetPolicy {
     fn default() -> Self {
         Self {
             ratio: 0.1,
-            floor_per_sec: 10,
+            min_concurrency: 3,
         }
     }
 }
@@ -154,7 +156,7 @@ pub const KEYS: [&str; 14] = [
     "attempts",
     "backoff",
     "retry-budget",
-    "retry-floor",
+    "retry-min-concurrency",
     "breaker-failure-rate",
     "breaker-window",
     "breaker-min-calls",
@@ -263,7 +265,7 @@ fn set(policy: &mut CallPolicy, key: &str, value: &str) -> Result<(), Setting> {
         "attempts" => policy.retry.max_attempts = positive()?,
         "backoff" => policy.retry.first_backoff = duration()?,
         "retry-budget" => policy.budget.ratio = share()? as f32,
-        "retry-floor" => policy.budget.floor_per_sec = whole()?,
+        "retry-min-concurrency" => policy.budget.min_concurrency = whole()?,
         "breaker-failure-rate" => {
             policy.breaker.failure_rate = share()?;
             if policy.breaker.failure_rate == 0.0 {

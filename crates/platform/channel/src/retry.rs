@@ -15,14 +15,19 @@
 //! caller's deadline leaves room for it; the last failure is returned as it
 //! came. Each retry is counted by target service (`rpc_client_retries_total`).
 //!
-//! Retries are budgeted, as Finagle and Envoy do: every call deposits into
-//! a [`TpsBudget`], every retry (and every hedge) withdraws, so retries add
-//! at most the policy's share of the calls made over the last ten seconds,
-//! plus a small floor per second. When a service fails outright, retrying
-//! every call would triple its load just as it struggles; beyond the budget
-//! the failure is returned at once and counted
-//! (`rpc_client_retries_refused_total`). Refusals made in this BFF (an open
-//! circuit, a full bulkhead) are never retried: they would be refused again.
+//! Retries are budgeted the way Envoy budgets them: retries (and hedges)
+//! in flight to a service may be at most the policy's share of the calls in
+//! flight to it, or a small floor of retries at once, whichever is larger.
+//! The budget is counted in work the service holds at once, not in calls
+//! per second: when a service is slow because it is overloaded, calls pile
+//! up and retries stay a tenth of them, so an outage is never met with
+//! three times its load; when a service answers quickly but some of its
+//! answers fail, retries cost it little and the floor lets each failure be
+//! tried again. A service failing outright is the circuit breaker's to
+//! stop, below this layer. Beyond the budget the failure is returned at
+//! once and counted (`rpc_client_retries_refused_total`). Refusals made in
+//! this BFF (an open circuit, a full bulkhead) are never retried: they
+//! would be refused again.
 //!
 //! Hedging (off by default) sends a unary read a second time when no answer
 //! came after a delay, and takes the first answer that is not a transient
@@ -33,13 +38,13 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use prost::Message;
-use tower::retry::budget::{Budget, TpsBudget};
 use tower::{Service, ServiceExt};
 
 use tailor_interceptors::context::CallContext;
@@ -122,32 +127,58 @@ pub fn streaming_methods(encoded_set: &[u8]) -> HashSet<String> {
     methods
 }
 
-/// The retry budget of one downstream channel, shared by its clones.
-pub struct RetryBudget(TpsBudget);
+/// The retry budget of one downstream channel, shared by its clones: the
+/// calls and the retries in flight through it.
+#[derive(Debug)]
+pub struct RetryBudget {
+    ratio: f64,
+    min_concurrency: usize,
+    calls: AtomicUsize,
+    retries: AtomicUsize,
+}
 
-impl std::fmt::Debug for RetryBudget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+/// One call or retry in flight; the count goes down when it is dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl RetryBudget {
-    /// Retries at most `policy.ratio` of the calls over ten seconds, plus
-    /// `policy.floor_per_sec`.
+    /// Allows retries in flight up to `policy.ratio` of the calls in
+    /// flight, and never fewer than `policy.min_concurrency`.
     pub fn new(policy: BudgetPolicy) -> Self {
-        Self(TpsBudget::new(
-            Duration::from_secs(10),
-            policy.floor_per_sec,
-            policy.ratio.clamp(0.0, 1000.0),
-        ))
+        Self {
+            ratio: f64::from(policy.ratio).clamp(0.0, 1000.0),
+            min_concurrency: policy.min_concurrency as usize,
+            calls: AtomicUsize::new(0),
+            retries: AtomicUsize::new(0),
+        }
     }
 
-    fn deposit(&self) {
-        self.0.deposit();
+    /// Retries and hedges in flight now.
+    pub fn retries_in_flight(&self) -> usize {
+        self.retries.load(Ordering::Acquire)
     }
 
-    fn withdraw(&self) -> bool {
-        self.0.withdraw()
+    /// Counts a call in flight until the guard is dropped.
+    fn call(&self) -> InFlight<'_> {
+        self.calls.fetch_add(1, Ordering::AcqRel);
+        InFlight(&self.calls)
+    }
+
+    /// A place for one more retry or hedge, if the budget has one.
+    fn retry(&self) -> Option<InFlight<'_>> {
+        let calls = self.calls.load(Ordering::Acquire);
+        let allowed = ((calls as f64 * self.ratio) as usize).max(self.min_concurrency);
+        self.retries
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |retries| {
+                (retries < allowed).then_some(retries + 1)
+            })
+            .ok()
+            .map(|_| InFlight(&self.retries))
     }
 }
 
@@ -253,9 +284,13 @@ where
     }
 
     fn call(&mut self, request: HttpRequest) -> Self::Future {
-        self.budget.deposit();
         if !self.methods.contains(request.uri().path()) {
-            return Box::pin(self.inner.call(request));
+            let budget = self.budget.clone();
+            let call = self.inner.call(request);
+            return Box::pin(async move {
+                let _in_flight = budget.call();
+                call.await
+            });
         }
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
@@ -266,6 +301,7 @@ where
             .hedge_after
             .filter(|_| !self.streaming.contains(request.uri().path()));
         Box::pin(async move {
+            let _in_flight = budget.call();
             let (parts, body) = request.into_parts();
             // A unary request is one small message: keep it to send again.
             let body: Bytes = match body.collect().await {
@@ -290,6 +326,8 @@ where
             let deadline = CallContext::current().and_then(|c| c.deadline);
             let mut backoff = policy.first_backoff;
             let mut attempt = 1;
+            // The place in the budget of the retry being made, if any.
+            let mut _retry = None;
             loop {
                 let first = attempt_of(inner.clone());
                 let outcome = match hedge_after {
@@ -299,7 +337,8 @@ where
                             outcome = &mut first => outcome,
                             () = tokio::time::sleep(delay) => {
                                 let room = deadline.is_none_or(|d| !d.remaining().is_zero());
-                                if room && budget.withdraw() {
+                                let place = room.then(|| budget.retry()).flatten();
+                                if let Some(_hedge) = place {
                                     if let Some(metrics) = &metrics {
                                         metrics.hedged(&path);
                                     }
@@ -323,13 +362,18 @@ where
                 if !transient(&outcome) || attempt >= policy.max_attempts || !room {
                     return outcome;
                 }
-                if !budget.withdraw() {
+                drop(_retry.take());
+                // The pause costs the service nothing: the budget counts
+                // the retry from when it is sent.
+                tokio::time::sleep(pause).await;
+                let Some(place) = budget.retry() else {
                     tracing::debug!(method = %path, attempt, "retry budget spent, not retrying");
                     if let Some(metrics) = &metrics {
                         metrics.retry_refused(&path);
                     }
                     return outcome;
-                }
+                };
+                _retry = Some(place);
                 tracing::debug!(
                     method = %path,
                     attempt,
@@ -338,7 +382,6 @@ where
                 if let Some(metrics) = &metrics {
                     metrics.retried(&path);
                 }
-                tokio::time::sleep(pause).await;
                 backoff *= 2;
                 attempt += 1;
             }
@@ -445,24 +488,54 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn retries_beyond_the_budget_are_not_made() {
+    async fn retries_in_flight_stay_within_their_share_of_the_calls_in_flight() {
+        // A service that takes 10 ms to fail every call, called 100 times
+        // at once: without a budget 300 attempts.
         let calls = Arc::new(AtomicU32::new(0));
-        let budget = BudgetPolicy {
+        let budget = Arc::new(RetryBudget::new(BudgetPolicy {
             ratio: 0.1,
-            floor_per_sec: 0,
-        };
+            min_concurrency: 0,
+        }));
         let channel = RetryReads::new(
-            fake(calls.clone(), unavailable_answer, |_| Duration::ZERO),
+            fake(calls.clone(), unavailable_answer, |_| {
+                Duration::from_millis(10)
+            }),
             reads(),
             RetryPolicy::default(),
         )
-        .with_budget(Arc::new(RetryBudget::new(budget)));
-        for _ in 0..100 {
-            assert_eq!(code(&read(&channel).await), Code::Unavailable);
-        }
+        .with_budget(budget.clone());
+        let reads: Vec<_> = (0..100).map(|_| read(&channel)).collect();
+        let answers = futures_util::future::join_all(reads).await;
+        assert!(answers.iter().all(|a| code(a) == Code::Unavailable));
+        // A tenth of the hundred calls in flight may retry: ten retries,
+        // then one of the ten still in flight.
         let made = calls.load(Ordering::SeqCst);
-        // Without a budget: 300 attempts. With it: one retry per ten calls.
         assert!((105..=112).contains(&made), "{made} attempts for 100 calls");
+        assert_eq!(budget.retries_in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_floor_lets_a_quiet_caller_retry_every_failure() {
+        // Every second call fails; one call at a time, so a share of the
+        // calls in flight would allow no retry at all.
+        let calls = Arc::new(AtomicU32::new(0));
+        let every_second = |n: u32| {
+            if n % 2 == 1 {
+                unavailable_answer(n)
+            } else {
+                ok(n)
+            }
+        };
+        let channel = RetryReads::new(
+            fake(calls.clone(), every_second, |_| Duration::from_millis(1)),
+            reads(),
+            RetryPolicy::default(),
+        )
+        .with_budget(Arc::new(RetryBudget::new(BudgetPolicy::default())));
+        for _ in 0..50 {
+            assert_eq!(code(&read(&channel).await), Code::Ok);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 100);
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,15 +3,23 @@
 //! [`Share`] of its own, so a flood from one BFF cannot take the others'
 //! place.
 //!
-//! A share is a number of calls handled at once and a bounded queue of
-//! calls waiting for one of those places. A call that finds both full is
-//! refused at once with RESOURCE_EXHAUSTED and a `google.rpc.RetryInfo`
-//! detail, and costs the service nothing more: the flooding client type
-//! gets fast refusals while the others' calls keep their own places and
-//! never queue behind it. A waiting call leaves the queue when its deadline
-//! passes (the deadline layer above answers it) or its client goes away.
+//! A service runs a bounded number of calls at once, its *slots*: by
+//! default two for each CPU it may run on, since its handlers are
+//! CPU-bound reads and more calls at once only slow each other down. A
+//! call that finds no free slot waits in its client type's queue; when a
+//! slot frees, the next call comes from the client type with the fewest
+//! calls running (the one waiting longest among equals). So a flood from
+//! one BFF uses every slot the others leave idle, yet a call from another
+//! BFF waits at most for one running call to end, never behind the
+//! flood's queue. A share may also cap a client type's running calls.
 //!
-//! A place is held until the handler has answered (the response head):
+//! A call that finds its client type's queue full is refused at once with
+//! RESOURCE_EXHAUSTED and a `google.rpc.RetryInfo` detail, and costs the
+//! service nothing more: the flooding client type gets fast refusals. A
+//! waiting call leaves the queue when its deadline passes (the deadline
+//! layer above answers it) or its client goes away.
+//!
+//! A slot is held until the handler has answered (the response head):
 //! a server stream's messages afterwards do not hold it, so long watches
 //! cannot starve short reads.
 //!
@@ -22,14 +30,14 @@
 //! (`tailor.overload.refusals`, reason `admission`) and summarises them
 //! instead of writing a line each.
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
@@ -45,25 +53,24 @@ pub const RETRY_AFTER: Duration = Duration::from_millis(200);
 /// The reason admission refusals are counted and summarised under.
 pub const REASON: &str = "admission";
 
-/// One client type's part of a service: calls handled at once, and calls
-/// that may wait for a place.
+/// One client type's part of a service: how many of the slots its calls
+/// may hold at once, and how many of its calls may wait for one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Share {
-    /// Calls handled at once.
+    /// Calls running at once, at most; `usize::MAX`: as many as there are
+    /// slots.
     pub in_flight: usize,
-    /// Calls waiting for a place; beyond, calls are refused.
+    /// Calls waiting for a slot; beyond, calls are refused.
     pub queue: usize,
 }
 
 impl Share {
-    /// The default share of every client type, sized for a small machine:
-    /// eight calls keep two cores busy with SQLite reads, and 256 waiting
-    /// (tens of milliseconds of work) take a BFF's own bursts, 128 pages
-    /// at once calling twice each, without refusing them. A flood beyond
-    /// is refused, and waiting costs the service no CPU: what bounds the
-    /// flooding client type's use of it is its eight places.
+    /// The default share of every client type: any slot the others leave
+    /// idle, and 256 calls waiting (tens of milliseconds of work), enough
+    /// for a BFF's own bursts, 128 pages at once calling twice each. A
+    /// flood beyond is refused, and waiting costs the service no CPU.
     pub const DEFAULT: Share = Share {
-        in_flight: 8,
+        in_flight: usize::MAX,
         queue: 256,
     };
 }
@@ -78,23 +85,41 @@ impl Default for Share {
 /// certificate share the `unknown` one.
 const CLIENT_TYPES: [&str; 4] = ["web", "mobile", "partner", "unknown"];
 
-/// Every client type's share, written on the command line as
-/// `web=16:64,mobile=8:32` (calls at once `:` queue); a client type left
-/// out keeps [`Share::DEFAULT`].
+/// The service's slots and every client type's share, written on the
+/// command line as `slots=4,web=16:64,mobile=2:32` (calls at once `:`
+/// queue); a client type left out keeps [`Share::DEFAULT`], slots left out
+/// are two per CPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Shares([Share; 4]);
+pub struct Shares {
+    shares: [Share; 4],
+    slots: Option<usize>,
+}
 
 impl Shares {
     /// The share of `client` (`web`, `mobile`, `partner`, anything else
     /// `unknown`).
     pub fn of(&self, client: &str) -> Share {
-        self.0[index_of(client)]
+        self.shares[index_of(client)]
     }
 
     /// These shares with `client`'s set to `share`.
     pub fn with(mut self, client: &str, share: Share) -> Self {
-        self.0[index_of(client)] = share;
+        self.shares[index_of(client)] = share;
         self
+    }
+
+    /// These shares with `slots` calls running at once.
+    pub fn with_slots(mut self, slots: usize) -> Self {
+        self.slots = Some(slots.max(1));
+        self
+    }
+
+    /// Calls the service runs at once: as set, or two for each CPU this
+    /// process may run on.
+    pub fn slots(&self) -> usize {
+        self.slots.unwrap_or_else(|| {
+            2 * std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        })
     }
 }
 
@@ -108,7 +133,7 @@ fn index_of(client: &str) -> usize {
 /// Why a `--admission` value was not understood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{0}: expected <client type>=<calls at once>:<queue>, comma-separated, client types web, mobile, partner, unknown (e.g. web=16:64,mobile=8:32)"
+    "{0}: expected slots=<calls at once> and <client type>=<calls at once>:<queue>, comma-separated, client types web, mobile, partner, unknown (e.g. slots=4,web=16:64,mobile=2:32)"
 )]
 pub struct SharesError(String);
 
@@ -121,6 +146,16 @@ impl FromStr for Shares {
             let invalid = || SharesError(format!("invalid share {part:?}"));
             let (client, share) = part.split_once('=').ok_or_else(invalid)?;
             let client = client.trim();
+            if client == "slots" {
+                let slots: usize = share.trim().parse().map_err(|_| invalid())?;
+                if slots == 0 {
+                    return Err(SharesError(format!(
+                        "{part:?}: a service needs at least one slot"
+                    )));
+                }
+                shares = shares.with_slots(slots);
+                continue;
+            }
             if !CLIENT_TYPES.contains(&client) {
                 return Err(SharesError(format!("unknown client type {client:?}")));
             }
@@ -138,47 +173,172 @@ impl FromStr for Shares {
     }
 }
 
-/// One client type's places and queue.
+/// A call waiting for a slot: its turn in arrival order, and how to hand
+/// it the slot.
 #[derive(Debug)]
-struct Pool {
-    places: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    queue: usize,
+struct Waiter {
+    turn: u64,
+    wake: oneshot::Sender<()>,
 }
 
-/// Leaves the queue however the wait ends (admitted, deadline, client
-/// gone).
-struct Waiting<'a>(&'a AtomicUsize);
+/// Who runs and who waits, behind one lock: every decision is a few
+/// comparisons over four client types.
+#[derive(Debug)]
+struct Slots {
+    slots: usize,
+    shares: [Share; 4],
+    running: [usize; 4],
+    queues: [VecDeque<Waiter>; 4],
+    turns: u64,
+}
 
-impl Drop for Waiting<'_> {
+impl Slots {
+    fn total(&self) -> usize {
+        self.running.iter().sum()
+    }
+
+    fn may_run(&self, client: usize) -> bool {
+        self.total() < self.slots && self.running[client] < self.shares[client].in_flight
+    }
+
+    /// Hands free slots to waiting calls, fewest running first.
+    fn dispatch(&mut self) {
+        while self.total() < self.slots {
+            let next = (0..CLIENT_TYPES.len())
+                .filter(|&c| self.running[c] < self.shares[c].in_flight)
+                .filter_map(|c| self.queues[c].front().map(|w| (self.running[c], w.turn, c)))
+                .min();
+            let Some((_, _, client)) = next else {
+                return;
+            };
+            let waiter = self.queues[client].pop_front().expect("a waiter was seen");
+            // A caller that gave up is skipped; its slot goes to the next.
+            if waiter.wake.send(()).is_ok() {
+                self.running[client] += 1;
+            }
+        }
+    }
+}
+
+/// Gives the slot back when the call ends (or a granted wait is dropped).
+struct Running {
+    slots: Arc<Mutex<Slots>>,
+    client: usize,
+}
+
+impl Drop for Running {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let mut slots = self.slots.lock().expect("admission lock");
+        slots.running[self.client] -= 1;
+        slots.dispatch();
+    }
+}
+
+/// A call in a queue; if it is dropped after its slot was handed over
+/// but before it ran, the slot goes back.
+struct Queued {
+    slots: Arc<Mutex<Slots>>,
+    client: usize,
+    woken: Option<oneshot::Receiver<()>>,
+}
+
+impl Queued {
+    async fn until_running(mut self) -> Running {
+        let woken = self.woken.as_mut().expect("waited once");
+        // The sender lives in the queue until it wakes this call: only
+        // a live receiver's sender leaves it without sending.
+        woken
+            .await
+            .expect("a waiting call is woken, never forgotten");
+        self.woken = None;
+        Running {
+            slots: self.slots.clone(),
+            client: self.client,
+        }
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        if let Some(mut woken) = self.woken.take() {
+            woken.close();
+            if woken.try_recv().is_ok() {
+                drop(Running {
+                    slots: self.slots.clone(),
+                    client: self.client,
+                });
+            }
+        }
     }
 }
 
 /// Adds [`AdmissionService`] to a stack; every clone shares the same
-/// places, so build one per server.
+/// slots, so build one per server.
 #[derive(Debug, Clone)]
 pub struct AdmissionLayer {
     server: &'static str,
-    pools: Arc<[Pool; 4]>,
+    slots: Arc<Mutex<Slots>>,
 }
 
 impl AdmissionLayer {
     /// Admission to the service `server` (named in refusals) with `shares`.
     pub fn new(server: &'static str, shares: Shares) -> Self {
-        let pools = CLIENT_TYPES.map(|client| {
-            let share = shares.of(client);
-            Pool {
-                places: Arc::new(Semaphore::new(share.in_flight)),
-                waiting: AtomicUsize::new(0),
-                queue: share.queue,
-            }
-        });
+        let slots = Slots {
+            slots: shares.slots(),
+            shares: shares.shares,
+            running: [0; 4],
+            queues: Default::default(),
+            turns: 0,
+        };
         Self {
             server,
-            pools: Arc::new(pools),
+            slots: Arc::new(Mutex::new(slots)),
         }
+    }
+
+    /// Calls of `client` type running now.
+    pub fn running(&self, client: &str) -> usize {
+        self.slots.lock().expect("admission lock").running[index_of(client)]
+    }
+
+    /// Calls of `client` type waiting now (callers that gave up included
+    /// until a slot passes them by).
+    pub fn waiting(&self, client: &str) -> usize {
+        let slots = self.slots.lock().expect("admission lock");
+        slots.queues[index_of(client)]
+            .iter()
+            .filter(|w| !w.wake.is_closed())
+            .count()
+    }
+
+    /// A slot at once, a place in the queue, or `None`: refused.
+    fn enter(&self, client: usize) -> Option<Result<Running, Queued>> {
+        let mut slots = self.slots.lock().expect("admission lock");
+        if slots.may_run(client) {
+            slots.running[client] += 1;
+            return Some(Ok(Running {
+                slots: self.slots.clone(),
+                client,
+            }));
+        }
+        let bound = slots.shares[client].queue;
+        let queue = &mut slots.queues[client];
+        if queue.len() >= bound {
+            // Callers that gave up still hold their place until passed by.
+            queue.retain(|w| !w.wake.is_closed());
+            if queue.len() >= bound {
+                return None;
+            }
+        }
+        slots.turns += 1;
+        let turn = slots.turns;
+        let (wake, woken) = oneshot::channel();
+        slots.queues[client].push_back(Waiter { turn, wake });
+        Some(Err(Queued {
+            slots: self.slots.clone(),
+            client,
+            woken: Some(woken),
+        }))
     }
 }
 
@@ -226,50 +386,35 @@ where
             Some(CallingClient(name)) if !is_probe(request.uri().path()) => client_type(name),
             _ => return Box::pin(self.inner.call(request)),
         };
-        let layer = self.layer.clone();
-        let pool_index = index_of(client);
-        let pool = &layer.pools[pool_index];
-        if let Ok(place) = pool.places.clone().try_acquire_owned() {
-            let call = self.inner.call(request);
-            return Box::pin(async move {
-                let response = call.await;
-                drop(place);
-                response
-            });
-        }
-        // Take a place in the queue, or be refused; the check and the
-        // increment are one step, so the queue never grows past its bound.
-        let queued = pool
-            .waiting
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |waiting| {
-                (waiting < pool.queue).then_some(waiting + 1)
-            })
-            .is_ok();
-        if !queued {
-            if let Some(notes) = request.extensions().get::<CallNotes>() {
-                notes.record_overload(REASON);
+        match self.layer.enter(index_of(client)) {
+            Some(Ok(running)) => {
+                let call = self.inner.call(request);
+                Box::pin(async move {
+                    let response = call.await;
+                    drop(running);
+                    response
+                })
             }
-            let response = status_response(refusal(layer.server, client));
-            return Box::pin(async move { Ok(response) });
+            Some(Err(queued)) => {
+                // The inner service was made ready for this call; a clone
+                // of it is called once a slot is free.
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Box::pin(async move {
+                    let running = queued.until_running().await;
+                    let response = inner.call(request).await;
+                    drop(running);
+                    response
+                })
+            }
+            None => {
+                if let Some(notes) = request.extensions().get::<CallNotes>() {
+                    notes.record_overload(REASON);
+                }
+                let response = status_response(refusal(self.layer.server, client));
+                Box::pin(async move { Ok(response) })
+            }
         }
-        // The inner service was made ready for this call; a clone of it is
-        // called once a place is free.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let pool = &layer.pools[pool_index];
-            let place = {
-                let _waiting = Waiting(&pool.waiting);
-                pool.places
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed")
-            };
-            let response = inner.call(request).await;
-            drop(place);
-            response
-        })
     }
 }
 
@@ -283,7 +428,7 @@ mod tests {
 
     #[test]
     fn shares_parse_from_the_flag_and_default_the_rest() {
-        let shares: Shares = "web=16:64, mobile=1:0".parse().unwrap();
+        let shares: Shares = "web=16:64, mobile=1:0, slots=3".parse().unwrap();
         assert_eq!(
             shares.of("web"),
             Share {
@@ -298,10 +443,16 @@ mod tests {
                 queue: 0
             }
         );
+        assert_eq!(shares.slots(), 3);
         assert_eq!(shares.of("partner"), Share::DEFAULT);
         assert_eq!(shares.of("ops"), Share::DEFAULT);
-        assert_eq!("".parse::<Shares>().unwrap(), Shares::default());
-        for bad in ["web", "web=1", "web=a:1", "tv=1:1", "web=0:4", "web=1:-1"] {
+        let defaults = "".parse::<Shares>().unwrap();
+        assert_eq!(defaults, Shares::default());
+        let cpus = std::thread::available_parallelism().unwrap().get();
+        assert_eq!(defaults.slots(), 2 * cpus);
+        for bad in [
+            "web", "web=1", "web=a:1", "tv=1:1", "web=0:4", "web=1:-1", "slots=0", "slots=a",
+        ] {
             assert!(bad.parse::<Shares>().is_err(), "{bad} was accepted");
         }
     }
@@ -338,30 +489,31 @@ mod tests {
         codes
     }
 
+    async fn until(condition: impl Fn() -> bool) {
+        while !condition() {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    const PATH: &str = "/tailor.catalog.v1.CatalogService/GetProduct";
+
     #[tokio::test]
-    async fn one_client_types_flood_is_refused_beyond_its_share_while_others_are_admitted() {
+    async fn a_flood_beyond_its_queue_is_refused_and_a_freed_slot_goes_to_another_client_type_first()
+     {
         let release = Arc::new(tokio::sync::Notify::new());
-        let shares: Shares = "mobile=2:3".parse().unwrap();
-        let layer = AdmissionLayer::new("catalog", shares);
+        let layer = AdmissionLayer::new("catalog", "slots=2,mobile=8:3".parse().unwrap());
         let service = layer.layer(slow(release.clone()));
-        let path = "/tailor.catalog.v1.CatalogService/GetProduct";
-        // Two in flight and three waiting fill mobile's share ...
+        // Mobile takes both idle slots, and three of its calls wait ...
         let mut mobile = Vec::new();
         for _ in 0..5 {
             mobile.push(tokio::spawn(
-                service.clone().oneshot(call_from("mobile-bff", path)),
+                service.clone().oneshot(call_from("mobile-bff", PATH)),
             ));
             tokio::task::yield_now().await;
         }
-        while layer.pools[index_of("mobile")]
-            .waiting
-            .load(Ordering::Acquire)
-            < 3
-        {
-            tokio::task::yield_now().await;
-        }
+        until(|| layer.running("mobile") == 2 && layer.waiting("mobile") == 3).await;
         // ... so the sixth is refused at once, with RetryInfo, and noted.
-        let refused_call = call_from("mobile-bff", path);
+        let refused_call = call_from("mobile-bff", PATH);
         let notes = refused_call
             .extensions()
             .get::<CallNotes>()
@@ -374,54 +526,64 @@ mod tests {
             Some(RETRY_AFTER)
         );
         assert_eq!(notes.overload(), Some(REASON));
-        // Web's share is its own: its calls are admitted meanwhile, and so
-        // are mobile's health checks.
-        let web: Vec<_> = (0..4)
-            .map(|_| tokio::spawn(service.clone().oneshot(call_from("web-bff", path))))
-            .collect();
+        // A web call arrives last, and mobile's health check passes by.
+        let web = tokio::spawn(service.clone().oneshot(call_from("web-bff", PATH)));
+        until(|| layer.waiting("web") == 1).await;
         let health = tokio::spawn(
             service
                 .clone()
                 .oneshot(call_from("mobile-bff", "/grpc.health.v1.Health/Check")),
         );
-        assert_eq!(finish_all(&release, web).await, [Code::Ok; 4]);
+        // One mobile call ends: its slot goes to web, which has none
+        // running, ahead of mobile's three earlier calls.
+        release.notify_one();
+        until(|| layer.running("web") == 1).await;
+        assert_eq!(layer.running("mobile"), 1);
+        assert_eq!(layer.waiting("mobile"), 3);
+        assert_eq!(finish_all(&release, vec![web]).await, [Code::Ok]);
         assert_eq!(finish_all(&release, vec![health]).await, [Code::Ok]);
         // The queued mobile calls are served in the end.
         assert_eq!(finish_all(&release, mobile).await, [Code::Ok; 5]);
-        assert_eq!(
-            layer.pools[index_of("mobile")]
-                .waiting
-                .load(Ordering::Acquire),
-            0
-        );
-        assert_eq!(
-            layer.pools[index_of("mobile")].places.available_permits(),
-            2
-        );
+        assert_eq!(layer.waiting("mobile"), 0);
+        assert_eq!(layer.running("mobile"), 0);
     }
 
     #[tokio::test]
-    async fn a_call_that_gives_up_waiting_leaves_the_queue() {
+    async fn a_share_caps_a_client_types_running_calls_below_the_slots() {
         let release = Arc::new(tokio::sync::Notify::new());
-        let layer = AdmissionLayer::new("catalog", "web=1:1".parse().unwrap());
+        let layer = AdmissionLayer::new("catalog", "slots=4,mobile=1:8".parse().unwrap());
         let service = layer.layer(slow(release.clone()));
-        let path = "/a.B/C";
-        let first = tokio::spawn(service.clone().oneshot(call_from("web-bff", path)));
-        while layer.pools[0].places.available_permits() > 0 {
-            tokio::task::yield_now().await;
-        }
-        let waiting = tokio::spawn(service.clone().oneshot(call_from("web-bff", path)));
-        while layer.pools[0].waiting.load(Ordering::Acquire) < 1 {
-            tokio::task::yield_now().await;
-        }
+        let mobile: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(service.clone().oneshot(call_from("mobile-bff", PATH))))
+            .collect();
+        until(|| layer.running("mobile") == 1 && layer.waiting("mobile") == 2).await;
+        // Slots are free, so web runs at once, three calls at a time.
+        let web: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(service.clone().oneshot(call_from("web-bff", PATH))))
+            .collect();
+        until(|| layer.running("web") == 3).await;
+        assert_eq!(layer.running("mobile"), 1);
+        assert_eq!(finish_all(&release, web).await, [Code::Ok; 3]);
+        assert_eq!(finish_all(&release, mobile).await, [Code::Ok; 3]);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_gives_up_waiting_leaves_the_queue_and_never_holds_a_slot() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let layer = AdmissionLayer::new("catalog", "slots=1,web=1:1".parse().unwrap());
+        let service = layer.layer(slow(release.clone()));
+        let first = tokio::spawn(service.clone().oneshot(call_from("web-bff", PATH)));
+        until(|| layer.running("web") == 1).await;
+        let waiting = tokio::spawn(service.clone().oneshot(call_from("web-bff", PATH)));
+        until(|| layer.waiting("web") == 1).await;
         waiting.abort();
         let _ = waiting.await;
-        assert_eq!(layer.pools[0].waiting.load(Ordering::Acquire), 0);
-        // The place in the queue is free again.
-        let next = tokio::spawn(service.clone().oneshot(call_from("web-bff", path)));
-        while layer.pools[0].waiting.load(Ordering::Acquire) < 1 {
-            tokio::task::yield_now().await;
-        }
+        assert_eq!(layer.waiting("web"), 0);
+        // The place in the queue is free again, and the slot the caller
+        // that gave up would have had goes to the next.
+        let next = tokio::spawn(service.clone().oneshot(call_from("web-bff", PATH)));
+        until(|| layer.waiting("web") == 1).await;
         assert_eq!(finish_all(&release, vec![first, next]).await, [Code::Ok; 2]);
+        assert_eq!(layer.running("web"), 0);
     }
 }

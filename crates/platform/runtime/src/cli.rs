@@ -43,11 +43,13 @@ pub struct ServerArgs {
     #[arg(long, env = "TAILOR_MAX_IN_FLIGHT")]
     pub max_in_flight: Option<usize>,
 
-    /// Downstream services: each calling client type's share, as
-    /// `<client type>=<calls at once>:<queue>`, comma-separated (e.g.
-    /// `web=16:64,mobile=8:32,partner=8:32`). A call beyond its client
-    /// type's share and queue is refused at once with RESOURCE_EXHAUSTED
-    /// and RetryInfo. Client types left out get 8:256.
+    /// Downstream services: calls run at once (`slots=<n>`, default two
+    /// per CPU) and each calling client type's share, as `<client
+    /// type>=<calls at once>:<queue>`, comma-separated (e.g.
+    /// `slots=4,web=16:64,mobile=2:32`). A freed slot goes to the client
+    /// type with the fewest calls running; a call beyond its client type's
+    /// queue is refused at once with RESOURCE_EXHAUSTED and RetryInfo.
+    /// Client types left out may use any idle slot and queue 256 calls.
     #[arg(long, env = "TAILOR_ADMISSION", default_value = "")]
     pub admission: tailor_interceptors::admission::Shares,
 
