@@ -202,3 +202,129 @@ async fn servers_stop_when_the_launcher_is_killed_without_stopping_them() {
         }
     }
 }
+
+/// A free loopback address, for a server's `--admin-listen`.
+fn free_address() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// `tailor probe <address> [service]` (the container image's health
+/// check) and what it printed on stdout and stderr.
+async fn probe(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let output = tailor_e2e::command("tailor")
+        .arg("probe")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn tailor_probe_succeeds_only_while_the_admin_port_reports_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let catalog_admin = free_address();
+    let mut catalog = tailor_e2e::Process::start(
+        "tailor-catalog",
+        &[
+            "--products",
+            "50",
+            "--data-dir",
+            &data("catalog"),
+            "--admin-listen",
+            &catalog_admin.to_string(),
+        ],
+    )
+    .await;
+    let admin = catalog_admin.to_string();
+
+    let (ok, stdout, stderr) = probe(&[&admin], &[]).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "SERVING");
+    let (ok, _, stderr) = probe(&[&admin, "tailor.catalog.v1.CatalogService"], &[]).await;
+    assert!(ok, "{stderr}");
+    // In a container the address comes from TAILOR_ADMIN_LISTEN, on all
+    // interfaces; the probe asks loopback.
+    let everywhere = format!("0.0.0.0:{}", catalog_admin.port());
+    let (ok, _, stderr) = probe(&[], &[("TAILOR_ADMIN_LISTEN", &everywhere)]).await;
+    assert!(ok, "{stderr}");
+    let (ok, _, stderr) = probe(&[&admin, "tailor.nope.v1.NopeService"], &[]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("does not know \"tailor.nope.v1.NopeService\""),
+        "{stderr}"
+    );
+
+    // A BFF's health follows its required catalog: the probe fails,
+    // saying NOT_SERVING, once the catalog is gone for the grace time.
+    let web_admin = free_address();
+    let closed = format!("https://{}", free_address());
+    let downstreams = [
+        catalog.url().replace("http://", "https://"),
+        closed.clone(),
+        closed.clone(),
+        closed,
+    ];
+    let mut web = tailor_e2e::Process::start_bff(
+        "tailor-web-bff",
+        &data("web"),
+        &downstreams,
+        &[
+            "--admin-listen",
+            &web_admin.to_string(),
+            "--readiness-grace-ms",
+            "300",
+            "--readiness-probe-ms",
+            "100",
+        ],
+        &[],
+        None,
+    )
+    .await;
+    let web_admin = web_admin.to_string();
+    let (ok, _, stderr) = probe(&[&web_admin, "tailor.web.v1.ShopService"], &[]).await;
+    assert!(ok, "{stderr}");
+    catalog.crash().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let stderr = loop {
+        let (ok, _, stderr) = probe(&[&web_admin, "tailor.web.v1.ShopService"], &[]).await;
+        if !ok {
+            break stderr;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the probe still succeeds 15 s after the catalog died"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(stderr.contains("NOT_SERVING"), "{stderr}");
+
+    // Nothing listening: a failure naming the address.
+    web.crash().await;
+    let (ok, _, stderr) = probe(&[&web_admin], &[]).await;
+    assert!(!ok);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+
+    // Something that accepts but never answers: a failure within the timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_address = silent.local_addr().unwrap().to_string();
+    let started = std::time::Instant::now();
+    let (ok, _, stderr) = probe(&["--timeout-ms", "500", &silent_address], &[]).await;
+    assert!(!ok);
+    assert!(stderr.contains("no answer"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}
