@@ -522,6 +522,213 @@ mod partner {
     }
 }
 
+mod web {
+    use super::*;
+    use std::net::SocketAddr;
+    use tailor_e2e::Stack;
+    use tailor_e2e::grpc_web::{self, Http, Mode};
+    use tailor_proto::web::v1::{
+        GetSessionRequest, GetSessionResponse, SignInRequest, SignInResponse, SignOutRequest,
+    };
+    use tailor_web_bff::accounts::conformance::{self, QUICK, STEADY};
+    use tailor_web_bff::throttle::SignInThrottle;
+    use tokio::io::AsyncWriteExt;
+    use tonic::Code;
+
+    const APP: &str = "http://app.test";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_accounts_store_and_sign_in_limits_pass_their_checks_on_postgres() {
+        let postgres = Postgres::start().await;
+        let url = parse(&postgres.database("web").await);
+        let accounts = tailor_web_bff::Accounts::connect(&url, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(accounts.is_shared());
+        conformance::passwords_verify_and_names_are_checked(&accounts).await;
+        conformance::sessions_start_resolve_and_end(&accounts).await;
+        let shared = |limits| SignInThrottle::shared(limits, accounts.clone(), 1);
+        conformance::one_password_sprayed_over_many_names_is_slowed_per_address(&shared(STEADY))
+            .await;
+        conformance::guessing_one_name_from_many_addresses_is_slowed_and_recovers(&shared(QUICK))
+            .await;
+        conformance::a_stranger_cannot_lock_out_a_user_from_where_they_signed_in_before(&shared(
+            STEADY,
+        ))
+        .await;
+        let rows: Vec<String> = postgres
+            .client("web")
+            .await
+            .query("SELECT t::text FROM web_bff.users t", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(!rows.is_empty());
+        assert!(rows.iter().all(|row| !row.contains("lovelace")), "{rows:?}");
+    }
+
+    /// Adds `username` with `password` through `users add` on the database
+    /// at `url`, as an operator would.
+    async fn add_user(url: &str, username: &str, password: &str) {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = tailor_e2e::command("tailor-web-bff")
+            .args([
+                "--data-dir",
+                data.path().to_str().unwrap(),
+                "--database-url",
+                url,
+            ])
+            .args(["users", "add", username])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin
+            .write_all(format!("{password}\n").as_bytes())
+            .await
+            .unwrap();
+        drop(stdin);
+        let output = child.wait_with_output().await.unwrap();
+        assert!(
+            output.status.success(),
+            "users add: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Two web BFF processes on one database, admitting the app at [`APP`],
+    /// with `extra` flags.
+    async fn two_web_bffs(
+        stack: &Stack,
+        url: &str,
+        extra: &[&str],
+    ) -> (Vec<Process>, Vec<tempfile::TempDir>) {
+        let mut processes = Vec::new();
+        let mut dirs = Vec::new();
+        for _ in 0..2 {
+            let data = tempfile::tempdir().unwrap();
+            let mut args = vec!["--database-url", url, "--cors-origin", APP];
+            args.extend_from_slice(extra);
+            processes.push(
+                Process::start_bff(
+                    "tailor-web-bff",
+                    data.path().to_str().unwrap(),
+                    &stack.downstream_urls(),
+                    &args,
+                    &[],
+                    None,
+                )
+                .await,
+            );
+            dirs.push(data);
+        }
+        (processes, dirs)
+    }
+
+    /// A grpc-web call from the app, as the browser makes it.
+    async fn call(
+        address: SocketAddr,
+        path: &str,
+        message: &impl prost::Message,
+        cookie: Option<&str>,
+    ) -> grpc_web::Reply {
+        let mut headers = vec![("origin", APP), ("x-tailor-csrf", "1")];
+        if let Some(cookie) = cookie {
+            headers.push(("cookie", cookie));
+        }
+        grpc_web::call(address, Http::One, Mode::Binary, path, message, &headers).await
+    }
+
+    const SIGN_IN: &str = "/tailor.web.v1.SessionService/SignIn";
+    const SIGN_OUT: &str = "/tailor.web.v1.SessionService/SignOut";
+    const WHO: &str = "/tailor.web.v1.SessionService/GetSession";
+
+    fn sign_in(username: &str, password: &str) -> SignInRequest {
+        SignInRequest {
+            username: username.into(),
+            password: password.into(),
+        }
+    }
+
+    /// A browser signed in through one replica is signed in on the other
+    /// (the load balancer may send its next call anywhere), and signed out
+    /// on both by signing out on either.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_made_on_one_web_bff_works_on_another() {
+        let stack = Stack::start().await;
+        let postgres = Postgres::start().await;
+        let url = postgres.database("web").await;
+        add_user(&url, "ada", "lovelace").await;
+        let (webs, _dirs) = two_web_bffs(&stack, &url, &[]).await;
+        let (first, second) = (webs[0].address, webs[1].address);
+
+        let reply = call(first, SIGN_IN, &sign_in("ada", "lovelace"), None).await;
+        assert_eq!(reply.code(), Some(Code::Ok), "{reply:?}");
+        let signed_in = reply.decode::<SignInResponse>()[0].session.clone().unwrap();
+        let set_cookie = reply.headers["set-cookie"].to_str().unwrap();
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+        let reply = call(second, WHO, &GetSessionRequest {}, Some(&cookie)).await;
+        assert_eq!(reply.code(), Some(Code::Ok), "{reply:?}");
+        let session = reply.decode::<GetSessionResponse>()[0]
+            .session
+            .clone()
+            .unwrap();
+        assert_eq!(session.user_id, "user-ada");
+        assert_eq!(session, signed_in);
+
+        let reply = call(second, SIGN_OUT, &SignOutRequest {}, Some(&cookie)).await;
+        assert_eq!(reply.code(), Some(Code::Ok), "{reply:?}");
+        for web in [first, second] {
+            let reply = call(web, WHO, &GetSessionRequest {}, Some(&cookie)).await;
+            assert_eq!(reply.code(), Some(Code::Unauthenticated), "{reply:?}");
+        }
+    }
+
+    /// Password guesses for one user, sent to two replicas in turn: the
+    /// user's bucket (4 at once, then one every 17 minutes) is one for
+    /// both, so the fifth guess is refused whichever replica gets it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sign_in_limits_hold_across_two_web_bffs() {
+        let stack = Stack::start().await;
+        let postgres = Postgres::start().await;
+        let url = postgres.database("web").await;
+        add_user(&url, "ivy", "correct horse").await;
+        let limits = [
+            "--sign-in-limits",
+            "0.001:4",
+            "--sign-in-address-limits",
+            "0.001:100",
+        ];
+        let (webs, _dirs) = two_web_bffs(&stack, &url, &limits).await;
+        let mut codes = Vec::new();
+        for n in 0..10 {
+            let reply = call(webs[n % 2].address, SIGN_IN, &sign_in("ivy", "guess"), None).await;
+            if reply.code() == Some(Code::ResourceExhausted) {
+                assert!(reply.message().contains("for this user"), "{reply:?}");
+            }
+            codes.push(reply.code().unwrap());
+        }
+        let mut expected = vec![Code::Unauthenticated; 4];
+        expected.extend([Code::ResourceExhausted; 6]);
+        assert_eq!(codes, expected);
+        // The right password waits too, on either replica: the limit is
+        // the name's, not the guesser's.
+        let reply = call(
+            webs[1].address,
+            SIGN_IN,
+            &sign_in("ivy", "correct horse"),
+            None,
+        )
+        .await;
+        assert_eq!(reply.code(), Some(Code::ResourceExhausted), "{reply:?}");
+    }
+}
+
 /// A `--database-url` that is not one, or names a server that is not
 /// there, stops the server at start-up with a message naming the flag.
 #[tokio::test]

@@ -10,6 +10,7 @@ use tailor_browser::{AllowedOrigins, BrowserAccess, DEFAULT_MAX_REQUEST_BYTES};
 use tailor_channel::DownstreamArgs;
 use tailor_runtime::cli::ServerArgs;
 use tailor_screens::Downstreams;
+use tailor_storage::DatabaseArgs;
 use tailor_web_bff::{Accounts, DEFAULT_SIGN_IN_ATTEMPTS, SignInLimits, WebOptions};
 
 /// The downstream services this BFF cannot work without
@@ -80,6 +81,9 @@ struct Args {
     downstreams: DownstreamArgs,
 
     #[command(flatten)]
+    database: DatabaseArgs,
+
+    #[command(flatten)]
     server: ServerArgs,
 }
 
@@ -132,16 +136,16 @@ async fn users(accounts: Accounts, command: UsersCommand) -> Result<(), String> 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let open_accounts = || {
-        Accounts::open(
-            &args.server.data_dir.join("web.db"),
-            Duration::from_secs(args.session_ttl_secs),
-        )
-        .map_err(|e| e.to_string())
+    let database = args.database.database(args.server.data_dir.join("web.db"));
+    let session_ttl = Duration::from_secs(args.session_ttl_secs);
+    let open_accounts = || async {
+        Accounts::open_database(&database, session_ttl)
+            .await
+            .map_err(|e| e.to_string())
     };
     if let Some(Command::Users(command)) = args.command {
         args.server.init_logging();
-        let done = match open_accounts() {
+        let done = match open_accounts().await {
             Ok(accounts) => users(accounts, command).await,
             Err(error) => Err(error),
         };
@@ -187,7 +191,7 @@ async fn main() -> ExitCode {
                 .unwrap_or(tailor_screens::order::DEFAULT_ORDER_RATE),
         };
         Ok::<_, String>(
-            tailor_web_bff::build_server(downstreams, tokens, open_accounts()?, options)
+            tailor_web_bff::build_server(downstreams, tokens, open_accounts().await?, options)
                 .with_readiness(readiness.watch()),
         )
     };

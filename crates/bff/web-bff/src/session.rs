@@ -30,12 +30,12 @@ pub struct WebSessions {
 impl WebSessions {
     /// Sessions in `accounts`, cookies set as `cookie` says, sign-in
     /// attempts limited per user name and per client address as `limits`
-    /// say ([`crate::throttle`]).
+    /// say ([`crate::throttle`]), counted where `accounts` keeps its data.
     pub fn new(accounts: Accounts, cookie: CookiePolicy, limits: SignInLimits) -> Self {
         Self {
+            throttle: Arc::new(SignInThrottle::for_accounts(limits, &accounts)),
             accounts,
             cookie,
-            throttle: Arc::new(SignInThrottle::new(limits)),
         }
     }
 
@@ -90,14 +90,14 @@ impl SessionService for WebSessions {
             )));
         }
         let account = username.to_lowercase();
-        self.throttle.admit(&account, address)?;
+        self.throttle.admit(&account, address).await?;
         let hashing = self.throttle.hashing_slot().await?;
         let verified = self.accounts.verify(&username, &password).await;
         drop(hashing);
         let user = verified
             .map_err(internal)?
             .ok_or_else(|| Status::unauthenticated("wrong user name or password"))?;
-        self.throttle.signed_in(&account, address);
+        self.throttle.signed_in(&account, address).await;
         let (handle, session) = self.accounts.start_session(user).await.map_err(internal)?;
         tracing::info!(user = %session.user.user_id.escape_debug(), "signed in");
         self.with_cookie(

@@ -22,9 +22,14 @@
 //! The address is the TCP peer's: the BFF is reached directly, so no
 //! forwarding header is believed.
 //!
-//! Every table here is bounded ([`TABLE_CAPACITY`] entries each, quiet
-//! entries forgotten once their bucket would be full again), so a flood of
-//! made-up names or addresses costs bounded memory.
+//! Where the buckets and the known pairs are kept follows the accounts
+//! store. With SQLite (one process), in memory: every table here is bounded
+//! ([`TABLE_CAPACITY`] entries each, quiet entries forgotten once their
+//! bucket would be full again), so a flood of made-up names or addresses
+//! costs bounded memory. With PostgreSQL (several replicas), in the shared
+//! database ([`tailor_storage::SharedBuckets`]: one row per bucket, each
+//! attempt taken atomically; rows forgotten once full again), so the
+//! replicas together allow exactly what one process would.
 //!
 //! Checking a password is deliberately slow (PBKDF2), and an unknown name
 //! costs the same as a known one so timing reveals nothing. The hashing is
@@ -38,10 +43,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moka::sync::Cache;
-use tailor_interceptors::limits::{Limiter, Plan, Rate};
+use tailor_interceptors::limits::{Limiter, Plan, Rate, Refusal};
+use tailor_storage::{BucketRate, Take};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::Status;
 use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::accounts::Accounts;
 
 /// How fast sign-in attempts may come.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,10 +92,7 @@ const BUSY_RETRY: Duration = Duration::from_secs(1);
 /// module docs.
 pub struct SignInThrottle {
     limits: SignInLimits,
-    by_address: Limiter,
-    by_name: Limiter,
-    by_known_pair: Limiter,
-    known_pairs: Cache<String, ()>,
+    counters: Counters,
     /// One permit per password hash that may run.
     hashers: Arc<Semaphore>,
     /// One permit per attempt running or waiting for a hasher.
@@ -110,12 +115,72 @@ pub struct HashingSlot {
     _admitted: OwnedSemaphorePermit,
 }
 
+/// Where the buckets and known pairs are kept (one per server: the size of
+/// the in-memory tables' handles does not matter).
+#[allow(clippy::large_enum_variant)]
+enum Counters {
+    /// In this process: the embedded default.
+    InProcess {
+        by_address: Limiter,
+        by_name: Limiter,
+        by_known_pair: Limiter,
+        known_pairs: Cache<String, ()>,
+    },
+    /// In the accounts store every replica shares.
+    Shared(Accounts),
+}
+
+/// The buckets an attempt draws from, in the order it draws.
+enum Bucket {
+    Address,
+    Name,
+    KnownPair,
+}
+
+/// What a refused attempt is told.
+fn refused(refusal: Refusal, limited: &Bucket, name: &str, from: &str) -> Status {
+    match limited {
+        Bucket::Address => {
+            tracing::warn!(address = %from, "sign-in attempts from one address limited");
+            refusal.status("sign-in attempts from this address", "sign-in-address")
+        }
+        Bucket::Name | Bucket::KnownPair => {
+            tracing::warn!(user = %name.escape_debug(), "sign-in attempts for one user limited");
+            refusal.status("sign-in attempts for this user", "sign-in-user")
+        }
+    }
+}
+
+fn shared_rate(rate: Rate) -> BucketRate {
+    BucketRate {
+        per_second: rate.per_second,
+        burst: rate.burst,
+        daily_quota: None,
+    }
+}
+
 impl SignInThrottle {
-    /// Limits attempts as `limits` say; half the machine's cores may hash
-    /// passwords at once.
+    /// Limits attempts as `limits` say, counting where `accounts` keeps its
+    /// data: in this process for SQLite, in the shared database for
+    /// PostgreSQL. Half the machine's cores may hash passwords at once.
+    pub fn for_accounts(limits: SignInLimits, accounts: &Accounts) -> Self {
+        let hashers = Self::default_hashers();
+        if accounts.is_shared() {
+            Self::shared(limits, accounts.clone(), hashers)
+        } else {
+            Self::with_bounds(limits, TABLE_CAPACITY, hashers)
+        }
+    }
+
+    /// Limits attempts as `limits` say, in this process; half the
+    /// machine's cores may hash passwords at once.
     pub fn new(limits: SignInLimits) -> Self {
+        Self::with_bounds(limits, TABLE_CAPACITY, Self::default_hashers())
+    }
+
+    fn default_hashers() -> usize {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Self::with_bounds(limits, TABLE_CAPACITY, (cores / 2).max(1))
+        (cores / 2).max(1)
     }
 
     /// Like [`SignInThrottle::new`] with `capacity` entries per table and
@@ -128,8 +193,7 @@ impl SignInThrottle {
                 .max(Duration::from_secs(1))
         };
         let bucket = |rate| Limiter::bounded(Default::default(), capacity, refill(rate));
-        Self {
-            limits,
+        let counters = Counters::InProcess {
             by_address: bucket(limits.per_address),
             by_name: bucket(limits.per_name),
             by_known_pair: bucket(limits.per_name),
@@ -137,6 +201,21 @@ impl SignInThrottle {
                 .max_capacity(capacity)
                 .time_to_live(KNOWN_FOR)
                 .build(),
+        };
+        Self::with_counters(limits, counters, hashers)
+    }
+
+    /// Limits attempts as `limits` say, counting in `accounts`' shared
+    /// database (which must be PostgreSQL), with `hashers` hashes at once
+    /// in this process.
+    pub fn shared(limits: SignInLimits, accounts: Accounts, hashers: usize) -> Self {
+        Self::with_counters(limits, Counters::Shared(accounts), hashers)
+    }
+
+    fn with_counters(limits: SignInLimits, counters: Counters, hashers: usize) -> Self {
+        Self {
+            limits,
+            counters,
             hashers: Arc::new(Semaphore::new(hashers)),
             admitted: Arc::new(Semaphore::new(hashers * (1 + WAITING_PER_HASHER))),
         }
@@ -144,25 +223,80 @@ impl SignInThrottle {
 
     /// Takes one attempt at `name` (lower-cased) from `address`, or says
     /// when to come back.
-    pub fn admit(&self, name: &str, address: Option<IpAddr>) -> Result<(), Status> {
+    pub async fn admit(&self, name: &str, address: Option<IpAddr>) -> Result<(), Status> {
         let from = address_key(address);
-        self.by_address
-            .admit_key(&from, &Plan::unmetered(self.limits.per_address))
-            .map_err(|refusal| {
-                tracing::warn!(address = %from, "sign-in attempts from one address limited");
-                refusal.status("sign-in attempts from this address", "sign-in-address")
-            })?;
-        let per_name = Plan::unmetered(self.limits.per_name);
         let pair = pair_key(name, &from);
-        let taken = if self.known_pairs.contains_key(&pair) {
-            self.by_known_pair.admit_key(&pair, &per_name)
-        } else {
-            self.by_name.admit_key(name, &per_name)
+        match &self.counters {
+            Counters::InProcess {
+                by_address,
+                by_name,
+                by_known_pair,
+                known_pairs,
+            } => {
+                by_address
+                    .admit_key(&from, &Plan::unmetered(self.limits.per_address))
+                    .map_err(|r| refused(r, &Bucket::Address, name, &from))?;
+                let per_name = Plan::unmetered(self.limits.per_name);
+                let (limited, taken) = if known_pairs.contains_key(&pair) {
+                    (Bucket::KnownPair, by_known_pair.admit_key(&pair, &per_name))
+                } else {
+                    (Bucket::Name, by_name.admit_key(name, &per_name))
+                };
+                taken.map_err(|r| refused(r, &limited, name, &from))
+            }
+            Counters::Shared(accounts) => {
+                self.take_shared(
+                    accounts,
+                    Bucket::Address,
+                    &format!("address {from}"),
+                    name,
+                    &from,
+                )
+                .await?;
+                let known = accounts
+                    .is_known_pair(&pair)
+                    .await
+                    .map_err(tailor_interceptors::error::internal)?;
+                if known {
+                    self.take_shared(
+                        accounts,
+                        Bucket::KnownPair,
+                        &format!("pair {pair}"),
+                        name,
+                        &from,
+                    )
+                    .await
+                } else {
+                    self.take_shared(accounts, Bucket::Name, &format!("name {name}"), name, &from)
+                        .await
+                }
+            }
+        }
+    }
+
+    async fn take_shared(
+        &self,
+        accounts: &Accounts,
+        limited: Bucket,
+        bucket: &str,
+        name: &str,
+        from: &str,
+    ) -> Result<(), Status> {
+        let rate = match limited {
+            Bucket::Address => self.limits.per_address,
+            Bucket::Name | Bucket::KnownPair => self.limits.per_name,
         };
-        taken.map_err(|refusal| {
-            tracing::warn!(user = %name.escape_debug(), "sign-in attempts for one user limited");
-            refusal.status("sign-in attempts for this user", "sign-in-user")
-        })
+        let taken = accounts
+            .take_attempt(bucket, shared_rate(rate))
+            .await
+            .ok_or_else(|| tailor_interceptors::error::internal("a SQLite store shares no limits"))?
+            .map_err(tailor_interceptors::error::internal)?;
+        match taken {
+            Take::Admitted => Ok(()),
+            Take::Empty { retry_after } | Take::QuotaUsedUp { retry_after } => {
+                Err(refused(Refusal::Rate { retry_after }, &limited, name, from))
+            }
+        }
     }
 
     /// Leave to hash a password: at once when a hasher is free, after a
@@ -193,10 +327,19 @@ impl SignInThrottle {
     }
 
     /// Records that `name` signed in from `address`: strangers elsewhere no
-    /// longer slow this pair down.
-    pub fn signed_in(&self, name: &str, address: Option<IpAddr>) {
-        self.known_pairs
-            .insert(pair_key(name, &address_key(address)), ());
+    /// longer slow this pair down (on every replica, when shared).
+    pub async fn signed_in(&self, name: &str, address: Option<IpAddr>) {
+        let pair = pair_key(name, &address_key(address));
+        match &self.counters {
+            Counters::InProcess { known_pairs, .. } => known_pairs.insert(pair, ()),
+            Counters::Shared(accounts) => {
+                if let Err(error) = accounts.remember_pair(&pair, KNOWN_FOR).await {
+                    // The sign-in itself succeeded; the pair is merely not
+                    // spared the name's bucket next time.
+                    tracing::warn!(%error, "remembering a sign-in's address failed");
+                }
+            }
+        }
     }
 }
 
@@ -224,110 +367,47 @@ fn pair_key(name: &str, address: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::net::Ipv6Addr;
-
     use tonic::Code;
 
     use super::*;
+    use crate::accounts::conformance::{self, QUICK, STEADY};
 
-    const QUICK: SignInLimits = SignInLimits {
-        per_name: Rate {
-            per_second: 10.0,
-            burst: 3,
-        },
-        per_address: Rate {
-            per_second: 10.0,
-            burst: 6,
-        },
-    };
-
-    fn ip(text: &str) -> Option<IpAddr> {
-        Some(text.parse().unwrap())
+    #[tokio::test]
+    async fn one_password_sprayed_over_many_names_is_slowed_per_address() {
+        let throttle = SignInThrottle::with_bounds(STEADY, 1_000, 1);
+        conformance::one_password_sprayed_over_many_names_is_slowed_per_address(&throttle).await;
     }
 
-    fn refused_for(result: Result<(), Status>, what: &str) {
-        let status = result.expect_err("refused");
-        assert_eq!(status.code(), Code::ResourceExhausted);
-        assert!(status.message().contains(what), "{}", status.message());
-        let retry = status
-            .get_details_retry_info()
-            .unwrap()
-            .retry_delay
-            .unwrap();
-        assert!(retry > Duration::ZERO && retry <= Duration::from_millis(100));
-    }
-
-    #[test]
-    fn one_password_sprayed_over_many_names_is_slowed_per_address() {
+    #[tokio::test]
+    async fn guessing_one_name_from_many_addresses_is_slowed_and_recovers() {
         let throttle = SignInThrottle::with_bounds(QUICK, 1_000, 1);
-        let sprayer = ip("203.0.113.7");
-        for n in 0..6 {
-            throttle.admit(&format!("user-{n}"), sprayer).unwrap();
-        }
-        refused_for(throttle.admit("user-6", sprayer), "from this address");
-        // Someone else, elsewhere, signs in as usual.
-        throttle.admit("ada", ip("198.51.100.1")).unwrap();
-        // Neighbours in one IPv6 /64 share a bucket; another /64 does not.
-        let v6 = |last: u16| {
-            Some(IpAddr::V6(Ipv6Addr::new(
-                0x2001, 0xdb8, 1, 2, 0, 0, 0, last,
-            )))
-        };
-        for n in 0..6 {
-            throttle.admit(&format!("v6-{n}"), v6(n)).unwrap();
-        }
-        refused_for(throttle.admit("v6-x", v6(99)), "from this address");
-        throttle.admit("v6-x", ip("2001:db8:1:3::1")).unwrap();
+        conformance::guessing_one_name_from_many_addresses_is_slowed_and_recovers(&throttle).await;
     }
 
-    #[test]
-    fn guessing_one_name_from_many_addresses_is_slowed_and_recovers() {
-        let throttle = SignInThrottle::with_bounds(QUICK, 1_000, 1);
-        for n in 0..3 {
-            throttle.admit("ada", ip(&format!("192.0.2.{n}"))).unwrap();
-        }
-        refused_for(throttle.admit("ada", ip("192.0.2.200")), "for this user");
-        // Not locked out for the day: a token is back within 100 ms.
-        std::thread::sleep(Duration::from_millis(120));
-        throttle.admit("ada", ip("192.0.2.201")).unwrap();
+    #[tokio::test]
+    async fn a_stranger_cannot_lock_out_a_user_from_where_they_signed_in_before() {
+        let throttle = SignInThrottle::with_bounds(STEADY, 1_000, 1);
+        conformance::a_stranger_cannot_lock_out_a_user_from_where_they_signed_in_before(&throttle)
+            .await;
     }
 
-    #[test]
-    fn a_stranger_cannot_lock_out_a_user_from_where_they_signed_in_before() {
-        let throttle = SignInThrottle::with_bounds(QUICK, 1_000, 1);
-        let home = ip("198.51.100.1");
-        throttle.admit("ada", home).unwrap();
-        throttle.signed_in("ada", home);
-        // A stranger empties the name's bucket (Ada's first attempt took a
-        // token from it too)...
-        let stranger = ip("203.0.113.9");
-        for _ in 0..2 {
-            throttle.admit("ada", stranger).unwrap();
-        }
-        refused_for(throttle.admit("ada", stranger), "for this user");
-        // ... but Ada at home draws from her own pair's bucket.
-        for _ in 0..3 {
-            throttle.admit("ada", home).unwrap();
-        }
-        // Which is limited like the name, for whoever shares her address.
-        refused_for(throttle.admit("ada", home), "for this user");
-        // A new address of hers waits behind the stranger's attempts.
-        refused_for(throttle.admit("ada", ip("192.0.2.50")), "for this user");
-    }
-
-    #[test]
-    fn a_flood_of_names_and_addresses_costs_bounded_memory() {
+    #[tokio::test]
+    async fn a_flood_of_names_and_addresses_costs_bounded_memory() {
         let throttle = SignInThrottle::with_bounds(QUICK, 500, 1);
         for n in 0..20_000u32 {
             let address = Some(IpAddr::V4(n.into()));
-            let _ = throttle.admit(&format!("name-{n}"), address);
+            let _ = throttle.admit(&format!("name-{n}"), address).await;
         }
-        assert!(
-            throttle.by_address.len() <= 500,
-            "{}",
-            throttle.by_address.len()
-        );
-        assert!(throttle.by_name.len() <= 500, "{}", throttle.by_name.len());
+        let Counters::InProcess {
+            by_address,
+            by_name,
+            ..
+        } = &throttle.counters
+        else {
+            panic!("counts in memory");
+        };
+        assert!(by_address.len() <= 500, "{}", by_address.len());
+        assert!(by_name.len() <= 500, "{}", by_name.len());
     }
 
     #[tokio::test]
