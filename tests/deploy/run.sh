@@ -14,6 +14,7 @@ cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
 
 python="${PYTHON:-python3}"
+mkdir -p "$root/target"
 venv="$root/target/deploy-venv"
 if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
