@@ -8,10 +8,11 @@
 //! CPU-bound reads and more calls at once only slow each other down. A
 //! call that finds no free slot waits in its client type's queue; when a
 //! slot frees, the next call comes from the client type with the fewest
-//! calls running (the one waiting longest among equals). So a flood from
-//! one BFF uses every slot the others leave idle, yet a call from another
-//! BFF waits at most for one running call to end, never behind the
-//! flood's queue. A share may also cap a client type's running calls.
+//! calls running, and among equals from the one served longest ago. So a
+//! flood from one BFF uses every slot the others leave idle, yet a call
+//! from another BFF waits at most for one running call to end, never
+//! behind the flood's queue. A share may also cap a client type's running
+//! calls.
 //!
 //! A call that finds its client type's queue full is refused at once with
 //! RESOURCE_EXHAUSTED and a `google.rpc.RetryInfo` detail, and costs the
@@ -173,11 +174,9 @@ impl FromStr for Shares {
     }
 }
 
-/// A call waiting for a slot: its turn in arrival order, and how to hand
-/// it the slot.
+/// A call waiting for a slot: how to hand it the slot.
 #[derive(Debug)]
 struct Waiter {
-    turn: u64,
     wake: oneshot::Sender<()>,
 }
 
@@ -190,6 +189,8 @@ struct Slots {
     running: [usize; 4],
     queues: [VecDeque<Waiter>; 4],
     turns: u64,
+    /// When each client type was last handed a slot (in turns).
+    served: [u64; 4],
 }
 
 impl Slots {
@@ -201,20 +202,30 @@ impl Slots {
         self.total() < self.slots && self.running[client] < self.shares[client].in_flight
     }
 
-    /// Hands free slots to waiting calls, fewest running first.
+    /// Counts a call of `client` as running.
+    fn start(&mut self, client: usize) {
+        self.running[client] += 1;
+        self.turns += 1;
+        self.served[client] = self.turns;
+    }
+
+    /// Hands free slots to waiting calls: the client type with the fewest
+    /// running first, among equals the one served longest ago, so a
+    /// flood's long queue takes turns with another client type's single
+    /// call instead of going ahead of it.
     fn dispatch(&mut self) {
         while self.total() < self.slots {
             let next = (0..CLIENT_TYPES.len())
                 .filter(|&c| self.running[c] < self.shares[c].in_flight)
-                .filter_map(|c| self.queues[c].front().map(|w| (self.running[c], w.turn, c)))
-                .min();
-            let Some((_, _, client)) = next else {
+                .filter(|&c| !self.queues[c].is_empty())
+                .min_by_key(|&c| (self.running[c], self.served[c]));
+            let Some(client) = next else {
                 return;
             };
             let waiter = self.queues[client].pop_front().expect("a waiter was seen");
             // A caller that gave up is skipped; its slot goes to the next.
             if waiter.wake.send(()).is_ok() {
-                self.running[client] += 1;
+                self.start(client);
             }
         }
     }
@@ -289,6 +300,7 @@ impl AdmissionLayer {
             running: [0; 4],
             queues: Default::default(),
             turns: 0,
+            served: [0; 4],
         };
         Self {
             server,
@@ -315,7 +327,7 @@ impl AdmissionLayer {
     fn enter(&self, client: usize) -> Option<Result<Running, Queued>> {
         let mut slots = self.slots.lock().expect("admission lock");
         if slots.may_run(client) {
-            slots.running[client] += 1;
+            slots.start(client);
             return Some(Ok(Running {
                 slots: self.slots.clone(),
                 client,
@@ -330,10 +342,8 @@ impl AdmissionLayer {
                 return None;
             }
         }
-        slots.turns += 1;
-        let turn = slots.turns;
         let (wake, woken) = oneshot::channel();
-        slots.queues[client].push_back(Waiter { turn, wake });
+        slots.queues[client].push_back(Waiter { wake });
         Some(Err(Queued {
             slots: self.slots.clone(),
             client,
@@ -546,6 +556,30 @@ mod tests {
         assert_eq!(finish_all(&release, mobile).await, [Code::Ok; 5]);
         assert_eq!(layer.waiting("mobile"), 0);
         assert_eq!(layer.running("mobile"), 0);
+    }
+
+    #[tokio::test]
+    async fn with_one_slot_the_flood_and_another_client_type_take_turns() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let layer = AdmissionLayer::new("catalog", "slots=1".parse().unwrap());
+        let service = layer.layer(slow(release.clone()));
+        let mut mobile = Vec::new();
+        for _ in 0..4 {
+            mobile.push(tokio::spawn(
+                service.clone().oneshot(call_from("mobile-bff", PATH)),
+            ));
+            tokio::task::yield_now().await;
+        }
+        until(|| layer.running("mobile") == 1 && layer.waiting("mobile") == 3).await;
+        let web = tokio::spawn(service.clone().oneshot(call_from("web-bff", PATH)));
+        until(|| layer.waiting("web") == 1).await;
+        // Neither has a call running once mobile's ends: web, served
+        // longest ago, goes before mobile's older queue.
+        release.notify_one();
+        until(|| layer.running("web") == 1).await;
+        assert_eq!(layer.waiting("mobile"), 3);
+        assert_eq!(finish_all(&release, vec![web]).await, [Code::Ok]);
+        assert_eq!(finish_all(&release, mobile).await, [Code::Ok; 4]);
     }
 
     #[tokio::test]
