@@ -67,8 +67,13 @@ impl Default for ServeOptions {
 pub struct TransportLimits {
     /// Open connections; a client beyond waits in the listen backlog.
     pub max_connections: usize,
-    /// Concurrent streams (calls) per HTTP/2 connection.
+    /// Concurrent streams (calls) per HTTP/2 connection from a client.
     pub max_concurrent_streams: u32,
+    /// Concurrent streams per HTTP/2 connection from a BFF, on a server
+    /// that admits only BFFs (mutual TLS): a BFF carries all its clients'
+    /// calls to a service on one connection, their open order watches
+    /// included, so it needs as many streams as it has clients watching.
+    pub mesh_max_concurrent_streams: u32,
     /// Bytes of one HTTP/2 header block (metadata).
     pub max_header_list_bytes: u32,
     /// Bytes of an HTTP/1.1 request head (grpc-web over HTTP/1.1).
@@ -83,6 +88,7 @@ impl Default for TransportLimits {
         Self {
             max_connections: 4096,
             max_concurrent_streams: 256,
+            mesh_max_concurrent_streams: 65_536,
             // Above the 16 KiB metadata bound of the stack, so that a
             // larger header block gets its clear RESOURCE_EXHAUSTED there;
             // beyond these the transport refuses on its own.
@@ -273,6 +279,7 @@ impl GrpcServer {
         let routes = self.routes.routes().prepare();
         let methods = methods_of(tailor_proto::FILE_DESCRIPTOR_SET, &self.service_names);
         self.stats.label_methods(methods.iter().cloned());
+        let mesh = self.admission.callers.is_some();
         let config = StackConfig {
             server: self.name,
             stats: self.stats,
@@ -292,6 +299,7 @@ impl GrpcServer {
             health: self.health,
             tls: self.tls,
             readiness: self.readiness,
+            mesh,
         }
     }
 
@@ -357,7 +365,11 @@ impl GrpcServer {
         // One line on stdout that the launcher (and people) can read.
         println!("{name} listening on {address}");
 
-        let connections = Connections::new(&options.transport);
+        let mut transport = options.transport;
+        if prepared.mesh {
+            transport.max_concurrent_streams = transport.mesh_max_concurrent_streams;
+        }
+        let connections = Connections::new(&transport);
         let admin_task = admin.map(|admin| {
             let admin_address = admin.local_addr().ok();
             if let Some(admin_address) = admin_address {
@@ -462,6 +474,8 @@ struct Prepared {
     health: HealthReporter,
     tls: Option<Arc<rustls::ServerConfig>>,
     readiness: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Whether only BFFs call (mutual TLS).
+    mesh: bool,
 }
 
 /// Sets every one of `services`, and the overall `""`, to `status`.
