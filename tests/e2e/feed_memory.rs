@@ -46,7 +46,7 @@ async fn a_stalled_feed_reader_does_not_make_the_bff_buffer_the_catalogue() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().to_str().unwrap();
     let catalog = tailor_catalog::build_server(&tailor_catalog::CatalogConfig {
-        db_path: data.path().join("catalog.db"),
+        database: data.path().join("catalog.db").into(),
         products: PRODUCTS as u32,
     })
     .await

@@ -146,7 +146,7 @@ async fn a_content_type_a_bff_does_not_speak_is_http_415_and_a_downstream_port_w
 async fn latency_and_failures_can_be_injected_together() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = tailor_catalog::build_server(&tailor_catalog::CatalogConfig {
-        db_path: dir.path().join("catalog.db"),
+        database: dir.path().join("catalog.db").into(),
         products: 20,
     })
     .await

@@ -80,7 +80,7 @@ async fn once_the_circuit_opens_pages_skip_a_hanging_reviews_service_without_cal
     let stack = Stack::start().await;
     // A reviews service that takes 5 s to answer anything.
     let reviews = tailor_reviews::build_server(&tailor_reviews::ReviewsConfig {
-        db_path: stack.dir.path().join("slow-reviews.db"),
+        database: stack.dir.path().join("slow-reviews.db").into(),
         products: tailor_e2e::PRODUCTS,
     })
     .await

@@ -729,6 +729,216 @@ mod web {
     }
 }
 
+mod catalog_and_reviews {
+    use super::*;
+    use tailor_catalog::PgCatalogStore;
+    use tailor_reviews::PgReviewsStore;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_catalog_store_passes_its_checks_on_postgres() {
+        use tailor_catalog::conformance;
+        let postgres = Postgres::start().await;
+        let url = parse(&postgres.database("shop").await);
+        let store = PgCatalogStore::connect(&url, conformance::PRODUCTS)
+            .await
+            .unwrap();
+        conformance::the_catalogue_is_seeded_once(&store).await;
+        conformance::listings_filter_and_page(&store).await;
+        conformance::related_products_are_the_nearest_in_price(&store).await;
+        // A replica starting later finds the catalogue seeded.
+        let replica = PgCatalogStore::connect(&url, conformance::PRODUCTS)
+            .await
+            .unwrap();
+        conformance::the_catalogue_is_seeded_once(&replica).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_reviews_store_passes_its_checks_on_postgres() {
+        use tailor_reviews::conformance;
+        let postgres = Postgres::start().await;
+        let url = parse(&postgres.database("shop").await);
+        let store = PgReviewsStore::connect(&url, conformance::PRODUCTS)
+            .await
+            .unwrap();
+        conformance::pages_through_every_review_newest_first_and_summarises_them(&store).await;
+        conformance::every_generated_review_is_seeded_once(&store).await;
+    }
+
+    /// Two replicas of each seeding service started at the same moment on
+    /// one database seed it once, each service in its own schema.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replicas_starting_together_seed_once() {
+        let postgres = Postgres::start().await;
+        let url = postgres.database("shop").await;
+        let products = ["--products", "400"];
+        let (catalogs, reviews) = tokio::join!(
+            async {
+                tokio::join!(
+                    service_on("tailor-catalog", &url, &products),
+                    service_on("tailor-catalog", &url, &products)
+                )
+            },
+            async {
+                tokio::join!(
+                    service_on("tailor-reviews", &url, &products),
+                    service_on("tailor-reviews", &url, &products)
+                )
+            }
+        );
+        let db = postgres.client("shop").await;
+        let count = |sql: &'static str| {
+            let db = &db;
+            async move { db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+        };
+        assert_eq!(count("SELECT count(*) FROM catalog.products").await, 400);
+        let generated: usize = (1..=400).map(|i| tailor_seed::reviews(i).len()).sum();
+        assert_eq!(
+            count("SELECT count(*) FROM reviews.reviews").await,
+            generated as i64
+        );
+        assert_eq!(
+            count("SELECT count(*) FROM catalog.schema_migrations").await,
+            1,
+            "migrated once"
+        );
+        drop((catalogs, reviews));
+    }
+}
+
+/// The whole system on one PostgreSQL database, as a deployment runs it:
+/// the four services and the web and partner BFFs as processes, each in
+/// its own schema; a product page is complete, an order is placed and
+/// stored, a partner key made with the command works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_stack_runs_on_one_postgresql_database() {
+    use tailor_proto::web::v1::shop_service_client::ShopServiceClient;
+    use tailor_proto::web::v1::{GetProductPageRequest, OrderLineInput, PlaceOrderRequest};
+
+    let postgres = Postgres::start().await;
+    let url = postgres.database("tailor").await;
+    let products = ["--products", "300"];
+    let (
+        (catalog, _catalog_data),
+        (inventory, _inventory_data),
+        (reviews, _reviews_data),
+        (orders, _orders_data),
+    ) = tokio::join!(
+        service_on("tailor-catalog", &url, &products),
+        service_on("tailor-inventory", &url, &products),
+        service_on("tailor-reviews", &url, &products),
+        service_on("tailor-orders", &url, &[])
+    );
+    let downstreams =
+        [&catalog, &inventory, &reviews, &orders].map(|p| format!("https://{}", p.address));
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let with_db = ["--database-url", url.as_str()];
+    let web = Process::start_bff("tailor-web-bff", dir, &downstreams, &with_db, &[], None).await;
+
+    let mut shop = ShopServiceClient::new(tailor_e2e::connect(web.address).await);
+    let page = shop
+        .get_product_page(GetProductPageRequest {
+            product_id: "prod-000007".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        page.degraded_sections.is_empty(),
+        "{:?}",
+        page.degraded_sections
+    );
+    assert_eq!(page.product.unwrap().id, "prod-000007");
+    assert!(page.availability.is_some() && page.reviews.is_some());
+    assert!(!page.related.is_empty());
+    let placed = shop
+        .place_order(tailor_e2e::bearer(
+            &tailor_e2e::web_token("kim"),
+            PlaceOrderRequest {
+                idempotency_key: "first".into(),
+                lines: vec![OrderLineInput {
+                    product_id: "prod-000007".into(),
+                    quantity: 1,
+                }],
+            },
+        ))
+        .await;
+    let db = postgres.client("tailor").await;
+    let stored: i64 = db
+        .query_one(
+            "SELECT count(*) FROM orders.orders WHERE customer_id = 'kim'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    match placed {
+        Ok(_) => assert_eq!(stored, 1),
+        // The generated product may be out of stock; then nothing is kept.
+        Err(status) => {
+            assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+            assert_eq!(stored, 0);
+        }
+    }
+    let key = {
+        let output = tailor_e2e::command("tailor-partner-bff")
+            .args(["--data-dir", dir, "--database-url", &url])
+            .args(["keys", "create", "--tenant", "acme"])
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let partner =
+        Process::start_bff("tailor-partner-bff", dir, &downstreams, &with_db, &[], None).await;
+    tailor_proto::partner::v1::partner_service_client::PartnerServiceClient::new(
+        tailor_e2e::connect(partner.address).await,
+    )
+    .batch_get_availability(tailor_e2e::api_key(
+        &key,
+        tailor_proto::partner::v1::BatchGetAvailabilityRequest {
+            product_ids: vec!["prod-000007".into()],
+        },
+    ))
+    .await
+    .unwrap();
+
+    let schemas: Vec<String> = db
+        .query(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname NOT LIKE 'pg_%'
+             AND nspname NOT IN ('public', 'information_schema') ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        schemas,
+        [
+            "catalog",
+            "inventory",
+            "orders",
+            "partner_bff",
+            "reviews",
+            "web_bff"
+        ]
+    );
+    let files: Vec<_> = std::fs::read_dir(data.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|name| name.to_string_lossy().ends_with(".db"))
+        .collect();
+    assert!(files.is_empty(), "no SQLite file beside: {files:?}");
+}
+
 /// A `--database-url` that is not one, or names a server that is not
 /// there, stops the server at start-up with a message naming the flag.
 #[tokio::test]

@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 async fn catalog_with(limits: TransportLimits) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let catalog = tailor_catalog::build_server(&tailor_catalog::CatalogConfig {
-        db_path: dir.path().join("catalog.db"),
+        database: dir.path().join("catalog.db").into(),
         products: 20,
     })
     .await

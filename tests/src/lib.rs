@@ -372,7 +372,7 @@ impl Stack {
         let dir = tempfile::tempdir().unwrap();
         let db = |name: &str| dir.path().join(format!("{name}.db"));
         let catalog = tailor_catalog::build_server(&tailor_catalog::CatalogConfig {
-            db_path: db("catalog"),
+            database: db("catalog").into(),
             products: PRODUCTS,
         })
         .await
@@ -384,7 +384,7 @@ impl Stack {
         .await
         .unwrap();
         let reviews = tailor_reviews::build_server(&tailor_reviews::ReviewsConfig {
-            db_path: db("reviews"),
+            database: db("reviews").into(),
             products: PRODUCTS,
         })
         .await

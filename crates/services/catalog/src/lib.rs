@@ -2,28 +2,30 @@
 //! prices. It owns its store (SQLite by default), seeds it from
 //! `tailor-seed` on first start, and serves `tailor.catalog.v1`.
 //!
-//! Handlers reach data only through [`CatalogStore`]; the SQLite
-//! implementation keeps each product as its encoded message next to the
-//! columns queries filter on. It knows nothing about BFFs or clients.
+//! Handlers reach data only through [`CatalogStore`]: a SQLite file by
+//! default, or PostgreSQL (schema `catalog`) when configured, which
+//! replicas share; both keep each product as its encoded message next to
+//! the columns queries filter on. It knows nothing about BFFs or clients.
 
 #![forbid(unsafe_code)]
 
 mod service;
 mod store;
 
-use std::path::PathBuf;
-
 use tailor_proto::catalog::v1::catalog_service_server::CatalogServiceServer;
 use tailor_runtime::GrpcServer;
 
 pub use service::Catalog;
-pub use store::{CatalogStore, ListFilter, ProductPage, SqliteCatalogStore};
+#[cfg(feature = "conformance")]
+pub use store::conformance;
+pub use store::{CatalogStore, ListFilter, PgCatalogStore, ProductPage, SqliteCatalogStore};
+pub use tailor_storage::Database;
 
 /// How the service is set up.
 #[derive(Debug, Clone)]
 pub struct CatalogConfig {
-    /// The SQLite file.
-    pub db_path: PathBuf,
+    /// The SQLite file, or the PostgreSQL database.
+    pub database: Database,
     /// Products generated on first start.
     pub products: u32,
 }
@@ -58,6 +60,12 @@ impl From<CatalogError> for tonic::Status {
 /// Opens (creating and seeding on first start) the store and returns the
 /// catalog server.
 pub async fn build_server(config: &CatalogConfig) -> Result<GrpcServer, CatalogError> {
-    let store = SqliteCatalogStore::open(&config.db_path, config.products).await?;
-    Ok(GrpcServer::new("catalog").add_service(CatalogServiceServer::new(Catalog::new(store))))
+    Ok(match &config.database {
+        Database::Sqlite(path) => serve(SqliteCatalogStore::open(path, config.products).await?),
+        Database::Postgres(url) => serve(PgCatalogStore::connect(url, config.products).await?),
+    })
+}
+
+fn serve<S: CatalogStore>(store: S) -> GrpcServer {
+    GrpcServer::new("catalog").add_service(CatalogServiceServer::new(Catalog::new(store)))
 }

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tailor_runtime::cli::{CallerArgs, ServerArgs};
+use tailor_storage::DatabaseArgs;
 
 /// The catalog service.
 #[derive(Debug, Parser)]
@@ -15,6 +16,8 @@ struct Args {
     #[arg(long, env = "TAILOR_CATALOG_PRODUCTS", default_value_t = 10_000)]
     products: u32,
     #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
     server: ServerArgs,
     #[command(flatten)]
     callers: CallerArgs,
@@ -24,7 +27,9 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let config = tailor_catalog::CatalogConfig {
-        db_path: args.server.data_dir.join("catalog.db"),
+        database: args
+            .database
+            .database(args.server.data_dir.join("catalog.db")),
         products: args.products,
     };
     tailor_runtime::serve_main(

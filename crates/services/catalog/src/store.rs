@@ -1,4 +1,11 @@
-//! The catalog's storage interface and its SQLite implementation.
+//! The catalog's storage interface, its SQLite implementation (here) and
+//! its PostgreSQL implementation ([`postgres`]).
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod postgres;
+
+pub use postgres::PgCatalogStore;
 
 use std::future::Future;
 use std::path::Path;
@@ -130,21 +137,71 @@ fn nearest_by_price(
         "SELECT id, price FROM products WHERE category_id = ?1 AND id <> ?2
          AND price BETWEEN ?3 AND ?4",
     )?;
-    let mut candidates = statement
+    let candidates = statement
         .query_map(params![category, id, low, high], |r| {
             Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    Ok(nearest(candidates, price, limit))
+}
+
+/// The `limit` candidates `(id, price)` nearest to `price`, ties by id:
+/// the order of `ORDER BY ABS(price - ?), id`.
+pub(crate) fn nearest(mut candidates: Vec<(String, i64)>, price: i64, limit: usize) -> Vec<String> {
     candidates.sort_by(|(a_id, a), (b_id, b)| {
         a.abs_diff(price)
             .cmp(&b.abs_diff(price))
             .then_with(|| a_id.cmp(b_id))
     });
     candidates.truncate(limit);
-    Ok(candidates.into_iter().map(|(id, _)| id).collect())
+    candidates.into_iter().map(|(id, _)| id).collect()
 }
 
-fn search_text(product: &Product) -> String {
+/// The fingerprint of a listing's filters, which its page tokens carry.
+pub(crate) fn list_fingerprint(filter: &ListFilter) -> u64 {
+    let since = filter
+        .updated_since
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let mut parts = vec![filter.category_id.as_str(), since.as_str()];
+    parts.extend(filter.words.iter().map(String::as_str));
+    PageToken::fingerprint(&parts)
+}
+
+/// A word as a `LIKE` pattern matching it anywhere; the caller's `%` and
+/// `_` are dropped, not interpreted.
+pub(crate) fn like_pattern(word: &str) -> String {
+    format!("%{}%", word.replace(['%', '_'], ""))
+}
+
+/// The page out of `products` (one more than a page when there is a
+/// next one), with the token of the next page.
+pub(crate) fn page_of(
+    mut products: Vec<Product>,
+    page_size: usize,
+    fingerprint: u64,
+    total: i64,
+) -> ProductPage {
+    let next_page_token = if products.len() > page_size {
+        products.truncate(page_size);
+        PageToken {
+            query: fingerprint,
+            after: products.last().map(|p| p.id.clone()).unwrap_or_default(),
+        }
+        .encode()
+    } else {
+        String::new()
+    };
+    ProductPage {
+        products,
+        next_page_token,
+        total_size: total as i32,
+    }
+}
+
+/// What a product's words are searched in: title, brand and tags, lower
+/// case.
+pub(crate) fn search_text(product: &Product) -> String {
     format!(
         "{} {} {}",
         product.title,
@@ -214,20 +271,14 @@ impl CatalogStore for SqliteCatalogStore {
     }
 
     async fn list(&self, filter: ListFilter) -> Result<ProductPage, StorageError> {
-        let since = filter
-            .updated_since
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        let mut parts = vec![filter.category_id.as_str(), since.as_str()];
-        parts.extend(filter.words.iter().map(String::as_str));
-        let fingerprint = PageToken::fingerprint(&parts);
+        let fingerprint = list_fingerprint(&filter);
         let after = PageToken::decode(&filter.page_token, fingerprint)?.map(|t| t.after);
         self.pool
             .read(move |conn| {
                 let mut conditions = vec!["(?1 = '' OR category_id = ?1)".to_owned(), "update_time >= ?2".to_owned()];
                 let mut values: Vec<String> = vec![filter.category_id.clone(), filter.updated_since.unwrap_or(i64::MIN).to_string()];
                 for word in &filter.words {
-                    values.push(format!("%{}%", word.replace(['%', '_'], "")));
+                    values.push(like_pattern(word));
                     conditions.push(format!("search LIKE ?{}", values.len()));
                 }
                 let filters = conditions.join(" AND ");
@@ -243,24 +294,10 @@ impl CatalogStore for SqliteCatalogStore {
                     filter.page_size + 1
                 );
                 let mut statement = conn.prepare(&sql)?;
-                let mut products = statement
+                let products = statement
                     .query_map(params_from_iter(values.iter()), |r| decode(r.get(1)?))?
                     .collect::<Result<Vec<_>, _>>()?;
-                let next_page_token = if products.len() > filter.page_size {
-                    products.truncate(filter.page_size);
-                    PageToken {
-                        query: fingerprint,
-                        after: products.last().map(|p| p.id.clone()).unwrap_or_default(),
-                    }
-                    .encode()
-                } else {
-                    String::new()
-                };
-                Ok(ProductPage {
-                    products,
-                    next_page_token,
-                    total_size: total as i32,
-                })
+                Ok(page_of(products, filter.page_size, fingerprint, total))
             })
             .await
     }
@@ -358,5 +395,31 @@ mod tests {
             .await
             .unwrap();
         assert!(mismatches.is_empty(), "{:?}", mismatches.first());
+    }
+
+    async fn seeded(dir: &tempfile::TempDir) -> SqliteCatalogStore {
+        SqliteCatalogStore::open(&dir.path().join("catalog.db"), conformance::PRODUCTS)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_catalogue_is_seeded_once() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::the_catalogue_is_seeded_once(&seeded(&dir).await).await;
+        // Opening again seeds nothing more.
+        conformance::the_catalogue_is_seeded_once(&seeded(&dir).await).await;
+    }
+
+    #[tokio::test]
+    async fn listings_filter_and_page() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::listings_filter_and_page(&seeded(&dir).await).await;
+    }
+
+    #[tokio::test]
+    async fn related_products_are_the_nearest_in_price() {
+        let dir = tempfile::tempdir().unwrap();
+        conformance::related_products_are_the_nearest_in_price(&seeded(&dir).await).await;
     }
 }

@@ -2,14 +2,13 @@
 //! and rating summaries kept beside them so a list of cards costs one
 //! indexed lookup per product.
 //!
-//! Handlers reach data only through [`ReviewsStore`]. It knows nothing
-//! about products beyond their ids.
+//! Handlers reach data only through [`ReviewsStore`]: a SQLite file by
+//! default, or PostgreSQL (schema `reviews`) when configured, which
+//! replicas share. It knows nothing about products beyond their ids.
 
 #![forbid(unsafe_code)]
 
 mod store;
-
-use std::path::PathBuf;
 
 use tailor_interceptors::input;
 use tailor_proto::reviews::v1::reviews_service_server::{ReviewsService, ReviewsServiceServer};
@@ -21,7 +20,10 @@ use tailor_runtime::GrpcServer;
 use tailor_storage::PageSize;
 use tonic::{Request, Response, Status};
 
-pub use store::{ReviewsStore, SqliteReviewsStore};
+#[cfg(feature = "conformance")]
+pub use store::conformance;
+pub use store::{PgReviewsStore, ReviewsStore, SqliteReviewsStore};
+pub use tailor_storage::Database;
 
 const MAX_BATCH: usize = 500;
 const REVIEWS: PageSize = PageSize::new(10, 100);
@@ -29,8 +31,8 @@ const REVIEWS: PageSize = PageSize::new(10, 100);
 /// How the service is set up.
 #[derive(Debug, Clone)]
 pub struct ReviewsConfig {
-    /// The SQLite file.
-    pub db_path: PathBuf,
+    /// The SQLite file, or the PostgreSQL database.
+    pub database: Database,
     /// Products whose reviews are generated on first start.
     pub products: u32,
 }
@@ -153,6 +155,12 @@ impl<S: ReviewsStore> ReviewsService for Reviews<S> {
 /// Opens (creating and seeding on first start) the store and returns the
 /// reviews server.
 pub async fn build_server(config: &ReviewsConfig) -> Result<GrpcServer, ReviewsError> {
-    let store = SqliteReviewsStore::open(&config.db_path, config.products).await?;
-    Ok(GrpcServer::new("reviews").add_service(ReviewsServiceServer::new(Reviews { store })))
+    Ok(match &config.database {
+        Database::Sqlite(path) => serve(SqliteReviewsStore::open(path, config.products).await?),
+        Database::Postgres(url) => serve(PgReviewsStore::connect(url, config.products).await?),
+    })
+}
+
+fn serve<S: ReviewsStore>(store: S) -> GrpcServer {
+    GrpcServer::new("reviews").add_service(ReviewsServiceServer::new(Reviews { store }))
 }

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tailor_runtime::cli::{CallerArgs, ServerArgs};
+use tailor_storage::DatabaseArgs;
 
 /// The reviews service.
 #[derive(Debug, Parser)]
@@ -15,6 +16,8 @@ struct Args {
     #[arg(long, env = "TAILOR_REVIEWS_PRODUCTS", default_value_t = 10_000)]
     products: u32,
     #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
     server: ServerArgs,
     #[command(flatten)]
     callers: CallerArgs,
@@ -24,7 +27,9 @@ struct Args {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let config = tailor_reviews::ReviewsConfig {
-        db_path: args.server.data_dir.join("reviews.db"),
+        database: args
+            .database
+            .database(args.server.data_dir.join("reviews.db")),
         products: args.products,
     };
     tailor_runtime::serve_main(

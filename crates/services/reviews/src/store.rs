@@ -1,4 +1,11 @@
-//! The reviews' storage interface and its SQLite implementation.
+//! The reviews' storage interface, its SQLite implementation (here) and
+//! its PostgreSQL implementation ([`postgres`]).
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
+mod postgres;
+
+pub use postgres::PgReviewsStore;
 
 use std::future::Future;
 use std::path::Path;
@@ -55,6 +62,52 @@ fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Review> {
     })
 }
 
+/// Summaries from `(product, rating, count)` rows ordered by product, as
+/// both engines answer.
+pub(crate) fn summarise(rows: impl IntoIterator<Item = (String, i32, i32)>) -> Vec<ReviewSummary> {
+    let mut summaries: Vec<ReviewSummary> = Vec::new();
+    for (product_id, rating, count) in rows {
+        if summaries.last().is_none_or(|s| s.product_id != product_id) {
+            summaries.push(ReviewSummary {
+                product_id,
+                review_count: 0,
+                average_rating: 0.0,
+                rating_histogram: vec![0; 5],
+            });
+        }
+        let summary = summaries.last_mut().expect("just pushed");
+        summary.rating_histogram[(rating - 1) as usize] = count;
+        summary.review_count += count;
+    }
+    for s in &mut summaries {
+        let stars: i32 = s
+            .rating_histogram
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i as i32 + 1) * c)
+            .sum();
+        s.average_rating = f64::from(stars) / f64::from(s.review_count);
+    }
+    summaries
+}
+
+/// A page (one more row than a page when there is a next one) of
+/// `(time, id, review)` rows, newest first, with the next page's token.
+pub(crate) fn newest_first_page(
+    mut rows: Vec<(i64, String, Review)>,
+    page_size: usize,
+    fingerprint: u64,
+) -> (Vec<Review>, String) {
+    let next = if rows.len() > page_size {
+        rows.truncate(page_size);
+        let (time, id, _) = rows.last().expect("a full page");
+        PageToken::newest_first(fingerprint, *time, id)
+    } else {
+        String::new()
+    };
+    (rows.into_iter().map(|(_, _, r)| r).collect(), next)
+}
+
 impl SqliteReviewsStore {
     /// Opens the store, seeding the generated reviews when empty.
     pub async fn open(path: &Path, products: u32) -> Result<Self, StorageError> {
@@ -104,15 +157,8 @@ impl ReviewsStore for SqliteReviewsStore {
                         ))
                     },
                 )?;
-                let mut rows = rows.collect::<Result<Vec<_>, _>>()?;
-                let next = if rows.len() > page_size {
-                    rows.truncate(page_size);
-                    let (time, id, _) = rows.last().expect("a full page");
-                    PageToken::newest_first(fingerprint, *time, id)
-                } else {
-                    String::new()
-                };
-                Ok((rows.into_iter().map(|(_, _, r)| r).collect(), next))
+                let rows = rows.collect::<Result<Vec<_>, _>>()?;
+                Ok(newest_first_page(rows, page_size, fingerprint))
             })
             .await
     }
@@ -135,31 +181,7 @@ impl ReviewsStore for SqliteReviewsStore {
                         r.get::<_, i32>(2)?,
                     ))
                 })?;
-                let mut summaries: Vec<ReviewSummary> = Vec::new();
-                for row in rows {
-                    let (product_id, rating, count) = row?;
-                    if summaries.last().is_none_or(|s| s.product_id != product_id) {
-                        summaries.push(ReviewSummary {
-                            product_id,
-                            review_count: 0,
-                            average_rating: 0.0,
-                            rating_histogram: vec![0; 5],
-                        });
-                    }
-                    let summary = summaries.last_mut().expect("just pushed");
-                    summary.rating_histogram[(rating - 1) as usize] = count;
-                    summary.review_count += count;
-                }
-                for s in &mut summaries {
-                    let stars: i32 = s
-                        .rating_histogram
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| (i as i32 + 1) * c)
-                        .sum();
-                    s.average_rating = f64::from(stars) / f64::from(s.review_count);
-                }
-                Ok(summaries)
+                Ok(summarise(rows.collect::<Result<Vec<_>, _>>()?))
             })
             .await
     }
@@ -167,40 +189,15 @@ impl ReviewsStore for SqliteReviewsStore {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashSet;
-
     use super::*;
 
     #[tokio::test]
     async fn pages_through_every_review_newest_first_and_summarises_them() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteReviewsStore::open(&dir.path().join("reviews.db"), 100)
+        let store = SqliteReviewsStore::open(&dir.path().join("reviews.db"), conformance::PRODUCTS)
             .await
             .unwrap();
-        let index = (1..=100)
-            .max_by_key(|i| tailor_seed::reviews(*i).len())
-            .unwrap();
-        let id = tailor_seed::product_id(index);
-        let expected = tailor_seed::reviews(index);
-        let (mut seen, mut token, mut last) = (HashSet::new(), String::new(), i64::MAX);
-        loop {
-            let (page, next) = store.list(id.clone(), 3, token).await.unwrap();
-            for r in page {
-                let t = r.create_time.unwrap().seconds;
-                assert!(t <= last);
-                last = t;
-                assert!(seen.insert(r.id));
-            }
-            if next.is_empty() {
-                break;
-            }
-            token = next;
-        }
-        assert_eq!(seen.len(), expected.len());
-        let summary = store.summaries(vec![id]).await.unwrap().remove(0);
-        assert_eq!(summary.review_count as usize, expected.len());
-        let mean = expected.iter().map(|r| r.rating as f64).sum::<f64>() / expected.len() as f64;
-        assert!((summary.average_rating - mean).abs() < 1e-9);
-        assert!(store.list("x".into(), 3, "bogus".into()).await.is_err());
+        conformance::pages_through_every_review_newest_first_and_summarises_them(&store).await;
+        conformance::every_generated_review_is_seeded_once(&store).await;
     }
 }

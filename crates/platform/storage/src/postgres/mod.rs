@@ -360,23 +360,29 @@ impl PgPool {
 
     /// Delivers the payload of every notification on this store's `topic`
     /// (sent with `pg_notify(channel, payload)` by any process, see
-    /// [`PgPool::channel`]) to `deliver`, on a connection of its own,
-    /// reconnecting after a second when it breaks. Notifications sent while
-    /// it is disconnected are missed. Stops when the handle is dropped.
-    pub fn listen(
+    /// [`PgPool::channel`]) to `deliver`, on a connection of its own.
+    /// Returns once listening, so nothing notified afterwards is missed;
+    /// when that connection breaks, it reconnects after a second, and what
+    /// is notified in between is missed. Stops when the handle is dropped.
+    pub async fn listen(
         &self,
         topic: &str,
         deliver: impl Fn(String) + Send + Sync + 'static,
-    ) -> Listening {
+    ) -> Result<Listening, StorageError> {
         let pool = self.clone();
         let channel = self.channel(topic);
+        let (ready, listening) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
-            let mut connected_before = false;
+            let mut ready = Some(ready);
             loop {
-                match pool
-                    .listen_once(&channel, &deliver, &mut connected_before)
-                    .await
-                {
+                let outcome = pool.listen_once(&channel, &deliver, &mut ready).await;
+                if let (Err(error), Some(first)) = (&outcome, ready.take()) {
+                    let _ = first.send(Err(StorageError::Startup(format!(
+                        "listening on {channel} failed: {error}"
+                    ))));
+                    return;
+                }
+                match outcome {
                     Ok(()) => {
                         tracing::warn!(%channel, "the notification connection ended; reconnecting")
                     }
@@ -387,14 +393,18 @@ impl PgPool {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         });
-        Listening { task }
+        match listening.await {
+            Ok(Ok(())) => Ok(Listening { task }),
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(StorageError::Task("the listener ended".to_owned())),
+        }
     }
 
     async fn listen_once(
         &self,
         channel: &str,
         deliver: &(impl Fn(String) + Send + Sync),
-        connected_before: &mut bool,
+        ready: &mut Option<tokio::sync::oneshot::Sender<Result<(), StorageError>>>,
     ) -> Result<(), StorageError> {
         let (client, mut connection) = self.open().await?;
         let (notices, mut received) = tokio::sync::mpsc::unbounded_channel();
@@ -422,10 +432,12 @@ impl PgPool {
             drive.abort();
             return Err(error.into());
         }
-        if *connected_before {
-            tracing::info!(%channel, "listening for notifications again");
+        match ready.take() {
+            Some(first) => {
+                let _ = first.send(Ok(()));
+            }
+            None => tracing::info!(%channel, "listening for notifications again"),
         }
-        *connected_before = true;
         while let Some(payload) = received.recv().await {
             deliver(payload);
         }

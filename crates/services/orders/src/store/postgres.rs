@@ -140,15 +140,18 @@ async fn publish(
 }
 
 impl PgOrderStore {
-    /// Connects to `url` (schema [`SCHEMA`], migrated) and starts listening
-    /// for changes; `step` is the fulfilment pace.
+    /// Connects to `url` (schema [`SCHEMA`], migrated) and listens for
+    /// changes (from every replica) before it returns; `step` is the
+    /// fulfilment pace.
     pub async fn connect(url: &PostgresUrl, step: Duration) -> Result<Self, StorageError> {
         let pool = PgPool::connect(url, SCHEMA, MIGRATIONS, PgPoolOptions::default()).await?;
         let (changes, _) = broadcast::channel(1024);
         let (notify, notified) = mpsc::unbounded_channel();
-        let listening = pool.listen(CHANGES, move |payload| {
-            let _ = notify.send(payload);
-        });
+        let listening = pool
+            .listen(CHANGES, move |payload| {
+                let _ = notify.send(payload);
+            })
+            .await?;
         tokio::spawn(publish(pool.clone(), notified, changes.clone()));
         Ok(Self {
             pool,
