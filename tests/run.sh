@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 started=$(date +%s)
 
-step "test tools: buf (npm @bufbuild/buf), Chromium, openssl and Prometheus (Debian packages)"
+step "test tools: buf (npm @bufbuild/buf), Chromium, openssl, PostgreSQL and Prometheus (Debian packages)"
 npm ci --prefix tests --no-audit --no-fund --loglevel=error
 # The benchmark's Node.js peer of the web BFF, which a test compares with it
 # (its prepare script generates the stubs).
@@ -19,6 +19,10 @@ missing=()
 [ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
 # The RS256 tests make their key pairs and tokens with openssl.
 command -v openssl >/dev/null || missing+=(openssl)
+# The stores' PostgreSQL tests start throwaway servers with the newest
+# major version's initdb and postgres (run as the `postgres` user the
+# package creates, when the tests run as root).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
