@@ -8,13 +8,17 @@
 # stack on its downstream services), and one level cross-checked with
 # h2load (Debian's nghttp2-client, installed when missing). Writes
 # docs/performance.md and docs/performance-throughput.svg
-# (`tailor-bench report`).
+# (`tailor-bench report`). Last, long-lived streams (`tailor-bench
+# streams`): 10,000 order watches held open on the web BFF, and 100
+# partner feed readers that stop reading; the stack's orders stay placed
+# for an hour (`--fulfilment-step-ms`), so no watch ends while it is held.
 #
 # Usage: scripts/perf-report.sh [seconds per level]   (default 10)
 #        scripts/perf-report.sh --smoke
 #
 # --smoke proves the pipeline works in about a minute: about a second per
-# level, concurrency 1 and 8 only, no Node peer and no h2load; the report
+# level, concurrency 1 and 8 only, no Node peer and no h2load, 50 order
+# watches and 8 stalled feeds held for a second; the report
 # goes to target/perf-smoke/ and docs/ is left alone. It fails when a
 # scenario made no successful call at some level.
 #
@@ -36,7 +40,11 @@ products=10000
 # Orders are spread over this many users, so the per-user order rate (10 at
 # once, then one every 10 s) never decides the throughput.
 users=20000
+# Order status changes an hour apart: the order watches of the streams
+# step stay open however long the run before them took.
+fulfilment_step_ms=3600000
 if $smoke; then
+  watch_streams=50; watch_connections=2; feed_streams=8; stream_hold=1
   levels=1,8
   warmup=0.5
   out_dir=target/perf-smoke
@@ -46,6 +54,8 @@ else
   warmup=2
   out_dir=docs
   command="scripts/perf-report.sh${1:+ $1}"
+  # 200 watches on each client connection (a BFF allows 256 on one).
+  watch_streams=10000; watch_connections=50; feed_streams=100; stream_hold=10
 fi
 h2load_concurrency=32
 
@@ -77,7 +87,7 @@ records=$work/records.tsv
 # stack so the partner scenarios measure the BFF, not its token bucket.
 TAILOR_PARTNER_PLAN_LIMITS=standard=1000000:1000000:1000000000 \
   "$bin/tailor" up --any-ports --data-dir "$work/data" --products "$products" \
-  >"$work/up.out" 2>&1 &
+  --fulfilment-step-ms "$fulfilment_step_ms" >"$work/up.out" 2>&1 &
 launcher=$!
 for _ in $(seq 600); do
   grep -q "Tailor is up" "$work/up.out" && break
@@ -191,6 +201,30 @@ if ! $smoke; then
     }' "$work/h2load.out" >>"$records"
 fi
 
+# Long-lived streams. A run where not every stream opened still leaves its
+# record, so the report shows how far it got; smoke mode fails on it.
+echo "== streams: $watch_streams order watches on the web BFF"
+streams_ok=true
+"$bin/tailor-bench" streams --scenario watch-orders --launcher-pid "$launcher" \
+  --web "$web" --mobile "$mobile" --streams "$watch_streams" \
+  --connections "$watch_connections" --products "$products" --hold-secs "$stream_hold" \
+  --record "$records" || streams_ok=false
+echo "== streams: $feed_streams stalled partner feed readers"
+# A key holds 4 feeds at once: one key for every 4 readers, the feed keys
+# above first.
+stall_keys=$feed_keys
+for n in $(seq 9 $(( (feed_streams + 3) / 4 ))); do
+  stall_keys="$stall_keys,$("$bin/tailor-partner-bff" --data-dir "$work/data" keys create \
+    --tenant "bench-feed-$n" --name "perf report")"
+done
+"$bin/tailor-bench" streams --scenario stalled-feeds --launcher-pid "$launcher" \
+  --partner "$partner" --partner-key "$stall_keys" --streams "$feed_streams" \
+  --hold-secs "$stream_hold" --record "$records" || streams_ok=false
+if $smoke && ! $streams_ok; then
+  echo "smoke: not every stream opened" >&2
+  exit 1
+fi
+
 mkdir -p "$out_dir"
 "$bin/tailor-bench" report --records "$records" --out "$out_dir/performance.md" \
   --svg "$out_dir/performance-throughput.svg" --command "$command" \
@@ -205,5 +239,6 @@ if $smoke; then
   awk -F'\t' '$1 == "level" && $6 == 0 { print "no successful call: " $2 " at concurrency " $4; bad = 1 }
     END { exit bad }' "$records"
   grep -q "## Issue 13's targets" "$out_dir/performance.md"
+  grep -q "## Streams" "$out_dir/performance.md"
   echo "smoke: the report pipeline works ($out_dir/performance.md)"
 fi

@@ -35,6 +35,7 @@ mod resilience;
 mod tables;
 mod traces;
 mod transport;
+mod watch_capacity;
 mod web;
 mod web_process;
 mod zero_trust;

@@ -14,6 +14,8 @@
 //!   peak memory during the run.
 //! - `report`: the markdown performance report (and its SVG chart) from
 //!   the records `load --record` appended.
+//! - `streams`: open order watches and stalled feed readers, and what
+//!   they cost a BFF's memory.
 //! - `chaos`: a stack of its own under steady web load while faults hit
 //!   the other BFFs and the downstream services, against the isolation
 //!   targets.
@@ -27,6 +29,7 @@ mod page;
 mod procs;
 mod report;
 mod sink;
+mod streams;
 
 use std::time::Duration;
 
@@ -59,6 +62,9 @@ enum Command {
     /// Web pages under steady load while faults hit the rest of the
     /// system: a table per fault, checked against the isolation targets.
     Chaos(chaos::Args),
+    /// Long-lived streams a BFF holds: open order watches, stalled
+    /// partner feed readers; its memory and CPU while it holds them.
+    Streams(Box<streams::Args>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -155,6 +161,7 @@ async fn main() -> std::process::ExitCode {
         Command::Report(args) => report::run(args).await,
         Command::OtlpSink(args) => sink::run(args).await,
         Command::Chaos(args) => chaos::run(args).await,
+        Command::Streams(args) => streams::run(*args).await,
     };
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,

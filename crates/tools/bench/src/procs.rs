@@ -20,7 +20,7 @@ const SERVERS: [&str; 7] = [
 
 /// Clock ticks a second, as `/proc/<pid>/stat` counts CPU time (100 on
 /// Linux on x86-64 and arm64).
-const TICKS: f64 = 100.0;
+pub(crate) const TICKS: f64 = 100.0;
 
 /// One process's use during a run.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ fn parent_of(pid: u32) -> Option<u32> {
 
 /// Every Tailor server process (children of `launcher` when given): pid
 /// and binary name.
-fn servers(launcher: Option<u32>) -> Vec<(u32, String)> {
+pub(crate) fn servers(launcher: Option<u32>) -> Vec<(u32, String)> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -66,7 +66,7 @@ fn servers(launcher: Option<u32>) -> Vec<(u32, String)> {
     found
 }
 
-fn cpu_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = stat.rsplit_once(')')?.1;
@@ -75,7 +75,7 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()

@@ -10,7 +10,13 @@
 //! level   <label> <scenario> <concurrency> <seconds> <ok> <errors> <calls/s> <p50 ms> <p99 ms> <mean ms> <errors by status>
 //! process <label> <concurrency> <name> <CPU s> <CPU ms/call> <peak RSS MiB>
 //! h2load  <label> <concurrency> <req/s> <mean ms> <min ms> <max ms> <requests> <2xx> <failed>
+//! watches <label> <bff> <streams> <connections> <users> <placed> <place s> <first messages> <failed> <ended early> <open s> <hold s> <retries> <fulfilment step ms> <errors> <date>
+//! watch-process <label> <name> <RSS KiB before placing> <after placing> <watches open> <peak> <after closing> <CPU s placing> <opening> <holding>
+//! feeds   <label> <streams> <stalled> <failed> <open s> <hold s> <RSS KiB before> <connected> <stalled> <end> <peak> <slope KiB/s> <window bytes> <date>
 //! ```
+//!
+//! The last three come from `tailor-bench streams` and make the Streams
+//! section.
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -88,11 +94,67 @@ struct H2load {
     failed: u64,
 }
 
+/// One run of open order watches (`tailor-bench streams --scenario
+/// watch-orders`).
+#[derive(Debug, Clone)]
+struct Watches {
+    label: String,
+    bff: String,
+    streams: u64,
+    connections: u64,
+    users: u64,
+    placed: u64,
+    place_seconds: f64,
+    first: u64,
+    failed: u64,
+    ended_early: u64,
+    open_seconds: f64,
+    hold_seconds: f64,
+    fulfilment_step: String,
+    errors_text: String,
+    date: String,
+}
+
+/// One process through a run of open order watches, memory in KiB.
+#[derive(Debug, Clone)]
+struct WatchProcess {
+    label: String,
+    name: String,
+    before: u64,
+    placed: u64,
+    open: u64,
+    peak: u64,
+    closed: u64,
+    cpu_opening: f64,
+    cpu_holding: f64,
+}
+
+/// One run of stalled feed readers (`tailor-bench streams --scenario
+/// stalled-feeds`), memory in KiB.
+#[derive(Debug, Clone)]
+struct Feeds {
+    label: String,
+    streams: u64,
+    stalled: u64,
+    hold_seconds: f64,
+    before: u64,
+    connected: u64,
+    stalled_rss: u64,
+    end: u64,
+    peak: u64,
+    slope: f64,
+    window: u64,
+    date: String,
+}
+
 #[derive(Debug, Default)]
 struct Records {
     levels: Vec<Level>,
     processes: Vec<Process>,
     h2load: Vec<H2load>,
+    watches: Vec<Watches>,
+    watch_processes: Vec<WatchProcess>,
+    feeds: Vec<Feeds>,
 }
 
 fn parse(text: &str) -> Result<Records, String> {
@@ -136,6 +198,50 @@ fn parse(text: &str) -> Result<Records, String> {
                 requests: int(7)?,
                 success: int(8)?,
                 failed: int(9)?,
+            }),
+            Some(&"watches") if fields.len() >= 17 => records.watches.push(Watches {
+                label: fields[1].to_owned(),
+                bff: fields[2].to_owned(),
+                streams: int(3)?,
+                connections: int(4)?,
+                users: int(5)?,
+                placed: int(6)?,
+                place_seconds: num(7)?,
+                first: int(8)?,
+                failed: int(9)?,
+                ended_early: int(10)?,
+                open_seconds: num(11)?,
+                hold_seconds: num(12)?,
+                fulfilment_step: fields[14].to_owned(),
+                errors_text: fields[15].to_owned(),
+                date: fields[16].to_owned(),
+            }),
+            Some(&"watch-process") if fields.len() >= 11 => {
+                records.watch_processes.push(WatchProcess {
+                    label: fields[1].to_owned(),
+                    name: fields[2].to_owned(),
+                    before: int(3)?,
+                    placed: int(4)?,
+                    open: int(5)?,
+                    peak: int(6)?,
+                    closed: int(7)?,
+                    cpu_opening: num(9)?,
+                    cpu_holding: num(10)?,
+                })
+            }
+            Some(&"feeds") if fields.len() >= 15 => records.feeds.push(Feeds {
+                label: fields[1].to_owned(),
+                streams: int(2)?,
+                stalled: int(3)?,
+                hold_seconds: num(6)?,
+                before: int(7)?,
+                connected: int(8)?,
+                stalled_rss: int(9)?,
+                end: int(10)?,
+                peak: int(11)?,
+                slope: num(12)?,
+                window: int(13)?,
+                date: fields[14].to_owned(),
             }),
             Some(&"") | None => {}
             _ => return Err(bad()),
@@ -417,6 +523,232 @@ fn chart(records: &Records) -> String {
     svg
 }
 
+/// The order watches the web BFF must hold, and the memory it may take
+/// for them: 100 MB (10^8 bytes).
+const WATCH_TARGET_STREAMS: u64 = 10_000;
+const WATCH_TARGET_BYTES: f64 = 100e6;
+/// The stalled feed readers the partner BFF must hold with flat memory,
+/// and how much it may gain over the hold (by the fitted slope) and still
+/// count as flat.
+const FEED_TARGET_READERS: u64 = 100;
+const FEED_FLAT_KIB: f64 = 1024.0;
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+fn megabytes(kib: u64) -> f64 {
+    kib as f64 * 1024.0 / 1e6
+}
+
+/// MiB a thousand streams added: from before they opened to with them open.
+fn per_thousand(open: u64, before: u64, streams: u64) -> String {
+    if streams == 0 {
+        return "–".to_owned();
+    }
+    format!(
+        "{:.2}",
+        (open as f64 - before as f64) / 1024.0 * 1000.0 / streams as f64
+    )
+}
+
+/// What the feed run's hold gained by its fitted slope, KiB.
+fn hold_gain(feeds: &Feeds) -> f64 {
+    feeds.slope * feeds.hold_seconds
+}
+
+/// The Streams section: open order watches and stalled feed readers.
+fn streams_section(records: &Records, out: &mut String) {
+    if records.watches.is_empty() && records.feeds.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "## Streams
+"
+    );
+    let _ = writeln!(
+        out,
+        "Long-lived streams held against the same kind of stack by `tailor-bench streams` \
+         (`--scenario watch-orders`, `--scenario stalled-feeds`), with the date of each \
+         measurement below. Resident memory (RSS) is read from `/proc/<pid>/status`, sampled \
+         every 250 ms while the streams are held (for the watches from the first one opened); \
+         CPU from `/proc/<pid>/stat`. MiB per 1,000 \
+         streams is the RSS with the streams open less the RSS right before they were opened, \
+         divided by the streams held.\n"
+    );
+    for run in &records.watches {
+        let per_connection = run.streams.div_ceil(run.connections.max(1));
+        let _ = writeln!(out, "### Open order watches: {}\n", run.label);
+        let _ = writeln!(
+            out,
+            "{} of {} `WatchOrder` streams on the {} BFF had their first message (the order's \
+             current state) {:.1} s after the first was opened, spread round robin over {} \
+             client connections (up to {per_connection} streams on each; a BFF allows 256 \
+             streams on one client connection), watching the orders {} users had just placed \
+             through the same BFF ({} orders in {:.1} s, at most 8 a user, the watches one user \
+             may hold). They were then held open {:.1} s and closed. The BFF carries all of \
+             them to the orders service as streams on its one HTTP/2 connection to it. The \
+             orders service's fulfilment step was {} ms, so orders stayed placed while watched \
+             ({} watches ended early, {} failed; errors: {}). Measured {}.\n",
+            run.first,
+            run.streams,
+            run.bff,
+            run.open_seconds,
+            run.connections,
+            run.users,
+            run.placed,
+            run.place_seconds,
+            run.hold_seconds,
+            run.fulfilment_step,
+            run.ended_early,
+            run.failed,
+            run.errors_text,
+            run.date
+        );
+        let _ = writeln!(
+            out,
+            "| process | RSS MiB before placing | after placing | with {} watches open | peak | after closing | MiB per 1,000 watches | CPU s opening | CPU s holding |",
+            run.first
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for p in records
+            .watch_processes
+            .iter()
+            .filter(|p| p.label == run.label)
+        {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2} |",
+                p.name.trim_start_matches("tailor-"),
+                mib(p.before),
+                mib(p.placed),
+                mib(p.open),
+                mib(p.peak),
+                mib(p.closed),
+                per_thousand(p.open, p.placed, run.first),
+                p.cpu_opening,
+                p.cpu_holding
+            );
+        }
+        let _ = writeln!(out);
+    }
+    for feeds in &records.feeds {
+        let growth = feeds.stalled_rss.saturating_sub(feeds.connected);
+        let windows = feeds.window * feeds.stalled / 1024;
+        let _ = writeln!(out, "### Stalled feed readers: {}\n", feeds.label);
+        let _ = writeln!(
+            out,
+            "{} of {} partner catalogue feeds (`StreamCatalogFeed`), each on a client \
+             connection of its own with the protocol's initial {}-byte flow-control windows \
+             (stream and connection), read for their first message and then not read at all \
+             for {:.1} s. Growth when stalled is from the connections open and idle to every \
+             reader stalled; the readers' windows are what the BFF may have sent them unread; \
+             the slope is the least-squares fit of the samples over the hold. Measured {}.\n",
+            feeds.stalled, feeds.streams, feeds.window, feeds.hold_seconds, feeds.date
+        );
+        let _ = writeln!(
+            out,
+            "| readers | RSS MiB before | connections open | all stalled | end of hold | peak | growth when stalled KiB | KiB per reader | readers' windows KiB | slope over the hold KiB/s |"
+        );
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {growth} | {:.0} | {windows} | {:+.1} |\n",
+            feeds.stalled,
+            mib(feeds.before),
+            mib(feeds.connected),
+            mib(feeds.stalled_rss),
+            mib(feeds.end),
+            mib(feeds.peak),
+            growth as f64 / feeds.stalled.max(1) as f64,
+            feeds.slope
+        );
+    }
+}
+
+/// The stream targets, one line each.
+fn stream_targets(records: &Records) -> Vec<String> {
+    let mut targets = Vec::new();
+    let web = records
+        .watches
+        .iter()
+        .filter(|w| w.bff == "web")
+        .max_by_key(|w| w.first);
+    match web {
+        Some(run) => {
+            let bff = records
+                .watch_processes
+                .iter()
+                .find(|p| p.label == run.label && p.name == "tailor-web-bff");
+            if let Some(bff) = bff {
+                let peak = megabytes(bff.peak);
+                let held = run.first >= WATCH_TARGET_STREAMS && run.first == run.streams;
+                let fits = peak * 1e6 <= WATCH_TARGET_BYTES;
+                let scale = if held {
+                    String::new()
+                } else {
+                    format!(
+                        " (this run held {} of {} watches, not 10,000, so the \
+                         target is not measured by it)",
+                        run.first, run.streams
+                    )
+                };
+                targets.push(format!(
+                    "Web BFF holding 10,000 open `WatchOrder` streams in ≤ 100 MB \
+                     RSS: {} watches open, peak {peak:.1} MB ({} MiB; {} MiB before they opened, \
+                     {} MiB per 1,000 watches){scale}: {}.",
+                    run.first,
+                    mib(bff.peak),
+                    mib(bff.placed),
+                    per_thousand(bff.open, bff.placed, run.first),
+                    met(held && fits)
+                ));
+            }
+        }
+        None => targets.push(
+            "Web BFF holding 10,000 open `WatchOrder` streams in ≤ 100 MB RSS: not measured \
+             (no watch-orders run on the web BFF)."
+                .to_owned(),
+        ),
+    }
+    match records.feeds.iter().max_by_key(|f| f.stalled) {
+        Some(feeds) => {
+            let growth = feeds.stalled_rss.saturating_sub(feeds.connected);
+            let windows = feeds.window * feeds.stalled / 1024;
+            let gain = hold_gain(feeds);
+            let flat = gain.abs() <= FEED_FLAT_KIB;
+            let bounded = growth <= windows;
+            let enough = feeds.stalled >= FEED_TARGET_READERS && feeds.stalled == feeds.streams;
+            let scale = if enough {
+                String::new()
+            } else {
+                format!(
+                    " (this run stalled {} of {} readers, not {FEED_TARGET_READERS}, so the \
+                     target is not measured by it)",
+                    feeds.stalled, feeds.streams
+                )
+            };
+            targets.push(format!(
+                "Partner feed's memory flat with {FEED_TARGET_READERS} stalled readers (the \
+                 fitted slope gains at most {FEED_FLAT_KIB:.0} KiB over the hold, and stalling \
+                 grows RSS by no more than the readers' windows): {} readers, slope {:+.1} KiB/s \
+                 over {:.1} s ({gain:+.0} KiB), {growth} KiB grown when they stalled against \
+                 {windows} KiB of windows{scale}: {}.",
+                feeds.stalled,
+                feeds.slope,
+                feeds.hold_seconds,
+                met(enough && flat && bounded)
+            ));
+        }
+        None => targets.push(format!(
+            "Partner feed's memory flat with {FEED_TARGET_READERS} stalled readers: not \
+             measured (no stalled-feeds run)."
+        )),
+    }
+    targets
+}
+
 fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Performance\n");
@@ -594,6 +926,8 @@ fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
         let _ = writeln!(out);
     }
 
+    streams_section(records, &mut out);
+
     let _ = writeln!(out, "## Issue 13's targets\n");
     let mut targets: Vec<String> = Vec::new();
     if let Some(best) = records.best("web-page") {
@@ -671,6 +1005,7 @@ fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
             }
         }
     }
+    targets.extend(stream_targets(records));
     for target in targets {
         let _ = writeln!(out, "- {target}");
     }
@@ -768,6 +1103,68 @@ mod tests {
         assert!(
             svg.starts_with("<svg") && svg.contains("<polyline"),
             "{svg}"
+        );
+    }
+
+    #[test]
+    fn stream_records_make_the_streams_section_and_their_targets() {
+        let text = format!(
+            "{RECORDS}\
+             watches\twatch-orders-web\tweb\t10000\t50\t1250\t10000\t25.000\t10000\t0\t0\t12.500\t10.000\t3\t3600000\tnone\t2026-11-27 18:00 UTC\n\
+             watch-process\twatch-orders-web\ttailor-web-bff\t20480\t30720\t133120\t140000\t40960\t20.000\t8.000\t0.100\n\
+             watch-process\twatch-orders-web\ttailor-orders\t15360\t25600\t76800\t80000\t30720\t10.000\t4.000\t0.050\n\
+             feeds\tstalled-feeds\t100\t100\t0\t2.000\t10.000\t20000\t26000\t30000\t30100\t30500\t2.500\t65535\t2026-11-27 18:05 UTC\n"
+        );
+        let records = parse(&text).unwrap();
+        assert_eq!(records.watches.len(), 1);
+        assert_eq!(records.watch_processes.len(), 2);
+        assert_eq!(records.feeds.len(), 1);
+        let args = Args {
+            records: PathBuf::new(),
+            out: PathBuf::new(),
+            svg: None,
+            command: "scripts/perf-report.sh".into(),
+            date: String::new(),
+            timing: String::new(),
+            conditions: String::new(),
+            users: 1000,
+            products: 10_000,
+        };
+        let report = markdown(&records, &args, None);
+        assert!(report.contains("## Streams\n"), "{report}");
+        // (133120 - 30720) KiB over 10,000 watches: 10.00 MiB per 1,000.
+        assert!(
+            report
+                .contains("| web-bff | 20.0 | 30.0 | 130.0 | 136.7 | 40.0 | 10.00 | 8.00 | 0.10 |"),
+            "{report}"
+        );
+        // 140000 KiB is 143.4 MB: over 100 MB.
+        assert!(report.contains("peak 143.4 MB"), "{report}");
+        assert!(
+            report.contains(", 10.00 MiB per 1,000 watches): **not met**"),
+            "{report}"
+        );
+        // 4000 KiB grown against 100 x 64 KiB of windows, 25 KiB gained
+        // over the hold: flat.
+        assert!(
+            report.contains("| 100 | 19.5 | 25.4 | 29.3 | 29.4 | 29.8 | 4000 | 40 | 6399 | +2.5 |"),
+            "{report}"
+        );
+        assert!(
+            report
+                .contains("4000 KiB grown when they stalled against 6399 KiB of windows: **met**"),
+            "{report}"
+        );
+
+        // Fewer readers than the target asks for cannot meet it.
+        let small = text.replace(
+            "feeds\tstalled-feeds\t100\t100",
+            "feeds\tstalled-feeds\t8\t8",
+        );
+        let report = markdown(&parse(&small).unwrap(), &args, None);
+        assert!(
+            report.contains("not measured by it): **not met**"),
+            "{report}"
         );
     }
 
