@@ -707,3 +707,39 @@ def test_the_image_listens_on_all_interfaces_where_the_manifests_expect_it(objec
         assert env[listen] == manifest_env[listen], name
         assert env["TAILOR_ADMIN_LISTEN"] == manifest_env["TAILOR_ADMIN_LISTEN"]
         assert env["TAILOR_DATA_DIR"] == manifest_env["TAILOR_DATA_DIR"]
+
+
+def test_the_build_context_keeps_everything_the_workspace_build_reads():
+    import fnmatch
+    import tomllib
+
+    patterns = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+    def ignored(path: str) -> bool:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return any(
+            fnmatch.fnmatch(prefix, pattern) or fnmatch.fnmatch(prefix, pattern.removeprefix("**/"))
+            for pattern in patterns
+            for prefix in prefixes
+        )
+
+    workspace = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]
+    members = [
+        str(p.relative_to(ROOT))
+        for glob in workspace["members"]
+        if glob != "."
+        for p in ROOT.glob(glob)
+        if (p / "Cargo.toml").is_file()
+    ]
+    assert len(members) > 10, members
+    needed = ["Cargo.toml", "Cargo.lock", "build.rs", "src/lib.rs", "proto"]
+    needed += [f"{m}/Cargo.toml" for m in members] + [f"{m}/src" for m in members]
+    assert not [path for path in needed if ignored(path)]
+    # What must stay out: build output and local data.
+    assert ignored("target/release") and ignored("data/catalog.db")
+    assert ignored("clients/web/node_modules/x") and ignored(".git/HEAD")
