@@ -6,6 +6,7 @@ mod architecture;
 mod auth;
 mod bounds;
 mod browser;
+mod catalog_masks;
 mod contracts;
 mod deadlines;
 mod drain;

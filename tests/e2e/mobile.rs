@@ -225,6 +225,7 @@ async fn product_screen_is_trimmed_for_a_phone() {
             .list_related_products(catalog::ListRelatedProductsRequest {
                 product_id: id.into(),
                 page_size: 6,
+                ..Default::default()
             })
             .await
             .unwrap()

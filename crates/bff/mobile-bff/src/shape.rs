@@ -98,6 +98,10 @@ pub fn stock_state(stock: Option<&ProductStock>) -> StockState {
     }
 }
 
+/// The catalog fields [`card`] reads: what the mobile BFF asks the
+/// catalog for when it shows products as cards.
+pub const CARD_FIELDS: &[&str] = &["id", "title", "price", "images"];
+
 pub fn card(
     product: &catalog::Product,
     summary: Option<&reviews::ReviewSummary>,

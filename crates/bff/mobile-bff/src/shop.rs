@@ -82,6 +82,7 @@ impl ShopService for MobileShop {
         let parts = ListParts {
             ratings: mask.selects("rating_tenths"),
             stock: mask.selects("stock"),
+            card_fields: shape::CARD_FIELDS,
         };
         let list = product_list(&self.downstreams, query, parts).await?;
         let ratings = list.ratings.as_ready();
@@ -135,6 +136,7 @@ impl ShopService for MobileShop {
                 0
             },
             related: if mask.selects("related") { RELATED } else { 0 },
+            card_fields: shape::CARD_FIELDS,
         };
         let page = product_page(&self.downstreams, &request.product_id, parts).await?;
         let mut degraded_sections = Vec::new();

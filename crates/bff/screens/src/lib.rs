@@ -22,6 +22,13 @@ pub mod page;
 mod fake;
 
 pub use downstreams::{Downstreams, Transport};
+
+/// A read mask of `fields`, or none (everything) when there are none.
+fn read_mask(fields: &[&str]) -> Option<prost_types::FieldMask> {
+    (!fields.is_empty()).then(|| prost_types::FieldMask {
+        paths: fields.iter().map(|f| (*f).to_owned()).collect(),
+    })
+}
 pub use tailor_storage::PageSize;
 
 use std::future::Future;

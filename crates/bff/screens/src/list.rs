@@ -40,6 +40,9 @@ pub struct ListParts {
     pub ratings: bool,
     /// Stock per product.
     pub stock: bool,
+    /// The product fields a card shows, asked of the catalog as a read
+    /// mask (empty: all).
+    pub card_fields: &'static [&'static str],
 }
 
 /// One page of the list, with its optional parts keyed by product id.
@@ -78,6 +81,7 @@ pub async fn product_list<C: Transport>(
             category_id: query.category_id,
             query: query.query,
             updated_since: None,
+            read_mask: crate::read_mask(parts.card_fields),
         })
         .await?
         .into_inner();
@@ -143,6 +147,7 @@ mod tests {
     const BOTH: ListParts = ListParts {
         ratings: true,
         stock: true,
+        card_fields: &[],
     };
 
     #[tokio::test]

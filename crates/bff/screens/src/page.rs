@@ -32,6 +32,9 @@ pub struct PageParts {
     pub reviews: i32,
     /// How many related products (0: none).
     pub related: i32,
+    /// The product fields a related product's card shows, asked of the
+    /// catalog as a read mask (empty: all).
+    pub card_fields: &'static [&'static str],
 }
 
 /// A product page before a BFF shapes it.
@@ -105,6 +108,7 @@ pub async fn product_page<C: Transport>(
         let request = ListRelatedProductsRequest {
             product_id: id(),
             page_size: parts.related,
+            read_mask: crate::read_mask(parts.card_fields),
         };
         let answer = downstreams
             .catalog
@@ -145,6 +149,7 @@ mod tests {
         summary: true,
         reviews: 3,
         related: 2,
+        card_fields: &[],
     };
 
     fn product(id: &str) -> Product {

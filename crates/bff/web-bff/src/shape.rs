@@ -54,6 +54,10 @@ pub fn rating(summary: &reviews::ReviewSummary) -> Rating {
     }
 }
 
+/// The catalog fields [`card`] reads: what the web BFF asks the catalog
+/// for when it shows products as cards.
+pub const CARD_FIELDS: &[&str] = &["id", "title", "brand", "category_name", "price", "images"];
+
 pub fn card(
     product: &catalog::Product,
     summary: Option<&reviews::ReviewSummary>,

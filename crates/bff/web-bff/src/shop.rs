@@ -61,6 +61,7 @@ impl ShopService for WebShop {
         let parts = ListParts {
             ratings: true,
             stock: true,
+            card_fields: shape::CARD_FIELDS,
         };
         let list = product_list(&self.downstreams, query, parts).await?;
         let mut degraded_sections = Vec::new();
@@ -100,6 +101,7 @@ impl ShopService for WebShop {
             summary: true,
             reviews: PAGE_REVIEWS,
             related: PAGE_RELATED,
+            card_fields: shape::CARD_FIELDS,
         };
         let page = product_page(&self.downstreams, &request.get_ref().product_id, parts).await?;
         let mut degraded_sections = Vec::new();

@@ -1,11 +1,12 @@
 //! `tailor.catalog.v1.CatalogService`.
 
+use tailor_fieldmask::FieldMask;
 use tailor_interceptors::input;
 use tailor_proto::catalog::v1::catalog_service_server::CatalogService;
 use tailor_proto::catalog::v1::{
     BatchGetProductsRequest, BatchGetProductsResponse, GetProductRequest, GetProductResponse,
     ListCategoriesRequest, ListCategoriesResponse, ListProductsRequest, ListProductsResponse,
-    ListRelatedProductsRequest, ListRelatedProductsResponse,
+    ListRelatedProductsRequest, ListRelatedProductsResponse, Product,
 };
 use tailor_storage::PageSize;
 use tonic::{Request, Response, Status};
@@ -28,6 +29,31 @@ impl<S> Catalog<S> {
     pub fn new(store: S) -> Self {
         Self { store }
     }
+}
+
+/// The product descriptor read masks are checked against.
+static PRODUCT: std::sync::LazyLock<prost_reflect::MessageDescriptor> =
+    std::sync::LazyLock::new(|| {
+        prost_reflect::DescriptorPool::decode(tailor_proto::FILE_DESCRIPTOR_SET)
+            .expect("the embedded descriptor set is valid")
+            .get_message_by_name("tailor.catalog.v1.Product")
+            .expect("the catalog's Product is in the descriptor set")
+    });
+
+/// The fields of each product `read_mask` names (all without one), or
+/// INVALID_ARGUMENT naming the path a Product does not have.
+fn product_mask(read_mask: Option<prost_types::FieldMask>) -> Result<FieldMask, Status> {
+    let paths = read_mask.map(|m| m.paths).unwrap_or_default();
+    FieldMask::parse(&PRODUCT, &paths)
+        .map_err(|e| Status::invalid_argument(format!("read_mask: {e}")))
+}
+
+/// `products` with only the fields `mask` selects.
+fn masked(products: Vec<Product>, mask: &FieldMask) -> Vec<Product> {
+    if mask.is_all() {
+        return products;
+    }
+    products.into_iter().map(|p| mask.apply(p)).collect()
 }
 
 /// The lower-case words of a search, or INVALID_ARGUMENT naming `query`
@@ -99,6 +125,7 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
     ) -> Result<Response<ListProductsResponse>, Status> {
         let request = request.into_inner();
         input::id("category_id", &request.category_id)?;
+        let mask = product_mask(request.read_mask)?;
         let filter = ListFilter {
             page_size: PRODUCTS.of(request.page_size).map_err(CatalogError::from)?,
             page_token: request.page_token,
@@ -108,7 +135,7 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
         };
         let page = self.store.list(filter).await.map_err(CatalogError::from)?;
         Ok(Response::new(ListProductsResponse {
-            products: page.products,
+            products: masked(page.products, &mask),
             next_page_token: page.next_page_token,
             total_size: page.total_size,
         }))
@@ -124,13 +151,16 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
         }
         input::id("product_id", &request.product_id)?;
         let limit = RELATED.of(request.page_size).map_err(CatalogError::from)?;
+        let mask = product_mask(request.read_mask)?;
         let products = self
             .store
             .related(request.product_id.clone(), limit)
             .await
             .map_err(CatalogError::from)?
             .ok_or(CatalogError::NotFound(request.product_id))?;
-        Ok(Response::new(ListRelatedProductsResponse { products }))
+        Ok(Response::new(ListRelatedProductsResponse {
+            products: masked(products, &mask),
+        }))
     }
 
     async fn list_categories(
