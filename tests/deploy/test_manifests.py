@@ -57,6 +57,18 @@ def served_services(server: str) -> set[str]:
     return found
 
 
+def liveness_name() -> str:
+    """The health name the runtime keeps SERVING while a server serves,
+    whatever its downstream services do."""
+    source = (ROOT / "crates" / "platform" / "runtime" / "src" / "server.rs").read_text()
+    names = re.findall(r'pub const LIVENESS: &str = "([\w.-]+)";', source)
+    assert len(names) == 1, names
+    return names[0]
+
+
+LIVENESS = liveness_name()
+
+
 def server_name_in_code(server: str) -> str:
     source = (crate_dir(server) / "src" / "lib.rs").read_text()
     names = set(re.findall(r'GrpcServer::new\("([\w-]+)"\)', source))
@@ -349,11 +361,11 @@ def test_probes_ask_grpc_health_on_the_admin_port_for_the_servers_own_service(ob
             for probe in ("livenessProbe", "startupProbe"):
                 assert c[probe]["grpc"] == {"port": port, "service": ""}, (name, probe)
         else:
-            # A BFF's gRPC health follows its downstream services: liveness
-            # must not, or a catalog outage would restart every BFF.
+            # A BFF's own services follow its downstream services: liveness
+            # must not, or a catalog outage would restart every BFF. It asks
+            # the health name the runtime keeps SERVING while it serves.
             for probe in ("livenessProbe", "startupProbe"):
-                assert "grpc" not in c[probe], (name, probe)
-                assert c[probe]["httpGet"] == {"path": "/livez", "port": port}, (name, probe)
+                assert c[probe]["grpc"] == {"port": port, "service": LIVENESS}, (name, probe)
 
 
 def test_the_startup_probe_gives_a_downstream_service_time_to_seed_its_store(objects):

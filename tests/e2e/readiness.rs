@@ -150,6 +150,11 @@ async fn a_bff_is_not_serving_while_its_required_catalog_is_down_and_serving_onc
     );
     assert_eq!(check(admin, SHOP).await, ServingStatus::NotServing);
     assert_eq!(check(web.address, "").await, ServingStatus::NotServing);
+    // Liveness does not follow the downstreams: the process still serves.
+    assert_eq!(
+        check(admin, tailor_runtime::LIVENESS).await,
+        ServingStatus::Serving
+    );
 
     // The catalog comes back on the same address: SERVING again.
     let (mut catalog_process, again) = catalog(&catalog_address.to_string(), &catalog_data).await;

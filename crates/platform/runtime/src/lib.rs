@@ -19,7 +19,7 @@ pub mod shared_limits;
 pub mod shutdown;
 pub mod stack;
 
-pub use server::{GrpcServer, ServeOptions, TransportLimits};
+pub use server::{GrpcServer, LIVENESS, ServeOptions, TransportLimits};
 pub use tokio_util::sync::CancellationToken;
 
 /// What a server binary is, which decides how its API is secured.

@@ -345,6 +345,10 @@ impl GrpcServer {
             ServingStatus::NotServing
         };
         report(&prepared.health, &prepared.service_names, status).await;
+        prepared
+            .health
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
         // Health turns NOT_SERVING first; only then do the ports stop.
         let stop_accepting = CancellationToken::new();
         let follower = tokio::spawn(follow_health(
@@ -479,6 +483,13 @@ struct Prepared {
 }
 
 /// Sets every one of `services`, and the overall `""`, to `status`.
+/// The health service name that is SERVING while the process serves,
+/// whatever its downstream services do, until its drain ends: what a
+/// liveness probe asks. (A BFF's own services and `""` follow its required
+/// downstreams, for readiness; restarting a BFF would not bring a catalog
+/// back.)
+pub const LIVENESS: &str = "liveness";
+
 async fn report(health: &HealthReporter, services: &[&'static str], status: ServingStatus) {
     for service_name in services {
         health.set_service_status(*service_name, status).await;
@@ -532,7 +543,7 @@ async fn follow_health(
     // are closing, so no new check can ask in the meantime.
     tokio::task::yield_now().await;
     let mut health = health;
-    for service_name in services.iter().copied().chain([""]) {
+    for service_name in services.iter().copied().chain(["", LIVENESS]) {
         health.clear_service_status(service_name).await;
     }
 }
