@@ -46,6 +46,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Ordered maps: an answer encodes to the same bytes every time
         // (answer versions, caches and byte-for-byte comparisons rely on it).
         .btree_map(".")
+        // Small per-call buffers: an open stream holds its buffers for as
+        // long as it lasts (src/codec.rs).
+        .codec_path("crate::codec::SmallBufferCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! descriptor set that every server hands to reflection.
 //!
 //! `proto/` is the source of truth; nothing here is written by hand except
-//! the module tree. This crate holds no behaviour.
+//! the module tree and the codec the generated clients and servers use
+//! (`codec`: prost's encoding with small per-call buffers, so that
+//! long-lived streams stay cheap). This crate holds no other behaviour.
 
 #![forbid(unsafe_code)]
 #![allow(clippy::large_enum_variant, clippy::doc_lazy_continuation)]
@@ -11,6 +13,8 @@
 /// encoded as a `google.protobuf.FileDescriptorSet`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/tailor_descriptor.bin"));
+
+pub mod codec;
 
 /// `tailor.type.v1`: types shared by several contracts.
 pub mod r#type {
