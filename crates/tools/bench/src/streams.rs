@@ -143,6 +143,11 @@ pub struct Args {
     /// otherwise the one server of each kind on the machine.
     #[arg(long)]
     launcher_pid: Option<u32>,
+    /// A server process to measure named by its pid, as `<binary>=<pid>`
+    /// (`tailor-web-bff=4242`), for one started apart from the stack (under
+    /// a profiler, say); may be repeated.
+    #[arg(long = "server-pid", value_parser = parse_server_pid)]
+    server_pids: Vec<(String, u32)>,
     /// Seconds the streams are held open once all are open.
     #[arg(long, default_value_t = 10.0)]
     hold_secs: f64,
@@ -180,8 +185,20 @@ struct Watched {
     pid: u32,
 }
 
+fn parse_server_pid(text: &str) -> Result<(String, u32), String> {
+    let (name, pid) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: expected <binary>=<pid>"))?;
+    let pid = pid.parse().map_err(|_| format!("{pid:?} is not a pid"))?;
+    Ok((name.to_owned(), pid))
+}
+
 impl Watched {
-    fn find(name: &'static str, launcher: Option<u32>) -> Result<Self, String> {
+    fn find(name: &'static str, args: &Args) -> Result<Self, String> {
+        if let Some((_, pid)) = args.server_pids.iter().find(|(n, _)| n == name) {
+            return Ok(Self { name, pid: *pid });
+        }
+        let launcher = args.launcher_pid;
         let found: Vec<u32> = procs::servers(launcher)
             .into_iter()
             .filter(|(_, binary)| binary == name)
@@ -443,7 +460,8 @@ fn mint(secret: &str, audience: &str, subject: String) -> Result<MetadataValue<A
     let claims = tailor_auth::Claims {
         sub: subject,
         aud: audience.into(),
-        exp: now + 3 * 3600,
+        // BFFs accept tokens valid for an hour at most.
+        exp: now + 3600,
         iat: now,
         iss: String::new(),
         scope: String::new(),
@@ -548,13 +566,15 @@ struct WatchRun {
     /// The orders service's fulfilment step, ms, when it could be read.
     fulfilment_step_ms: Option<u64>,
     errors: std::collections::BTreeMap<String, usize>,
+    /// The first failure, in full.
+    first_error: Option<String>,
     processes: Vec<WatchProcess>,
 }
 
 /// How one watch went, as its task reports it.
 enum Opened {
     First,
-    Failed(Code),
+    Failed(Status),
 }
 
 /// How one watch ended, after the hold.
@@ -582,8 +602,8 @@ async fn watch_orders(args: &Args) -> Result<WatchRun, String> {
     let per_user = WATCHES_PER_USER.min(args.order_burst).max(1) as usize;
     let users = streams.div_ceil(per_user);
     let watched = [
-        Watched::find(bff.process(), args.launcher_pid)?,
-        Watched::find("tailor-orders", args.launcher_pid)?,
+        Watched::find(bff.process(), args)?,
+        Watched::find("tailor-orders", args)?,
     ];
     let step = fulfilment_step_ms(watched[1].pid);
     let address = match bff {
@@ -652,11 +672,13 @@ async fn watch_orders(args: &Args) -> Result<WatchRun, String> {
     }
     let mut orders: Vec<Option<String>> = vec![None; streams];
     let mut errors = std::collections::BTreeMap::new();
+    let mut first_error = None;
     for placer in placers {
         for (i, outcome) in placer.await.map_err(|e| e.to_string())? {
             match outcome {
                 Ok(id) => orders[i] = Some(id),
                 Err(status) => {
+                    first_error.get_or_insert_with(|| format!("placing order {i}: {status:?}"));
                     *errors
                         .entry(format!("placing: {:?}", status.code()))
                         .or_default() += 1
@@ -710,7 +732,7 @@ async fn watch_orders(args: &Args) -> Result<WatchRun, String> {
                 outcome = first => match outcome {
                     Ok(watch) => watch,
                     Err(status) => {
-                        let _ = opened_tx.send(Opened::Failed(status.code()));
+                        let _ = opened_tx.send(Opened::Failed(status));
                         return Held::Failed;
                     }
                 },
@@ -736,9 +758,12 @@ async fn watch_orders(args: &Args) -> Result<WatchRun, String> {
     while first + failed < placed {
         match tokio::time::timeout_at(deadline, opened_rx.recv()).await {
             Ok(Some(Opened::First)) => first += 1,
-            Ok(Some(Opened::Failed(code))) => {
+            Ok(Some(Opened::Failed(status))) => {
                 failed += 1;
-                *errors.entry(format!("watching: {code:?}")).or_default() += 1;
+                *errors
+                    .entry(format!("watching: {:?}", status.code()))
+                    .or_default() += 1;
+                first_error.get_or_insert_with(|| format!("watching: {status:?}"));
             }
             Ok(None) | Err(_) => break,
         }
@@ -815,6 +840,7 @@ async fn watch_orders(args: &Args) -> Result<WatchRun, String> {
         retries: retries.load(Ordering::Relaxed),
         fulfilment_step_ms: step,
         errors,
+        first_error,
         processes,
     })
 }
@@ -832,6 +858,9 @@ fn print_watches(run: &WatchRun) {
     if !run.errors.is_empty() {
         let errors: Vec<String> = run.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
         println!("errors: {}", errors.join(", "));
+    }
+    if let Some(first) = &run.first_error {
+        println!("first error: {first}");
     }
     println!();
     println!(
@@ -905,7 +934,7 @@ async fn stalled_feeds(args: &Args) -> Result<FeedRun, String> {
             keys.len()
         ));
     }
-    let partner = Watched::find("tailor-partner-bff", args.launcher_pid)?;
+    let partner = Watched::find("tailor-partner-bff", args)?;
     println!(
         "stalled-feeds: {streams} catalogue feeds, each on its own connection with \
          {FEED_WINDOW}-byte flow-control windows, read for one message and then stalled"
