@@ -569,9 +569,12 @@ fn streams_section(records: &Records, out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "Long-lived streams held against the same kind of stack by `tailor-bench streams` \
-         (`--scenario watch-orders`, `--scenario stalled-feeds`), with the date of each \
-         measurement below. Resident memory (RSS) is read from `/proc/<pid>/status`, sampled \
+        "Long-lived streams held by `tailor-bench streams` (`--scenario watch-orders`, \
+         `--scenario stalled-feeds`); `scripts/perf-report.sh` runs both after the load \
+         scenarios on its stack, which it starts with `--fulfilment-step-ms 3600000` so that no \
+         order moves on while it is watched. Each measurement below carries its date: where it \
+         differs from the date at the top, the streams were measured on a stack of their own, \
+         started as the script starts its stack. Resident memory (RSS) is read from `/proc/<pid>/status`, sampled \
          every 250 ms while the streams are held (for the watches from the first one opened); \
          CPU from `/proc/<pid>/stat`. MiB per 1,000 \
          streams is the RSS with the streams open less the RSS right before they were opened, \
@@ -634,6 +637,17 @@ fn streams_section(records: &Records, out: &mut String) {
             );
         }
         let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "A watch is two HTTP/2 streams in the BFF, its client's and its own to the orders \
+             service, each with tonic's per-call state and encode or decode buffer (256 bytes to \
+             start, `src/codec.rs`), the state of the layers the call passes (its server span \
+             and the client span of the downstream call among them) and its slot among the \
+             user's watches. The orders service holds, for each, a task with a channel to the \
+             stream (tokio allocates a channel's first 32 slots at once) and a subscription to \
+             the order changes. What placing the orders added to the BFF (the orders remembered \
+             for their retries, the users' order rates) stays after the watches close.\n"
+        );
     }
     for feeds in &records.feeds {
         let growth = feeds.stalled_rss.saturating_sub(feeds.connected);
@@ -665,6 +679,18 @@ fn streams_section(records: &Records, out: &mut String) {
             mib(feeds.peak),
             growth as f64 / feeds.stalled.max(1) as f64,
             feeds.slope
+        );
+        let _ = writeln!(
+            out,
+            "What a stalled reader holds in the partner BFF, besides its connection and stream: \
+             the rest of the catalogue page its feed is in (the feed asks the catalog for 100 \
+             products at a time and keeps the page, decoded, until the reader has taken it), and \
+             the batch of encoded messages that waits for the reader's window (up to 32 KiB, \
+             tonic's yield threshold, in a buffer that has grown to hold it). So a stalled reader \
+             costs about a page, whatever its window, and nothing more for as long as it stays \
+             stalled, which the slope shows. Fitting within the windows would take smaller \
+             pages (`FEED_PAGE_SIZE` in the partner BFF's `feed.rs`) or the page kept encoded, \
+             and a smaller yield threshold (`src/codec.rs`).\n"
         );
     }
 }
