@@ -848,7 +848,8 @@ fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
          appends them; `tailor-bench report --records <file> --out <file.md>` turns them into \
          this report again). The pieces: `tailor-bench load --scenario <name> --record <file>` \
          for each scenario, `--process node-peer=<pid>` to measure the Node.js peer's CPU \
-         beside the servers, and `tailor-bench report`.\n"
+         beside the servers, `tailor-bench streams --scenario <watch-orders|stalled-feeds> \
+         --record <file>` for the Streams section, and `tailor-bench report`.\n"
     );
 
     let _ = writeln!(out, "## Scenarios\n");
