@@ -29,8 +29,10 @@
 //! something, the downstream services: whatever work of the flood they
 //! admit is done on the web side's CPU, and fair admission there is what
 //! keeps it from crowding out web calls. (The downstream services cannot
-//! have a CPU of their own on two cores; on the web side's they are
-//! measured with it, before and during every fault alike.)
+//! have a CPU of their own on two cores; on the web side's they run at
+//! niceness 5, so the web BFF and the web load, which on hosts of their
+//! own would never wait for the services' CPU, are served first; they are
+//! measured that way before and during every fault alike.)
 //!
 //! Bounded: each phase lasts `--phase-secs`, the floods stop with their
 //! phase, everything listens on 127.0.0.1 and is stopped at the end (and
@@ -142,9 +144,19 @@ struct Server {
     listen: SocketAddr,
     admin: SocketAddr,
     cpus: Option<&'static str>,
+    /// Scheduling niceness on its CPU (0: the default).
+    nice: i32,
     args: Vec<String>,
     child: Option<Child>,
 }
+
+/// The niceness of the downstream services where they share the web
+/// side's CPU: on hosts of their own, the web BFF and the web load would
+/// never wait for the CPU while the services work for another BFF, so
+/// here the services yield it to them. Between the services, and between
+/// the client types inside each service, nothing changes: that contention
+/// is real, and fair admission is what answers it.
+const SHARED_SERVICES_NICE: i32 = 5;
 
 /// The stack this program runs.
 struct Stack {
@@ -197,7 +209,11 @@ impl Stack {
         let mut command = match server.cpus {
             Some(cpus) => {
                 let mut command = Command::new("taskset");
-                command.arg("-c").arg(cpus).arg(&binary);
+                command.arg("-c").arg(cpus);
+                if server.nice != 0 {
+                    command.args(["nice", "-n", &server.nice.to_string()]);
+                }
+                command.arg(&binary);
                 command
             }
             None => Command::new(&binary),
@@ -309,18 +325,24 @@ fn stack(args: &Args, data: &Path, pinning: Pinning) -> Result<Stack, String> {
         .flat_map(|shares| ["--admission".to_owned(), shares.clone()])
         .collect();
     let mut servers = Vec::new();
-    let mut add = |name, binary, cpus, args: Vec<String>| -> Result<(), String> {
-        servers.push(Server {
-            name,
-            binary,
-            listen: free_port()?,
-            admin: free_port()?,
-            cpus,
-            args,
-            child: None,
-        });
-        Ok(())
-    };
+    let mut add =
+        |name, binary, cpus: Option<&'static str>, args: Vec<String>| -> Result<(), String> {
+            servers.push(Server {
+                name,
+                binary,
+                listen: free_port()?,
+                admin: free_port()?,
+                cpus,
+                nice: if cpus.is_some() {
+                    SHARED_SERVICES_NICE
+                } else {
+                    0
+                },
+                args,
+                child: None,
+            });
+            Ok(())
+        };
     let shared = pinning.web;
     for (name, binary) in [
         ("catalog", "tailor-catalog"),
@@ -374,6 +396,7 @@ fn stack(args: &Args, data: &Path, pinning: Pinning) -> Result<Stack, String> {
             listen: free_port()?,
             admin: free_port()?,
             cpus,
+            nice: 0,
             args,
             child: None,
         });
