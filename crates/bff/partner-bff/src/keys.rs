@@ -18,7 +18,7 @@ use std::time::Duration;
 use moka::sync::Cache;
 use tailor_auth::{ApiKey, ApiKeyRecord, ApiKeyStore, BoxFuture};
 use tailor_interceptors::limits::{Plan, QuotaLedger, Refusal};
-use tailor_runtime::shared_limits::SharedLimits;
+use tailor_interceptors::shared_limits::SharedLimits;
 use tailor_storage::rusqlite::{OptionalExtension, params};
 use tailor_storage::{
     BUCKETS_TABLE, BucketRate, Database, Migration, PgPool, PgPoolOptions, PostgresUrl,

@@ -31,6 +31,7 @@ pub mod protocol;
 pub mod refusals;
 pub mod request_id;
 pub mod routing;
+pub mod shared_limits;
 pub mod shed;
 pub mod streams;
 #[cfg(test)]

@@ -15,7 +15,6 @@
 pub mod cli;
 pub mod logging;
 mod server;
-pub mod shared_limits;
 pub mod shutdown;
 pub mod stack;
 

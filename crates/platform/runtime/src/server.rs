@@ -193,10 +193,11 @@ impl GrpcServer {
     pub fn with_shared_limits(
         mut self,
         plans: std::collections::HashMap<String, tailor_interceptors::limits::Plan>,
-        limits: Arc<dyn crate::shared_limits::SharedLimits>,
+        limits: Arc<dyn tailor_interceptors::shared_limits::SharedLimits>,
     ) -> Self {
-        self.admission.shared_limits =
-            Some(crate::shared_limits::SharedLimitLayer::new(plans, limits));
+        self.admission.shared_limits = Some(
+            tailor_interceptors::shared_limits::SharedLimitLayer::new(plans, limits),
+        );
         self
     }
 

@@ -17,7 +17,7 @@
 //! | 11 | routing | every server | an unknown method is UNIMPLEMENTED for everyone, before credentials are asked for |
 //! | 12 | callers (mutual TLS) or auth | downstream services / BFFs | a downstream admits only the BFFs its client certificates name, and takes the user from the identity token that BFF signed; a BFF authenticates its clients. Both refuse before any limit is spent or handler runs |
 //! | 13 | fair admission | downstream services | each calling client type (web, mobile, partner) has its own share of calls at once and a bounded queue; beyond both, RESOURCE_EXHAUSTED with RetryInfo at once, so one BFF's flood never queues ahead of the others; after the callers layer has said which BFF calls |
-//! | 14 | limits | partner BFF, sign-in | per credential, so after auth has said whose call it is; in process, or shared by every replica through the key store ([`crate::shared_limits`]) |
+//! | 14 | limits | partner BFF, sign-in | per credential, so after auth has said whose call it is; in process, or shared by every replica through the key store ([`tailor_interceptors::shared_limits`]) |
 //! | 15 | context | every server | innermost of the policies: hands request id, deadline, identity and the call's span to the handler's task and its downstream calls |
 //! | 16 | fault injection (latency, failures) | when configured | chaos hits the handler, never the layers that report it, nor health and reflection |
 //!
@@ -64,7 +64,7 @@ use tailor_trust::CallerLayer;
 use tower::ServiceBuilder;
 use tower::util::BoxCloneService;
 
-use crate::shared_limits::SharedLimitLayer;
+use tailor_interceptors::shared_limits::SharedLimitLayer;
 
 /// A server's whole request path behind one type.
 pub type GrpcService = BoxCloneService<HttpRequest, HttpResponse, Infallible>;

@@ -1,8 +1,8 @@
 //! Rate limits and daily quotas per credential that hold across replicas:
-//! the place of `tailor_interceptors::limits` (layer 14) when a BFF runs as
+//! the place of [`crate::limits`] (layer 14) when a BFF runs as
 //! several processes.
 //!
-//! The in-process [`Limiter`](tailor_interceptors::limits::Limiter) counts
+//! The in-process [`Limiter`](crate::limits::Limiter) counts
 //! in memory, so two replicas would each admit a key's whole allowance.
 //! [`SharedLimitLayer`] asks a [`SharedLimits`] store instead (the partner
 //! BFF's key store on PostgreSQL keeps each key's bucket and day count in
@@ -20,9 +20,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tailor_interceptors::context::Identity;
-use tailor_interceptors::limits::{Plan, Refusal};
-use tailor_interceptors::{BoxFuture, HttpRequest, HttpResponse, status_response};
+use crate::context::Identity;
+use crate::limits::{Plan, Refusal};
+use crate::{BoxFuture, HttpRequest, HttpResponse, status_response};
 use tower::{Layer, Service};
 
 /// A store of limit counts that every replica shares.
@@ -120,9 +120,7 @@ where
             match limits.take(&key, &plan).await {
                 Ok(Ok(())) => inner.call(request).await,
                 Ok(Err(refusal)) => {
-                    if let Some(notes) = request
-                        .extensions()
-                        .get::<tailor_interceptors::access_log::CallNotes>()
+                    if let Some(notes) = request.extensions().get::<crate::access_log::CallNotes>()
                     {
                         notes.record_refusal(&plan_name, refusal.limit());
                     }
