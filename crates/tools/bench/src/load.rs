@@ -411,24 +411,8 @@ impl OrderUsers {
     /// Tokens for `bench-user-0` .. `bench-user-<users - 1>`, for the
     /// mobile BFF, valid for an hour.
     fn mint(users: u32, secret: &str, products: u32) -> Result<Self, String> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let bearers = (0..users.max(1))
-            .map(|u| {
-                let claims = tailor_auth::Claims {
-                    sub: format!("bench-user-{u}"),
-                    aud: "tailor-mobile".into(),
-                    exp: now + 3600,
-                    iat: now,
-                    iss: String::new(),
-                    scope: String::new(),
-                };
-                let token = tailor_auth::mint_hs256(secret.as_bytes(), &claims);
-                format!("Bearer {token}")
-                    .parse()
-                    .map_err(|_| "a minted token is not valid metadata".to_owned())
-            })
+            .map(|u| crate::streams::mint(secret, "tailor-mobile", format!("bench-user-{u}")))
             .collect::<Result<_, _>>()?;
         let stocked: Vec<String> = (1..=products.max(1))
             .filter(|&index| {
@@ -448,7 +432,7 @@ impl OrderUsers {
             stocked,
             // Keys of one run never meet another run's, even on the same
             // stack.
-            run: format!("{}-{now}", std::process::id()),
+            run: crate::streams::run_id(),
             next_key: AtomicU64::new(0),
         })
     }

@@ -453,7 +453,13 @@ fn stocked(products: u32) -> Vec<String> {
         .collect()
 }
 
-fn mint(secret: &str, audience: &str, subject: String) -> Result<MetadataValue<Ascii>, String> {
+/// A bearer token for `subject` at `audience`, minted with `secret`, valid
+/// for an hour.
+pub(crate) fn mint(
+    secret: &str,
+    audience: &str,
+    subject: String,
+) -> Result<MetadataValue<Ascii>, String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -472,7 +478,8 @@ fn mint(secret: &str, audience: &str, subject: String) -> Result<MetadataValue<A
         .map_err(|_| "a minted token is not valid metadata".to_owned())
 }
 
-fn run_id() -> String {
+/// A name for this run, different from every earlier one.
+pub(crate) fn run_id() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
