@@ -89,8 +89,8 @@ CREATE INDEX IF NOT EXISTS products_by_price_id ON products (category_id, price,
 /// so files from before migrations open unchanged.
 const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA)];
 
-fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Product> {
-    Product::decode(bytes.as_slice()).map_err(|e| {
+fn decode(bytes: &[u8]) -> tailor_storage::rusqlite::Result<Product> {
+    Product::decode(bytes).map_err(|e| {
         tailor_storage::rusqlite::Error::FromSqlConversionFailure(
             0,
             tailor_storage::rusqlite::types::Type::Blob,
@@ -99,8 +99,8 @@ fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Product> {
     })
 }
 
-/// The ids of the `limit` products of `category` nearest in price to
-/// `price` (ties by id), `id` excluded: the order of `ORDER BY ABS(price -
+/// The `limit` products of `category` nearest in price to `price` (ties by
+/// id), `id` excluded, as `(id, rowid)`: the order of `ORDER BY ABS(price -
 /// ?), id`, found with two short walks of the `(category_id, price, id)`
 /// index instead of sorting the whole category. Each side contributes at
 /// most `limit` prices; every product at the farthest price taken on a side
@@ -112,7 +112,7 @@ fn nearest_by_price(
     id: &str,
     price: i64,
     limit: usize,
-) -> tailor_storage::rusqlite::Result<Vec<String>> {
+) -> tailor_storage::rusqlite::Result<Vec<(String, i64)>> {
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -133,28 +133,50 @@ fn nearest_by_price(
     // Without a limit-th product on a side, that whole side is a candidate.
     let low = below.unwrap_or(i64::MIN);
     let high = above.unwrap_or(i64::MAX);
+    // The index holds (category, price, id) and the rowid: no table row is
+    // read until the nearest are known.
     let mut statement = conn.prepare_cached(
-        "SELECT id, price FROM products WHERE category_id = ?1 AND id <> ?2
+        "SELECT id, price, rowid FROM products WHERE category_id = ?1 AND id <> ?2
          AND price BETWEEN ?3 AND ?4",
     )?;
     let candidates = statement
         .query_map(params![category, id, low, high], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(nearest(candidates, price, limit))
 }
 
-/// The `limit` candidates `(id, price)` nearest to `price`, ties by id:
-/// the order of `ORDER BY ABS(price - ?), id`.
-pub(crate) fn nearest(mut candidates: Vec<(String, i64)>, price: i64, limit: usize) -> Vec<String> {
-    candidates.sort_by(|(a_id, a), (b_id, b)| {
+/// The `limit` candidates `(id, price, what)` nearest to `price`, ties by
+/// id, as `(id, what)`: the order of `ORDER BY ABS(price - ?), id`.
+pub(crate) fn nearest<T>(
+    mut candidates: Vec<(String, i64, T)>,
+    price: i64,
+    limit: usize,
+) -> Vec<(String, T)> {
+    candidates.sort_by(|(a_id, a, _), (b_id, b, _)| {
         a.abs_diff(price)
             .cmp(&b.abs_diff(price))
             .then_with(|| a_id.cmp(b_id))
     });
     candidates.truncate(limit);
-    candidates.into_iter().map(|(id, _)| id).collect()
+    candidates
+        .into_iter()
+        .map(|(id, _, what)| (id, what))
+        .collect()
+}
+
+/// The product stored in column `column` of `row`, decoded from SQLite's
+/// own copy of the bytes.
+fn stored_product(
+    row: &tailor_storage::rusqlite::Row<'_>,
+    column: usize,
+) -> tailor_storage::rusqlite::Result<Product> {
+    decode(row.get_ref(column)?.as_blob()?)
 }
 
 /// The fingerprint of a listing's filters, which its page tokens carry.
@@ -258,13 +280,17 @@ impl CatalogStore for SqliteCatalogStore {
             return Ok(Vec::new());
         }
         self.pool
-            .read(move |conn| {
-                let marks = vec!["?"; ids.len()].join(",");
-                let mut statement = conn.prepare(&format!(
-                    "SELECT message FROM products WHERE id IN ({marks})"
-                ))?;
+            .lookup(move |conn| {
+                let mut statement = if ids.len() == 1 {
+                    conn.prepare_cached("SELECT message FROM products WHERE id = ?1")?
+                } else {
+                    let marks = vec!["?"; ids.len()].join(",");
+                    conn.prepare_cached(&format!(
+                        "SELECT message FROM products WHERE id IN ({marks})"
+                    ))?
+                };
                 let rows =
-                    statement.query_map(params_from_iter(ids.iter()), |r| decode(r.get(0)?))?;
+                    statement.query_map(params_from_iter(ids.iter()), |r| stored_product(r, 0))?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
@@ -295,7 +321,7 @@ impl CatalogStore for SqliteCatalogStore {
                 );
                 let mut statement = conn.prepare(&sql)?;
                 let products = statement
-                    .query_map(params_from_iter(values.iter()), |r| decode(r.get(1)?))?
+                    .query_map(params_from_iter(values.iter()), |r| stored_product(r, 1))?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(page_of(products, filter.page_size, fingerprint, total))
             })
@@ -308,23 +334,22 @@ impl CatalogStore for SqliteCatalogStore {
         limit: usize,
     ) -> Result<Option<Vec<Product>>, StorageError> {
         self.pool
-            .read(move |conn| {
+            .lookup(move |conn| {
                 let Some((category, price)) = conn
-                    .query_row(
-                        "SELECT category_id, price FROM products WHERE id = ?1",
-                        params![id],
-                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-                    )
+                    .prepare_cached("SELECT category_id, price FROM products WHERE id = ?1")?
+                    .query_row(params![id], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                    })
                     .optional()?
                 else {
                     return Ok(None);
                 };
-                let ids = nearest_by_price(conn, &category, &id, price, limit)?;
+                let nearest = nearest_by_price(conn, &category, &id, price, limit)?;
                 let mut statement =
-                    conn.prepare_cached("SELECT message FROM products WHERE id = ?1")?;
-                let products = ids
+                    conn.prepare_cached("SELECT message FROM products WHERE rowid = ?1")?;
+                let products = nearest
                     .iter()
-                    .map(|id| statement.query_row(params![id], |r| decode(r.get(0)?)))
+                    .map(|(_, rowid)| statement.query_row(params![rowid], |r| stored_product(r, 0)))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Some(products))
             })
@@ -384,7 +409,11 @@ mod tests {
                                 r.get::<_, String>(0)
                             })?
                             .collect::<Result<Vec<_>, _>>()?;
-                        let found = nearest_by_price(conn, &category, &id, price, limit)?;
+                        let found: Vec<String> =
+                            nearest_by_price(conn, &category, &id, price, limit)?
+                                .into_iter()
+                                .map(|(id, _)| id)
+                                .collect();
                         if found != expected {
                             mismatches.push((id.clone(), limit, expected, found));
                         }

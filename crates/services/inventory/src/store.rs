@@ -145,9 +145,9 @@ impl InventoryStore for SqliteInventoryStore {
             return Ok(Vec::new());
         }
         self.pool
-            .read(move |conn| {
+            .lookup(move |conn| {
                 let marks = vec!["?"; ids.len()].join(",");
-                let mut statement = conn.prepare(&format!(
+                let mut statement = conn.prepare_cached(&format!(
                     "SELECT product_id, warehouse_id, warehouse_name, ship_days, on_hand, reserved
                      FROM stock WHERE product_id IN ({marks}) ORDER BY product_id, ship_days"
                 ))?;

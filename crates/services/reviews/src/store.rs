@@ -50,7 +50,12 @@ CREATE INDEX IF NOT EXISTS reviews_newest ON reviews (product_id, create_time DE
 
 /// The SQLite schema; the first step creates the tables only if missing,
 /// so files from before migrations open unchanged.
-const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA)];
+/// Summaries count a product's reviews by rating from this index alone,
+/// without reading a review.
+const RATINGS: &str =
+    "CREATE INDEX IF NOT EXISTS reviews_by_rating ON reviews (product_id, rating)";
+
+const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA), Migration::new(2, RATINGS)];
 
 fn decode(bytes: Vec<u8>) -> tailor_storage::rusqlite::Result<Review> {
     Review::decode(bytes.as_slice()).map_err(|e| {
@@ -140,8 +145,8 @@ impl ReviewsStore for SqliteReviewsStore {
         let fingerprint = PageToken::fingerprint(&[&product_id]);
         let (time, id) = PageToken::decode_newest_first(&page_token, fingerprint)?;
         self.pool
-            .read(move |conn| {
-                let mut statement = conn.prepare(
+            .lookup(move |conn| {
+                let mut statement = conn.prepare_cached(
                     "SELECT create_time, id, message FROM reviews WHERE product_id = ?1
                      AND (create_time < ?2 OR (create_time = ?2 AND id < ?3) OR ?3 = '')
                      AND create_time <= ?2
@@ -168,9 +173,9 @@ impl ReviewsStore for SqliteReviewsStore {
             return Ok(Vec::new());
         }
         self.pool
-            .read(move |conn| {
+            .lookup(move |conn| {
                 let marks = vec!["?"; ids.len()].join(",");
-                let mut statement = conn.prepare(&format!(
+                let mut statement = conn.prepare_cached(&format!(
                     "SELECT product_id, rating, COUNT(*) FROM reviews WHERE product_id IN ({marks})
                      GROUP BY product_id, rating ORDER BY product_id"
                 ))?;

@@ -208,9 +208,12 @@ impl CatalogStore for PgCatalogStore {
                     .query(&candidates, &[&category, &id, &low, &high])
                     .await?
                     .iter()
-                    .map(|r| (r.get(0), r.get(1)))
+                    .map(|r| (r.get(0), r.get(1), ()))
                     .collect();
-                let ids = nearest(candidates, price, limit);
+                let ids: Vec<String> = nearest(candidates, price, limit)
+                    .into_iter()
+                    .map(|(id, ())| id)
+                    .collect();
                 let messages = conn
                     .prepare_cached("SELECT id, message FROM products WHERE id = ANY($1)")
                     .await?;

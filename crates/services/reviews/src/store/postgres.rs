@@ -15,9 +15,10 @@ use super::{ReviewsStore, newest_first_page, summarise};
 /// The service's schema in a shared database.
 pub const SCHEMA: &str = "reviews";
 
-const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration::new(
+        1,
+        r#"
 CREATE TABLE reviews (
     id          TEXT COLLATE "C" PRIMARY KEY,
     product_id  TEXT COLLATE "C" NOT NULL,
@@ -27,7 +28,13 @@ CREATE TABLE reviews (
 );
 CREATE INDEX reviews_newest ON reviews (product_id, create_time DESC, id DESC);
 "#,
-)];
+    ),
+    // Summaries count a product's reviews by rating from this index alone.
+    Migration::new(
+        2,
+        "CREATE INDEX reviews_by_rating ON reviews (product_id, rating)",
+    ),
+];
 
 /// [`ReviewsStore`] over PostgreSQL.
 #[derive(Debug, Clone)]
