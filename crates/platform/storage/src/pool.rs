@@ -325,6 +325,10 @@ mod tests {
     /// A lookup with every reader busy waits for one on a blocking thread
     /// and answers once it is free, without holding up the caller's thread.
     #[tokio::test(flavor = "current_thread")]
+    #[expect(
+        clippy::await_holding_lock,
+        reason = "the test holds the only reader on purpose while the lookup waits"
+    )]
     async fn a_lookup_waits_for_a_busy_reader_off_the_callers_thread() {
         let dir = tempfile::tempdir().unwrap();
         let pool = one_reader(&dir);
