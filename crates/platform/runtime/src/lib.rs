@@ -85,6 +85,7 @@ pub async fn serve_main<E: std::fmt::Display>(
     };
     let outcome = run.await;
     traces.shutdown().await;
+    logging::flush();
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
