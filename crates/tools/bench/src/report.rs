@@ -795,6 +795,13 @@ fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
             format!(" on {}", args.date)
         }
     );
+    let _ = writeln!(
+        out,
+        "These machines drift by tens of per cent within minutes, so one run's figures move \
+         with the machine. What each change to the hot path bought, measured by alternating \
+         two builds (`scripts/perf-compare.sh`), is in \
+         [performance-changes.md](performance-changes.md).\n"
+    );
     let _ = writeln!(out, "## Machine\n\n{}", machine());
     if !args.conditions.is_empty() {
         let _ = writeln!(out, "Conditions: {}\n", args.conditions);
