@@ -371,4 +371,29 @@ mod tests {
             .unwrap();
         assert_eq!(seen, 5);
     }
+
+    /// After a seed the log is empty: readers find every page in the
+    /// database file instead of searching the log for it.
+    #[tokio::test]
+    async fn seeding_leaves_the_log_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = one_reader(&dir);
+        let seeded = pool
+            .seed_if_empty("t", |tx| {
+                for v in 0..5_000 {
+                    tx.execute("INSERT INTO t VALUES (?1)", [v])?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert!(seeded);
+        let log = std::fs::metadata(dir.path().join("store.db-wal")).unwrap();
+        assert_eq!(log.len(), 0, "the log after seeding");
+        let count: i64 = pool
+            .lookup(|c| Ok(c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(count, 5_000);
+    }
 }
