@@ -6,7 +6,7 @@ use tailor_proto::catalog::v1::catalog_service_server::CatalogService;
 use tailor_proto::catalog::v1::{
     BatchGetProductsRequest, BatchGetProductsResponse, GetProductRequest, GetProductResponse,
     ListCategoriesRequest, ListCategoriesResponse, ListProductsRequest, ListProductsResponse,
-    ListRelatedProductsRequest, ListRelatedProductsResponse, Product,
+    ListRelatedProductsRequest, ListRelatedProductsResponse,
 };
 use tailor_storage::PageSize;
 use tonic::{Request, Response, Status};
@@ -40,20 +40,14 @@ static PRODUCT: std::sync::LazyLock<prost_reflect::MessageDescriptor> =
             .expect("the catalog's Product is in the descriptor set")
     });
 
-/// The fields of each product `read_mask` names (all without one), or
-/// INVALID_ARGUMENT naming the path a Product does not have.
-fn product_mask(read_mask: Option<prost_types::FieldMask>) -> Result<FieldMask, Status> {
+/// The fields of each product `read_mask` names (`None`: all of them), or
+/// INVALID_ARGUMENT naming the path a Product does not have. The store
+/// drops the others from the stored bytes before decoding.
+fn product_mask(read_mask: Option<prost_types::FieldMask>) -> Result<Option<FieldMask>, Status> {
     let paths = read_mask.map(|m| m.paths).unwrap_or_default();
-    FieldMask::parse(&PRODUCT, &paths)
-        .map_err(|e| Status::invalid_argument(format!("read_mask: {e}")))
-}
-
-/// `products` with only the fields `mask` selects.
-fn masked(products: Vec<Product>, mask: &FieldMask) -> Vec<Product> {
-    if mask.is_all() {
-        return products;
-    }
-    products.into_iter().map(|p| mask.apply(p)).collect()
+    let mask = FieldMask::parse(&PRODUCT, &paths)
+        .map_err(|e| Status::invalid_argument(format!("read_mask: {e}")))?;
+    Ok((!mask.is_all()).then_some(mask))
 }
 
 /// The lower-case words of a search, or INVALID_ARGUMENT naming `query`
@@ -125,17 +119,18 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
     ) -> Result<Response<ListProductsResponse>, Status> {
         let request = request.into_inner();
         input::id("category_id", &request.category_id)?;
-        let mask = product_mask(request.read_mask)?;
+        let fields = product_mask(request.read_mask)?;
         let filter = ListFilter {
             page_size: PRODUCTS.of(request.page_size).map_err(CatalogError::from)?,
             page_token: request.page_token,
             category_id: request.category_id,
             words: search_words(&request.query)?,
             updated_since: request.updated_since.map(|t| t.seconds),
+            fields,
         };
         let page = self.store.list(filter).await.map_err(CatalogError::from)?;
         Ok(Response::new(ListProductsResponse {
-            products: masked(page.products, &mask),
+            products: page.products,
             next_page_token: page.next_page_token,
             total_size: page.total_size,
         }))
@@ -151,16 +146,14 @@ impl<S: CatalogStore> CatalogService for Catalog<S> {
         }
         input::id("product_id", &request.product_id)?;
         let limit = RELATED.of(request.page_size).map_err(CatalogError::from)?;
-        let mask = product_mask(request.read_mask)?;
+        let fields = product_mask(request.read_mask)?;
         let products = self
             .store
-            .related(request.product_id.clone(), limit)
+            .related(request.product_id.clone(), limit, fields)
             .await
             .map_err(CatalogError::from)?
             .ok_or(CatalogError::NotFound(request.product_id))?;
-        Ok(Response::new(ListRelatedProductsResponse {
-            products: masked(products, &mask),
-        }))
+        Ok(Response::new(ListRelatedProductsResponse { products }))
     }
 
     async fn list_categories(

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use prost::Message;
+use tailor_fieldmask::FieldMask;
 use tailor_proto::catalog::v1::{Category, Product};
 use tailor_storage::rusqlite::{OptionalExtension, params, params_from_iter};
 use tailor_storage::{Migration, PageToken, SqlitePool, SqlitePoolOptions, StorageError};
@@ -29,6 +30,8 @@ pub struct ListFilter {
     pub page_size: usize,
     /// The request's page token.
     pub page_token: String,
+    /// The fields to answer (`None`: all of them).
+    pub fields: Option<FieldMask>,
 }
 
 /// One page of a listing.
@@ -54,11 +57,13 @@ pub trait CatalogStore: Send + Sync + 'static {
         &self,
         filter: ListFilter,
     ) -> impl Future<Output = Result<ProductPage, StorageError>> + Send;
-    /// Products of the same category closest in price; `None` for an unknown product.
+    /// Products of the same category closest in price, with the fields
+    /// `fields` selects (all without a mask); `None` for an unknown product.
     fn related(
         &self,
         id: String,
         limit: usize,
+        fields: Option<FieldMask>,
     ) -> impl Future<Output = Result<Option<Vec<Product>>, StorageError>> + Send;
     /// Every category with its product count.
     fn categories(&self) -> impl Future<Output = Result<Vec<Category>, StorageError>> + Send;
@@ -88,16 +93,6 @@ CREATE INDEX IF NOT EXISTS products_by_price_id ON products (category_id, price,
 /// The SQLite schema; the first step creates the tables only if missing,
 /// so files from before migrations open unchanged.
 const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA)];
-
-fn decode(bytes: &[u8]) -> tailor_storage::rusqlite::Result<Product> {
-    Product::decode(bytes).map_err(|e| {
-        tailor_storage::rusqlite::Error::FromSqlConversionFailure(
-            0,
-            tailor_storage::rusqlite::types::Type::Blob,
-            Box::new(e),
-        )
-    })
-}
 
 /// The `limit` products of `category` nearest in price to `price` (ties by
 /// id), `id` excluded, as `(id, rowid)`: the order of `ORDER BY ABS(price -
@@ -170,13 +165,33 @@ pub(crate) fn nearest<T>(
         .collect()
 }
 
-/// The product stored in column `column` of `row`, decoded from SQLite's
-/// own copy of the bytes.
+/// The product stored in column `column` of `row`, with the fields
+/// `fields` selects, decoded from SQLite's own copy of the bytes.
 fn stored_product(
     row: &tailor_storage::rusqlite::Row<'_>,
     column: usize,
+    fields: Option<&FieldMask>,
 ) -> tailor_storage::rusqlite::Result<Product> {
-    decode(row.get_ref(column)?.as_blob()?)
+    decode_selected(row.get_ref(column)?.as_blob()?, fields).map_err(|e| {
+        tailor_storage::rusqlite::Error::FromSqlConversionFailure(
+            column,
+            tailor_storage::rusqlite::types::Type::Blob,
+            Box::new(e),
+        )
+    })
+}
+
+/// A stored product with only the fields `fields` selects (all without a
+/// mask): the unselected fields are dropped from the stored bytes, so
+/// what is not answered is never decoded.
+pub(crate) fn decode_selected(
+    bytes: &[u8],
+    fields: Option<&FieldMask>,
+) -> Result<Product, prost::DecodeError> {
+    match fields.filter(|mask| !mask.is_all()) {
+        Some(mask) => Product::decode(mask.apply_encoded(bytes).as_slice()),
+        None => Product::decode(bytes),
+    }
 }
 
 /// The fingerprint of a listing's filters, which its page tokens carry.
@@ -289,8 +304,8 @@ impl CatalogStore for SqliteCatalogStore {
                         "SELECT message FROM products WHERE id IN ({marks})"
                     ))?
                 };
-                let rows =
-                    statement.query_map(params_from_iter(ids.iter()), |r| stored_product(r, 0))?;
+                let rows = statement
+                    .query_map(params_from_iter(ids.iter()), |r| stored_product(r, 0, None))?;
                 Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
             .await
@@ -321,7 +336,7 @@ impl CatalogStore for SqliteCatalogStore {
                 );
                 let mut statement = conn.prepare(&sql)?;
                 let products = statement
-                    .query_map(params_from_iter(values.iter()), |r| stored_product(r, 1))?
+                    .query_map(params_from_iter(values.iter()), |r| stored_product(r, 1, filter.fields.as_ref()))?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(page_of(products, filter.page_size, fingerprint, total))
             })
@@ -332,6 +347,7 @@ impl CatalogStore for SqliteCatalogStore {
         &self,
         id: String,
         limit: usize,
+        fields: Option<FieldMask>,
     ) -> Result<Option<Vec<Product>>, StorageError> {
         self.pool
             .lookup(move |conn| {
@@ -349,7 +365,10 @@ impl CatalogStore for SqliteCatalogStore {
                     conn.prepare_cached("SELECT message FROM products WHERE rowid = ?1")?;
                 let products = nearest
                     .iter()
-                    .map(|(_, rowid)| statement.query_row(params![rowid], |r| stored_product(r, 0)))
+                    .map(|(_, rowid)| {
+                        statement
+                            .query_row(params![rowid], |r| stored_product(r, 0, fields.as_ref()))
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(Some(products))
             })

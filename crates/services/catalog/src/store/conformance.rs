@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use tailor_fieldmask::FieldMask;
 use tailor_proto::catalog::v1::Product;
 
 use super::{CatalogStore, ListFilter};
@@ -117,6 +118,7 @@ pub async fn listings_filter_and_page<S: CatalogStore>(store: &S) {
         updated_since: Some(since),
         page_size: 5,
         page_token: String::new(),
+        fields: None,
     };
     let listed: Vec<String> = every_page(store, filter.clone())
         .await
@@ -188,7 +190,7 @@ pub async fn related_products_are_the_nearest_in_price<S: CatalogStore>(store: &
         });
         for limit in [0, 1, 4, 12, PRODUCTS as usize] {
             let found: Vec<String> = store
-                .related(product.id.clone(), limit)
+                .related(product.id.clone(), limit, None)
                 .await
                 .unwrap()
                 .unwrap()
@@ -199,9 +201,55 @@ pub async fn related_products_are_the_nearest_in_price<S: CatalogStore>(store: &
             assert_eq!(found, wanted, "{} limit {limit}", product.id);
         }
     }
+    // A read mask is applied in the store: each product as the whole one
+    // with the unselected fields cleared.
+    let product_type = prost_reflect::DescriptorPool::decode(tailor_proto::FILE_DESCRIPTOR_SET)
+        .unwrap()
+        .get_message_by_name("tailor.catalog.v1.Product")
+        .unwrap();
+    let mask = FieldMask::parse(
+        &product_type,
+        &["id", "title", "price.amount_minor", "images"],
+    )
+    .unwrap();
+    let whole = store
+        .related("prod-000007".into(), 6, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let selected = store
+        .related("prod-000007".into(), 6, Some(mask.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(selected.len(), 6);
+    assert!(
+        selected
+            .iter()
+            .all(|p| p.description.is_empty() && p.price.is_some())
+    );
+    let expected: Vec<Product> = whole.into_iter().map(|p| mask.apply(p)).collect();
+    assert_eq!(selected, expected);
+    let listed = store
+        .list(ListFilter {
+            page_size: 4,
+            fields: Some(mask.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let whole = store
+        .list(ListFilter {
+            page_size: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let expected: Vec<Product> = whole.products.into_iter().map(|p| mask.apply(p)).collect();
+    assert_eq!(listed.products, expected);
     assert!(
         store
-            .related("prod-unknown".into(), 4)
+            .related("prod-unknown".into(), 4, None)
             .await
             .unwrap()
             .is_none()

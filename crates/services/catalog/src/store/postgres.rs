@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use prost::Message;
+use tailor_fieldmask::FieldMask;
 use tailor_proto::catalog::v1::{Category, Product};
 use tailor_storage::tokio_postgres::types::{ToSql, Type};
 use tailor_storage::{
@@ -14,8 +15,8 @@ use tailor_storage::{
 };
 
 use super::{
-    CatalogStore, ListFilter, ProductPage, like_pattern, list_fingerprint, nearest, page_of,
-    search_text,
+    CatalogStore, ListFilter, ProductPage, decode_selected, like_pattern, list_fingerprint,
+    nearest, page_of, search_text,
 };
 
 /// The service's schema in a shared database.
@@ -44,8 +45,8 @@ pub struct PgCatalogStore {
     pool: PgPool,
 }
 
-fn decode(bytes: &[u8]) -> Result<Product, StorageError> {
-    Product::decode(bytes).map_err(|e| StorageError::Task(e.to_string()))
+fn decode(bytes: &[u8], fields: Option<&FieldMask>) -> Result<Product, StorageError> {
+    decode_selected(bytes, fields).map_err(|e| StorageError::Corrupt(e.to_string()))
 }
 
 impl PgCatalogStore {
@@ -112,7 +113,7 @@ impl CatalogStore for PgCatalogStore {
                 conn.query(&statement, &[&ids])
                     .await?
                     .iter()
-                    .map(|r| decode(r.get(0)))
+                    .map(|r| decode(r.get(0), None))
                     .collect()
             })
             .await
@@ -151,7 +152,7 @@ impl CatalogStore for PgCatalogStore {
                     .query(&sql, &values)
                     .await?
                     .iter()
-                    .map(|r| decode(r.get(0)))
+                    .map(|r| decode(r.get(0), filter.fields.as_ref()))
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(page_of(products, filter.page_size, fingerprint, total))
             })
@@ -162,6 +163,7 @@ impl CatalogStore for PgCatalogStore {
         &self,
         id: String,
         limit: usize,
+        fields: Option<FieldMask>,
     ) -> Result<Option<Vec<Product>>, StorageError> {
         self.pool
             .read(|mut conn| async move {
@@ -221,7 +223,7 @@ impl CatalogStore for PgCatalogStore {
                     .query(&messages, &[&ids])
                     .await?
                     .iter()
-                    .map(|r| Ok((r.get::<_, String>(0), decode(r.get(1))?)))
+                    .map(|r| Ok((r.get::<_, String>(0), decode(r.get(1), fields.as_ref())?)))
                     .collect::<Result<std::collections::HashMap<_, _>, StorageError>>()?;
                 Ok(Some(ids.iter().filter_map(|id| found.remove(id)).collect()))
             })
