@@ -82,9 +82,9 @@ where
 ///
 /// Lines are written in batches: a line waits in memory until
 /// [`FLUSH_BYTES`] have gathered or [`FLUSH_EVERY`] has passed (a thread
-/// of its own writes them then), or until [`flush`] at exit. One system
-/// call per line cost each server about a twentieth of its CPU at a few
-/// thousand calls a second; a process killed outright loses at most the
+/// of its own writes them then), or until [`flush`] at exit, instead of
+/// one system call for each line: every call writes an access line in
+/// every process it passes. A process killed outright loses at most the
 /// last [`FLUSH_EVERY`] of lines.
 #[derive(Debug, Clone)]
 pub struct RotatingFile {
