@@ -236,7 +236,8 @@ pub fn downstream(
 pub struct PolicyArgs {
     /// Changes a downstream call policy: `<service>.<key>=<value>`, `*` for
     /// every service; repeatable or comma-separated. Keys: timeout (per
-    /// attempt, 5s), attempts (3), backoff (20ms), retry-budget (0.1: retries
+    /// attempt, 5s), attempts (20), backoff (20ms), max-backoff (50ms),
+    /// retry-budget (0.1: retries
     /// in flight per call in flight), retry-min-concurrency (3), breaker-failure-rate (0.8),
     /// breaker-window (10s), breaker-min-calls (20), breaker-consecutive
     /// (10), breaker-open (5s), breaker-probes (3), max-in-flight (512),

@@ -151,10 +151,11 @@ pub enum PolicyError {
 }
 
 /// Every key `--downstream-policy` takes.
-pub const KEYS: [&str; 14] = [
+pub const KEYS: [&str; 15] = [
     "timeout",
     "attempts",
     "backoff",
+    "max-backoff",
     "retry-budget",
     "retry-min-concurrency",
     "breaker-failure-rate",
@@ -264,6 +265,7 @@ fn set(policy: &mut CallPolicy, key: &str, value: &str) -> Result<(), Setting> {
         }
         "attempts" => policy.retry.max_attempts = positive()?,
         "backoff" => policy.retry.first_backoff = duration()?,
+        "max-backoff" => policy.retry.max_backoff = duration()?,
         "retry-budget" => policy.budget.ratio = share()? as f32,
         "retry-min-concurrency" => policy.budget.min_concurrency = whole()?,
         "breaker-failure-rate" => {

@@ -11,9 +11,17 @@
 //! job of its idempotency key, decided by the caller, never by a retry
 //! policy underneath it.
 //!
-//! A retry waits a short, growing, jittered pause and only happens when the
-//! caller's deadline leaves room for it; the last failure is returned as it
-//! came. Each retry is counted by target service (`rpc_client_retries_total`).
+//! A retry waits a short, growing, jittered pause (doubled each time up to a
+//! cap) and only happens when the caller's deadline leaves room for it; the
+//! last failure is returned as it came. Each retry is counted by target
+//! service (`rpc_client_retries_total`).
+//!
+//! What ends a read's retries is, first, the caller's deadline, the budget
+//! and the circuit breaker, not a small count of attempts: a service that
+//! fails half of its answers at random loses one read in eight to three
+//! attempts, one in a million to twenty. The count (20 by default) is only
+//! a cap on one call's tries; the pause cap (50 ms) keeps a user's wait
+//! short, and the budget, not the pause, keeps the load down.
 //!
 //! Retries are budgeted the way Envoy budgets them: retries (and hedges)
 //! in flight to a service may be at most the policy's share of the calls in
@@ -24,8 +32,11 @@
 //! three times its load; when a service answers quickly but some of its
 //! answers fail, retries cost it little and the floor lets each failure be
 //! tried again. A service failing outright is the circuit breaker's to
-//! stop, below this layer. Beyond the budget the failure is returned at
-//! once and counted (`rpc_client_retries_refused_total`). Refusals made in
+//! stop, below this layer. A retry that finds the budget spent waits for a
+//! place as long as the longest pause (`max-backoff`), so a burst of
+//! retries is spread out rather than lost while the load on the service
+//! stays within the budget; with no place by then, the failure is returned
+//! and counted (`rpc_client_retries_refused_total`). Refusals made in
 //! this BFF (an open circuit, a full bulkhead) are never retried: they
 //! would be refused again.
 //!
@@ -59,15 +70,18 @@ use tailor_interceptors::{HttpRequest, HttpResponse, status_response};
 pub struct RetryPolicy {
     /// Attempts in all, the first included.
     pub max_attempts: u32,
-    /// Pause before the first retry; doubled for each further one.
+    /// Pause before the first retry; doubled for each further one ...
     pub first_backoff: Duration,
+    /// ... up to this.
+    pub max_backoff: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         Self {
-            max_attempts: 3,
+            max_attempts: 20,
             first_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(50),
         }
     }
 }
@@ -135,14 +149,26 @@ pub struct RetryBudget {
     min_concurrency: usize,
     calls: AtomicUsize,
     retries: AtomicUsize,
+    freed: tokio::sync::Notify,
 }
 
-/// One call or retry in flight; the count goes down when it is dropped.
+/// One call in flight; the count goes down when it is dropped.
 struct InFlight<'a>(&'a AtomicUsize);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One retry or hedge in flight; its place is freed, and a retry waiting
+/// for one woken, when it is dropped.
+struct RetryPlace<'a>(&'a RetryBudget);
+
+impl Drop for RetryPlace<'_> {
+    fn drop(&mut self) {
+        self.0.retries.fetch_sub(1, Ordering::AcqRel);
+        self.0.freed.notify_waiters();
     }
 }
 
@@ -155,6 +181,7 @@ impl RetryBudget {
             min_concurrency: policy.min_concurrency as usize,
             calls: AtomicUsize::new(0),
             retries: AtomicUsize::new(0),
+            freed: tokio::sync::Notify::new(),
         }
     }
 
@@ -170,7 +197,7 @@ impl RetryBudget {
     }
 
     /// A place for one more retry or hedge, if the budget has one.
-    fn retry(&self) -> Option<InFlight<'_>> {
+    fn retry(&self) -> Option<RetryPlace<'_>> {
         let calls = self.calls.load(Ordering::Acquire);
         let allowed = ((calls as f64 * self.ratio) as usize).max(self.min_concurrency);
         self.retries
@@ -178,7 +205,24 @@ impl RetryBudget {
                 (retries < allowed).then_some(retries + 1)
             })
             .ok()
-            .map(|_| InFlight(&self.retries))
+            .map(|_| RetryPlace(self))
+    }
+
+    /// A place for one more retry, waiting up to `wait` for one to be freed.
+    async fn retry_within(&self, wait: Duration) -> Option<RetryPlace<'_>> {
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            let freed = self.freed.notified();
+            let mut freed = std::pin::pin!(freed);
+            // Registered before looking, so a place freed in between wakes it.
+            freed.as_mut().enable();
+            if let Some(place) = self.retry() {
+                return Some(place);
+            }
+            if tokio::time::timeout_at(until, freed).await.is_err() {
+                return None;
+            }
+        }
     }
 }
 
@@ -355,9 +399,9 @@ where
                     }
                     _ => first.await,
                 };
-                // Jitter: up to half the pause again, so retries from many
-                // callers do not arrive together.
-                let pause = backoff + backoff.mul_f64(rand::random::<f64>() / 2.0);
+                // Full jitter: anywhere up to the pause, so retries from
+                // many callers do not arrive together.
+                let pause = backoff.mul_f64(rand::random::<f64>());
                 let room = deadline.is_none_or(|d| d.remaining() > pause * 2);
                 if !transient(&outcome) || attempt >= policy.max_attempts || !room {
                     return outcome;
@@ -366,7 +410,10 @@ where
                 // The pause costs the service nothing: the budget counts
                 // the retry from when it is sent.
                 tokio::time::sleep(pause).await;
-                let Some(place) = budget.retry() else {
+                let wait = deadline.map_or(policy.max_backoff, |d| {
+                    policy.max_backoff.min(d.remaining() / 2)
+                });
+                let Some(place) = budget.retry_within(wait).await else {
                     tracing::debug!(method = %path, attempt, "retry budget spent, not retrying");
                     if let Some(metrics) = &metrics {
                         metrics.retry_refused(&path);
@@ -382,7 +429,7 @@ where
                 if let Some(metrics) = &metrics {
                     metrics.retried(&path);
                 }
-                backoff *= 2;
+                backoff = (backoff * 2).min(policy.max_backoff.max(policy.first_backoff));
                 attempt += 1;
             }
         })
@@ -490,27 +537,77 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retries_in_flight_stay_within_their_share_of_the_calls_in_flight() {
         // A service that takes 10 ms to fail every call, called 100 times
-        // at once: without a budget 300 attempts.
-        let calls = Arc::new(AtomicU32::new(0));
+        // at once: without a budget 2,000 attempts, a hundred at a time.
+        // Calls numbered above 100 are retries; count how many of them
+        // are in flight at once.
+        #[derive(Default)]
+        struct Counts {
+            made: AtomicU32,
+            retrying: AtomicU32,
+            peak: AtomicU32,
+        }
+        let counts = Arc::new(Counts::default());
+        let service = {
+            let counts = counts.clone();
+            tower::service_fn(move |_: HttpRequest| {
+                let counts = counts.clone();
+                async move {
+                    let n = counts.made.fetch_add(1, Ordering::SeqCst) + 1;
+                    if n > 100 {
+                        let now = counts.retrying.fetch_add(1, Ordering::SeqCst) + 1;
+                        counts.peak.fetch_max(now, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    if n > 100 {
+                        counts.retrying.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    Ok::<_, std::convert::Infallible>(unavailable_answer(n))
+                }
+            })
+        };
         let budget = Arc::new(RetryBudget::new(BudgetPolicy {
             ratio: 0.1,
             min_concurrency: 0,
         }));
-        let channel = RetryReads::new(
-            fake(calls.clone(), unavailable_answer, |_| {
-                Duration::from_millis(10)
-            }),
-            reads(),
-            RetryPolicy::default(),
-        )
-        .with_budget(budget.clone());
+        let channel =
+            RetryReads::new(service, reads(), RetryPolicy::default()).with_budget(budget.clone());
         let reads: Vec<_> = (0..100).map(|_| read(&channel)).collect();
         let answers = futures_util::future::join_all(reads).await;
         assert!(answers.iter().all(|a| code(a) == Code::Unavailable));
-        // A tenth of the hundred calls in flight may retry: ten retries,
-        // then one of the ten still in flight.
-        let made = calls.load(Ordering::SeqCst);
-        assert!((105..=112).contains(&made), "{made} attempts for 100 calls");
+        // A tenth of the hundred calls in flight may retry at once; a
+        // retry waits a pause for a place, then gives up.
+        let peak = counts.peak.load(Ordering::SeqCst);
+        assert!((1..=10).contains(&peak), "{peak} retries in flight at once");
+        let made = counts.made.load(Ordering::SeqCst);
+        assert!((110..=400).contains(&made), "{made} attempts for 100 calls");
+        assert_eq!(budget.retries_in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_waits_for_a_place_in_the_budget_rather_than_failing() {
+        // Room for one retry at a time; two calls fail together once and
+        // retry about together: the second retry waits for the first one's
+        // place and both reads are answered.
+        let calls = Arc::new(AtomicU32::new(0));
+        let first_two_fail = |n: u32| {
+            if n <= 2 { unavailable_answer(n) } else { ok(n) }
+        };
+        let budget = Arc::new(RetryBudget::new(BudgetPolicy {
+            ratio: 0.0,
+            min_concurrency: 1,
+        }));
+        let channel = RetryReads::new(
+            fake(calls.clone(), first_two_fail, |_| Duration::from_millis(5)),
+            reads(),
+            RetryPolicy {
+                first_backoff: Duration::from_millis(1),
+                ..RetryPolicy::default()
+            },
+        )
+        .with_budget(budget.clone());
+        let (a, b) = tokio::join!(read(&channel), read(&channel));
+        assert_eq!((code(&a), code(&b)), (Code::Ok, Code::Ok));
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
         assert_eq!(budget.retries_in_flight(), 0);
     }
 
@@ -536,6 +633,44 @@ mod tests {
             assert_eq!(code(&read(&channel).await), Code::Ok);
         }
         assert_eq!(calls.load(Ordering::SeqCst), 100);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_is_tried_until_it_succeeds_with_pauses_that_stop_growing() {
+        // Nine failures in a row, then an answer: three attempts would
+        // have lost it. Pauses of up to 20, 40, then 50 ms seven times
+        // (each drawn between none and that).
+        let calls = Arc::new(AtomicU32::new(0));
+        let nine_failures = |n: u32| {
+            if n <= 9 { unavailable_answer(n) } else { ok(n) }
+        };
+        let channel = RetryReads::new(
+            fake(calls.clone(), nine_failures, |_| Duration::ZERO),
+            reads(),
+            RetryPolicy::default(),
+        );
+        let started = tokio::time::Instant::now();
+        assert_eq!(code(&read(&channel).await), Code::Ok);
+        assert_eq!(calls.load(Ordering::SeqCst), 10);
+        let paused = started.elapsed();
+        let most = Duration::from_millis(20 + 40 + 7 * 50);
+        assert!(
+            paused > Duration::ZERO && paused <= most,
+            "paused {paused:?} in all"
+        );
+
+        // The count is still a cap.
+        let calls = Arc::new(AtomicU32::new(0));
+        let capped = RetryReads::new(
+            fake(calls.clone(), nine_failures, |_| Duration::ZERO),
+            reads(),
+            RetryPolicy {
+                max_attempts: 4,
+                ..RetryPolicy::default()
+            },
+        );
+        assert_eq!(code(&read(&capped).await), Code::Unavailable);
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
     }
 
     #[tokio::test(start_paused = true)]
