@@ -402,7 +402,9 @@ where
                 // Full jitter: anywhere up to the pause, so retries from
                 // many callers do not arrive together.
                 let pause = backoff.mul_f64(rand::random::<f64>());
-                let room = deadline.is_none_or(|d| d.remaining() > pause * 2);
+                // Room for the longest pause this retry may draw, and as
+                // long again for the attempt.
+                let room = deadline.is_none_or(|d| d.remaining() > backoff * 2);
                 if !transient(&outcome) || attempt >= policy.max_attempts || !room {
                     return outcome;
                 }
