@@ -183,9 +183,8 @@ where
                     }
                 }
             };
-            let deadline = CallContext::current()
-                .and_then(|c| c.deadline)
-                .map(|d| tokio::time::Instant::from_std(d.0));
+            let deadline =
+                CallContext::current_deadline().map(|d| tokio::time::Instant::from_std(d.0));
             let outcome = match deadline {
                 Some(deadline) => match tokio::time::timeout_at(deadline, shared).await {
                     Ok(outcome) => outcome,

@@ -29,8 +29,9 @@
 //! | [`NamedChannel`] | sees every answer, refusals made below included, so the client reads one wording; each client call is timed and counted once |
 //! | [`Coalesce`] | above the retries, so callers sharing a call share its retries too, and one read costs the service one call, retries and all |
 //! | [`RetryReads`] (budget, hedging) | above the circuit, so every attempt is judged by it and a retry never goes to an open circuit (its refusal is not retried) |
-//! | [`CircuitBreaker`] | above the bulkhead, so an open circuit refuses without taking a place, and places refused here do not count as the service failing |
-//! | [`Bulkhead`] | counts attempts in flight, hedges included, up to the moment each answers or times out |
+//! | [`CircuitBreaker`] | above the bulkhead and the window, so an open circuit refuses without taking a place, and places refused below do not count as the service failing |
+//! | [`Bulkhead`] | counts attempts in flight, hedges included, up to the moment each answers or times out, and those waiting in the window below: its bound is on all a service's calls this BFF holds |
+//! | [`Windowed`] (`adaptive`, on by default) | an adaptive window of the attempts that have left, learnt from answer times; the rest wait here; an attempt is timed from when it leaves, so the attempt timeout below does not run while it waits |
 //! | [`AttemptTimeout`] | bounds the attempt just before it leaves, so a timed-out attempt frees its place and reads as a failure to the circuit above |
 //! | [`Outbound`] | writes the context (and the smaller of the attempt's bound and the caller's deadline as `grpc-timeout`) per attempt, each attempt its own client span; ends the attempt when the caller's deadline passes |
 //! | `tonic` `Channel` | the connection, over mutual TLS |
@@ -51,6 +52,7 @@ pub mod policy;
 pub mod readiness;
 pub mod retry;
 mod timeout;
+mod window;
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock};
@@ -69,11 +71,13 @@ pub use policy::{CallPolicy, Policies, PolicyError};
 pub use readiness::{Readiness, ReadinessPolicy};
 pub use retry::{RetryBudget, RetryPolicy, RetryReads, read_methods, streaming_methods};
 pub use timeout::AttemptTimeout;
+pub use window::{Window, Windowed};
 
 /// What generated clients are built on: one downstream service's channel,
 /// its layers in the order the module docs give and explain.
-pub type ServiceChannel =
-    NamedChannel<Coalesce<RetryReads<CircuitBreaker<Bulkhead<AttemptTimeout<Outbound<Channel>>>>>>>;
+pub type ServiceChannel = NamedChannel<
+    Coalesce<RetryReads<CircuitBreaker<Bulkhead<Windowed<AttemptTimeout<Outbound<Channel>>>>>>>,
+>;
 
 /// What readiness probes a service through: the same connection, around
 /// the policies.
@@ -200,14 +204,22 @@ pub fn downstream(
     let metrics = metrics::DownstreamMetrics::new(caller.name(), service);
     let outbound = Outbound::new(connection, service, caller.signer.clone());
     let circuit = Circuit::with_metrics(service, policy.breaker, Some(metrics.clone()));
+    let window = policy
+        .adaptive
+        .then(|| Arc::new(Window::new(policy.max_in_flight)));
     let attempts = CircuitBreaker::new(
         Bulkhead::new(
-            AttemptTimeout::new(
-                outbound.clone(),
+            Windowed::new(
+                AttemptTimeout::new(
+                    outbound.clone(),
+                    service,
+                    policy.attempt_timeout,
+                    STREAMING.clone(),
+                ),
                 service,
-                policy.attempt_timeout,
-                STREAMING.clone(),
-            ),
+                window,
+            )
+            .with_metrics(metrics.clone()),
             service,
             policy.max_in_flight,
         )
@@ -241,7 +253,8 @@ pub struct PolicyArgs {
     /// in flight per call in flight), retry-min-concurrency (3), breaker-failure-rate (0.8),
     /// breaker-window (10s), breaker-min-calls (20), breaker-consecutive
     /// (10), breaker-open (5s), breaker-probes (3), max-in-flight (512),
-    /// hedge (off, or a delay), coalesce (on).
+    /// adaptive (on: an adaptive window of calls in flight), hedge (off,
+    /// or a delay), coalesce (on).
     #[arg(
         long = "downstream-policy",
         env = "TAILOR_DOWNSTREAM_POLICY",

@@ -3,7 +3,8 @@
 //! hedges made and those the budget refused, calls refused here (circuit
 //! open, bulkhead full; `rpc_client_refused_total` by `reason`) and the
 //! circuit's state (`rpc_client_circuit_state`: 0 closed, 1 half-open,
-//! 2 open),
+//! 2 open), the adaptive window (`rpc_client_window`: calls let through
+//! at once),
 //! each labelled with the BFF (`server`), its client type and the service
 //! called (`target`). Names and buckets are those of
 //! `tailor_interceptors::metrics`; statuses are what the service answered,
@@ -24,16 +25,19 @@ use crate::breaker::CircuitState;
 /// Names of the instruments only downstream channels record (in
 /// Prometheus text `rpc_client_retries_refused_total`,
 /// `rpc_client_hedges_total`, `rpc_client_refused_total`,
-/// `rpc_client_circuit_state`).
+/// `rpc_client_circuit_state`, `rpc_client_window`).
 pub mod series {
     /// Retries and hedges the retry budget did not allow.
     pub const RETRIES_REFUSED: &str = "rpc.client.retries.refused";
     /// Reads sent a second time because the first answer was slow.
     pub const HEDGES: &str = "rpc.client.hedges";
-    /// Calls refused in the BFF, by `reason` (`circuit_open`, `max_in_flight`).
+    /// Calls refused in the BFF, by `reason` (`circuit_open`,
+    /// `max_in_flight`, `window`).
     pub const REFUSED: &str = "rpc.client.refused";
     /// The circuit of each target: 0 closed, 1 half-open, 2 open.
     pub const CIRCUIT_STATE: &str = "rpc.client.circuit.state";
+    /// The adaptive window of each target: calls let through at once.
+    pub const WINDOW: &str = "rpc.client.window";
 }
 
 /// One downstream channel's series.
@@ -53,6 +57,7 @@ struct Instruments {
     hedges: Counter<u64>,
     refused: Counter<u64>,
     circuit: Gauge<i64>,
+    window: Gauge<i64>,
 }
 
 impl std::fmt::Debug for DownstreamMetrics {
@@ -120,6 +125,13 @@ impl DownstreamMetrics {
                     .i64_gauge(series::CIRCUIT_STATE)
                     .with_description("Circuit of each downstream: 0 closed, 1 half-open, 2 open")
                     .build(),
+                window: meter
+                    .i64_gauge(series::WINDOW)
+                    .with_unit("{call}")
+                    .with_description(
+                        "Calls to each downstream let through at once by the adaptive window",
+                    )
+                    .build(),
             }
         })
     }
@@ -160,6 +172,11 @@ impl DownstreamMetrics {
                 KeyValue::new("reason", reason),
             ],
         );
+    }
+
+    /// Records the adaptive window's size.
+    pub(crate) fn window(&self, limit: usize) {
+        self.instruments().window.record(limit as i64, &self.base);
     }
 
     /// Records the circuit's state.

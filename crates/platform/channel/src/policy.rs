@@ -90,6 +90,9 @@ pub struct CallPolicy {
     /// Calls in flight at once (512: two for each of the 256 calls a BFF
     /// admits at once); one more is refused at once.
     pub max_in_flight: usize,
+    /// Keep calls in flight within an adaptive window learnt from the
+    /// service's answer times, the rest waiting in this BFF (on).
+    pub adaptive: bool,
     /// Send a unary read a second time when no answer came for this long
     /// (off by default); the first answer wins.
     pub hedge_after: Option<Duration>,
@@ -105,6 +108,7 @@ impl Default for CallPolicy {
             budget: BudgetPolicy::default(),
             breaker: BreakerPolicy::default(),
             max_in_flight: 512,
+            adaptive: true,
             hedge_after: None,
             coalesce: true,
         }
@@ -151,7 +155,7 @@ pub enum PolicyError {
 }
 
 /// Every key `--downstream-policy` takes.
-pub const KEYS: [&str; 15] = [
+pub const KEYS: [&str; 16] = [
     "timeout",
     "attempts",
     "backoff",
@@ -165,6 +169,7 @@ pub const KEYS: [&str; 15] = [
     "breaker-open",
     "breaker-probes",
     "max-in-flight",
+    "adaptive",
     "hedge",
     "coalesce",
 ];
@@ -296,16 +301,19 @@ fn set(policy: &mut CallPolicy, key: &str, value: &str) -> Result<(), Setting> {
                 ),
             }
         }
-        "coalesce" => {
-            policy.coalesce = match value {
-                "on" | "true" => true,
-                "off" | "false" => false,
-                _ => return Err(invalid("on or off")),
-            }
-        }
+        "coalesce" => policy.coalesce = on_off(value).ok_or_else(|| invalid("on or off"))?,
+        "adaptive" => policy.adaptive = on_off(value).ok_or_else(|| invalid("on or off"))?,
         _ => return Err(Setting::UnknownKey),
     }
     Ok(())
+}
+
+fn on_off(value: &str) -> Option<bool> {
+    match value {
+        "on" | "true" => Some(true),
+        "off" | "false" => Some(false),
+        _ => None,
+    }
 }
 
 fn non_zero(duration: Duration) -> Option<Duration> {

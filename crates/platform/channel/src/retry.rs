@@ -367,7 +367,7 @@ where
                     }
                 }
             };
-            let deadline = CallContext::current().and_then(|c| c.deadline);
+            let deadline = CallContext::current_deadline();
             let mut backoff = policy.first_backoff;
             let mut attempt = 1;
             // The place in the budget of the retry being made, if any.

@@ -83,9 +83,7 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout);
         let bound = own.map_or(self.timeout, |own| own.min(self.timeout));
-        let remaining = CallContext::current()
-            .and_then(|c| c.deadline)
-            .map(|d| d.remaining());
+        let remaining = CallContext::current_deadline().map(|d| d.remaining());
         // Whether this bound, not the caller's deadline, ends the attempt.
         let binding = remaining.is_none_or(|remaining| bound < remaining);
         if let Ok(value) = HeaderValue::from_str(&format_grpc_timeout(bound)) {

@@ -127,6 +127,12 @@ impl CallContext {
         CURRENT.try_with(Clone::clone).ok()
     }
 
+    /// The deadline of the call being handled on this task, if any,
+    /// without copying the rest of its context.
+    pub fn current_deadline() -> Option<Deadline> {
+        CURRENT.try_with(|c| c.deadline).ok().flatten()
+    }
+
     /// Runs `future` with this context as the current one. Futures joined
     /// inside it (not spawned) see it too, which is how parallel downstream
     /// calls of one screen all carry the same request id and deadline.
