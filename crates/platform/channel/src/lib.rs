@@ -31,7 +31,7 @@
 //! | [`RetryReads`] (budget, hedging) | above the circuit, so every attempt is judged by it and a retry never goes to an open circuit (its refusal is not retried) |
 //! | [`CircuitBreaker`] | above the bulkhead and the window, so an open circuit refuses without taking a place, and places refused below do not count as the service failing |
 //! | [`Bulkhead`] | counts attempts in flight, hedges included, up to the moment each answers or times out, and those waiting in the window below: its bound is on all a service's calls this BFF holds |
-//! | [`Windowed`] (`adaptive`, on by default) | an adaptive window of the attempts that have left, learnt from answer times; the rest wait here; an attempt is timed from when it leaves, so the attempt timeout below does not run while it waits |
+//! | [`Windowed`] (`adaptive=on`; off by default) | an adaptive window of the attempts that have left, learnt from answer times; the rest wait here; an attempt is timed from when it leaves, so the attempt timeout below does not run while it waits |
 //! | [`AttemptTimeout`] | bounds the attempt just before it leaves, so a timed-out attempt frees its place and reads as a failure to the circuit above |
 //! | [`Outbound`] | writes the context (and the smaller of the attempt's bound and the caller's deadline as `grpc-timeout`) per attempt, each attempt its own client span; ends the attempt when the caller's deadline passes |
 //! | `tonic` `Channel` | the connection, over mutual TLS |
@@ -253,7 +253,7 @@ pub struct PolicyArgs {
     /// in flight per call in flight), retry-min-concurrency (3), breaker-failure-rate (0.8),
     /// breaker-window (10s), breaker-min-calls (20), breaker-consecutive
     /// (10), breaker-open (5s), breaker-probes (3), max-in-flight (512),
-    /// adaptive (on: an adaptive window of calls in flight), hedge (off,
+    /// adaptive (off: an adaptive window of calls in flight), hedge (off,
     /// or a delay), coalesce (on).
     #[arg(
         long = "downstream-policy",

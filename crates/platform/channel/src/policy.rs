@@ -91,7 +91,8 @@ pub struct CallPolicy {
     /// admits at once); one more is refused at once.
     pub max_in_flight: usize,
     /// Keep calls in flight within an adaptive window learnt from the
-    /// service's answer times, the rest waiting in this BFF (on).
+    /// service's answer times, the rest waiting in this BFF (off: at
+    /// saturation on a shared machine it costs throughput).
     pub adaptive: bool,
     /// Send a unary read a second time when no answer came for this long
     /// (off by default); the first answer wins.
@@ -108,7 +109,7 @@ impl Default for CallPolicy {
             budget: BudgetPolicy::default(),
             breaker: BreakerPolicy::default(),
             max_in_flight: 512,
-            adaptive: true,
+            adaptive: false,
             hedge_after: None,
             coalesce: true,
         }

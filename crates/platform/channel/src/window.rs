@@ -15,8 +15,12 @@
 //! congestion. A call that is waiting longer than its deadline allows gets
 //! UNAVAILABLE naming the service (a local refusal: not retried, not a
 //! failure of the service). Streams take a place only until they have
-//! started, as in the bulkhead. On by default (`adaptive=off` per
-//! downstream turns it off). The bulkhead above bounds the calls waiting
+//! started, as in the bulkhead. Off by default (`adaptive=on` per
+//! downstream): in one report run with it on, the web product page at
+//! concurrency 128 served 1,230 pages/s and the mobile page 2,704,
+//! against 1,861 and 6,049 in the run before without it; on a machine
+//! whose CPU every process shares, answers slow down for reasons other
+//! than the service queueing, and the window reads that as congestion. The bulkhead above bounds the calls waiting
 //! and in flight together (`max-in-flight`): beyond it a call is refused
 //! at once, so the wait here never grows without bound.
 
