@@ -242,13 +242,15 @@ async fn retries_stop_at_the_budget_when_the_catalog_fails_every_call() {
         "target=\"catalog\"",
     );
     assert!(calls >= 40.0, "{text}");
-    // Without a budget every read would be tried three times: two retries
-    // per call, 2.0 × calls. With it, a tenth of the calls in flight retry
-    // at once; how many in all depends on how the calls overlap (on a busy
-    // machine pages start apart and places free as retries end): between
-    // a tenth and a quarter of the calls were seen.
+    // Without a budget every read would be tried twenty times: 19 × calls
+    // retries. With it, retries out are a tenth of the attempts out, and a
+    // call pausing or waiting to retry is not one, so once the first
+    // attempts have ended only the floor is left; how many in all depends
+    // on how the calls overlap (on a busy machine pages start apart and
+    // places free as retries end): 11 to 40 for 80 calls were seen; fewer
+    // than the calls themselves, against 19 times as many without it.
     assert!(
-        (1.0..=0.5 * calls).contains(&retries),
+        (1.0..=calls).contains(&retries),
         "{retries} retries for {calls} calls"
     );
     // Every call the budget stopped short counts one refusal.
