@@ -411,13 +411,22 @@ async fn a_real_prometheus_sees_each_client_types_calls_errors_and_downstream_sp
 
     // Errors under the right status and client type, at the BFF and at the
     // service that answered them.
-    let statuses = prometheus
-        .by(
-            "status",
-            &format!(r#"sum by (status) (rpc_server_calls_total{{server="web-bff", method="{WEB_PAGE}"}})"#),
-        )
-        .await;
-    assert_eq!(statuses, HashMap::from([("NOT_FOUND".to_owned(), 3.0)]));
+    // Polled: a scrape may have come before the last error was counted.
+    let expected = HashMap::from([("NOT_FOUND".to_owned(), 3.0)]);
+    let mut statuses = HashMap::new();
+    for _ in 0..40 {
+        statuses = prometheus
+            .by(
+                "status",
+                &format!(r#"sum by (status) (rpc_server_calls_total{{server="web-bff", method="{WEB_PAGE}"}})"#),
+            )
+            .await;
+        if statuses == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(statuses, expected);
     // (A page asks the catalogue for the product and its relatives.)
     let answered = prometheus
         .value(r#"sum(rpc_client_calls_total{server="web-bff", target="catalog", status="NOT_FOUND"})"#)
