@@ -399,9 +399,11 @@ impl Stack {
         )
         .await
         .unwrap();
-        let catalog_options = match options_.unavailable_every {
-            Some(_) => flaky(options_.unavailable_every),
-            None => options(options_.catalog_latency),
+        // A flaky catalog keeps its latency: its failures then take as
+        // long as its answers.
+        let catalog_options = ServeOptions {
+            inject_unavailable_every: options_.unavailable_every,
+            ..options(options_.catalog_latency)
         };
         let catalog = Server::start_service(catalog, catalog_options).await;
         let slow = options_.stock_and_reviews_latency;
