@@ -15,6 +15,7 @@ mod feed_memory;
 mod health;
 mod hostile;
 mod jwks;
+mod lanes;
 mod launcher;
 mod layers;
 mod logs;

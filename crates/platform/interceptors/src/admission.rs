@@ -12,7 +12,10 @@
 //! flood from one BFF uses every slot the others leave idle, yet a call
 //! from another BFF waits at most for one running call to end, never
 //! behind the flood's queue. A share may also cap a client type's running
-//! calls.
+//! calls. A server that runs each client type on threads of its own
+//! (lanes) gives each client type the slots for itself
+//! ([`AdmissionLayer::with_slots_per_client_type`]): its calls then wait
+//! only for its own.
 //!
 //! A call that finds its client type's queue full is refused at once with
 //! RESOURCE_EXHAUSTED and a `google.rpc.RetryInfo` detail, and costs the
@@ -185,6 +188,9 @@ struct Waiter {
 #[derive(Debug)]
 struct Slots {
     slots: usize,
+    /// Whether each client type has `slots` of its own (the server runs
+    /// each client type on threads of its own) instead of sharing them.
+    own_slots: bool,
     shares: [Share; 4],
     running: [usize; 4],
     queues: [VecDeque<Waiter>; 4],
@@ -198,8 +204,14 @@ impl Slots {
         self.running.iter().sum()
     }
 
+    /// Whether a slot is free for `client`, within its share.
     fn may_run(&self, client: usize) -> bool {
-        self.total() < self.slots && self.running[client] < self.shares[client].in_flight
+        let busy = if self.own_slots {
+            self.running[client]
+        } else {
+            self.total()
+        };
+        busy < self.slots && self.running[client] < self.shares[client].in_flight
     }
 
     /// Counts a call of `client` as running.
@@ -214,9 +226,9 @@ impl Slots {
     /// flood's long queue takes turns with another client type's single
     /// call instead of going ahead of it.
     fn dispatch(&mut self) {
-        while self.total() < self.slots {
+        loop {
             let next = (0..CLIENT_TYPES.len())
-                .filter(|&c| self.running[c] < self.shares[c].in_flight)
+                .filter(|&c| self.may_run(c))
                 .filter(|&c| !self.queues[c].is_empty())
                 .min_by_key(|&c| (self.running[c], self.served[c]));
             let Some(client) = next else {
@@ -296,6 +308,7 @@ impl AdmissionLayer {
     pub fn new(server: &'static str, shares: Shares) -> Self {
         let slots = Slots {
             slots: shares.slots(),
+            own_slots: false,
             shares: shares.shares,
             running: [0; 4],
             queues: Default::default(),
@@ -306,6 +319,14 @@ impl AdmissionLayer {
             server,
             slots: Arc::new(Mutex::new(slots)),
         }
+    }
+
+    /// Gives each client type `slots` of its own, for a server that runs
+    /// each client type's calls on threads of their own: a call then never
+    /// waits for another client type's call to end, only for its own.
+    pub fn with_slots_per_client_type(self) -> Self {
+        self.slots.lock().expect("admission lock").own_slots = true;
+        self
     }
 
     /// Calls of `client` type running now.
@@ -506,6 +527,38 @@ mod tests {
     }
 
     const PATH: &str = "/tailor.catalog.v1.CatalogService/GetProduct";
+
+    #[tokio::test]
+    async fn with_slots_of_its_own_a_client_type_never_waits_for_anothers_calls() {
+        let release = Arc::new(tokio::sync::Notify::new());
+        let layer =
+            AdmissionLayer::new("catalog", "slots=2".parse().unwrap()).with_slots_per_client_type();
+        let service = layer.layer(slow(release.clone()));
+        // Mobile fills its two slots and queues a third call ...
+        let mut calls = Vec::new();
+        for _ in 0..3 {
+            calls.push(tokio::spawn(
+                service.clone().oneshot(call_from("mobile-bff", PATH)),
+            ));
+        }
+        until(|| layer.running("mobile") == 2 && layer.waiting("mobile") == 1).await;
+        // ... and two web calls run at once beside them, none waiting.
+        for _ in 0..2 {
+            calls.push(tokio::spawn(
+                service.clone().oneshot(call_from("web-bff", PATH)),
+            ));
+        }
+        until(|| layer.running("web") == 2).await;
+        assert_eq!(layer.waiting("web"), 0);
+        // A third web call waits for a web slot, not a mobile one.
+        calls.push(tokio::spawn(
+            service.clone().oneshot(call_from("web-bff", PATH)),
+        ));
+        until(|| layer.waiting("web") == 1).await;
+        assert_eq!(layer.running("mobile"), 2);
+        let codes = finish_all(&release, calls).await;
+        assert!(codes.iter().all(|c| *c == Code::Ok), "{codes:?}");
+    }
 
     #[tokio::test]
     async fn a_flood_beyond_its_queue_is_refused_and_a_freed_slot_goes_to_another_client_type_first()

@@ -53,6 +53,14 @@ pub struct ServerArgs {
     #[arg(long, env = "TAILOR_ADMISSION", default_value = "")]
     pub admission: tailor_interceptors::admission::Shares,
 
+    /// Downstream services: serve each calling BFF's connections on
+    /// threads of their own, one set per client type (web, mobile,
+    /// partner), so that one BFF's flood queues on its own threads and the
+    /// others' calls are read and run without waiting behind it (`false`
+    /// serves every connection on the same threads).
+    #[arg(long, env = "TAILOR_LANES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub lanes: bool,
+
     /// Milliseconds in-flight calls get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "TAILOR_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
@@ -140,6 +148,7 @@ impl ServerArgs {
                 .then_some(self.inject_unavailable_every),
             admin_listen: self.admin_listen,
             load: self.load(),
+            lanes: self.lanes,
             ..ServeOptions::default()
         }
     }

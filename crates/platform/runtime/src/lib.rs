@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod lanes;
 pub mod logging;
 mod server;
 pub mod shutdown;

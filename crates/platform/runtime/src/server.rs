@@ -13,7 +13,7 @@ use tailor_interceptors::metrics::ClientType;
 use tailor_interceptors::routing::methods_of;
 
 use crate::stack::{Admission, Faults, GrpcService, StackConfig, server_stack};
-use tailor_trust::tls::{Connection, accept, acceptor};
+use tailor_trust::tls::{Accepted, Connection, accept, acceptor, socket_of};
 use tailor_trust::{CallerLayer, MeshCredentials};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -46,6 +46,9 @@ pub struct ServeOptions {
     pub transport: TransportLimits,
     /// Admission shares and the bound on calls in flight.
     pub load: crate::stack::Load,
+    /// On a server that admits BFFs over mutual TLS, serve each client
+    /// type's connections on threads of their own ([`crate::lanes`]).
+    pub lanes: bool,
 }
 
 impl Default for ServeOptions {
@@ -57,6 +60,7 @@ impl Default for ServeOptions {
             admin_listen: None,
             transport: TransportLimits::default(),
             load: crate::stack::Load::default(),
+            lanes: true,
         }
     }
 }
@@ -292,6 +296,7 @@ impl GrpcServer {
                 unavailable_every: options.inject_unavailable_every,
             },
             load: options.load,
+            lanes: mesh && options.lanes,
         };
         Prepared {
             service: server_stack(routes, config),
@@ -374,7 +379,10 @@ impl GrpcServer {
         if prepared.mesh {
             transport.max_concurrent_streams = transport.mesh_max_concurrent_streams;
         }
-        let connections = Connections::new(&transport);
+        let mut connections = Connections::new(&transport);
+        if prepared.mesh && options.lanes {
+            connections.lanes = Some(crate::lanes::Lanes::start(name)?);
+        }
         let admin_task = admin.map(|admin| {
             let admin_address = admin.local_addr().ok();
             if let Some(admin_address) = admin_address {
@@ -386,6 +394,7 @@ impl GrpcServer {
             // every API connection does not blind them, nor they it.
             let connections = Connections {
                 slots: Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
+                lanes: None,
                 ..connections.clone()
             };
             let shutdown = shutdown.clone();
@@ -554,14 +563,16 @@ async fn follow_health(
 const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// The connections of one port of a server: how many may be open, how
-/// each is served, and the tasks that serve them (shared by the API and
-/// admin ports), which shutdown closes gracefully and drains.
+/// each is served (and, with lanes, on which runtime), and the tasks that
+/// serve them (shared by the API and admin ports), which shutdown closes
+/// gracefully and drains.
 #[derive(Clone)]
 struct Connections {
     builder: auto::Builder<TokioExecutor>,
     slots: Arc<Semaphore>,
     idle_timeout: Duration,
     tracker: TaskTracker,
+    lanes: Option<Arc<crate::lanes::Lanes>>,
 }
 
 impl Connections {
@@ -584,6 +595,7 @@ impl Connections {
             slots: Arc::new(Semaphore::new(limits.max_connections)),
             idle_timeout: limits.idle_timeout,
             tracker: TaskTracker::new(),
+            lanes: None,
         }
     }
 
@@ -641,14 +653,14 @@ impl Connections {
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let last_call = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
         let addresses = connect_info(&stream);
-        let (io, connection, service) = match tls {
+        let (mut io, connection, service) = match tls {
             Some(tls) => match accept(&tls, stream, self.idle_timeout).await? {
                 // Plaintext on a TLS port: every call is answered with why.
                 (io, Connection::Plaintext) => (io, Connection::Plaintext, refuse_plaintext()),
                 (io, connection) => (io, connection, service),
             },
             None => (
-                tokio_util::either::Either::Right(stream),
+                tokio_util::either::Either::Right(stream.into()),
                 Connection::Plaintext,
                 service,
             ),
@@ -669,27 +681,78 @@ impl Connections {
             addresses,
             last_call.clone(),
         );
-        let conn = self
-            .builder
-            .serve_connection(TokioIo::new(io), hyper_service)
-            .into_owned();
-        let mut conn = std::pin::pin!(conn);
-        let mut closing = false;
-        loop {
-            let idle_at = *last_call.lock().unwrap_or_else(|e| e.into_inner()) + self.idle_timeout;
-            tokio::select! {
-                result = conn.as_mut() => return result,
-                () = shutdown.cancelled(), if !closing => {
+        let lane = client_type.and_then(|client| self.lanes.as_ref()?.of(client.0).cloned());
+        let builder = self.builder.clone();
+        let idle_timeout = self.idle_timeout;
+        let Some(lane) = lane else {
+            return serve_http(
+                builder,
+                idle_timeout,
+                io,
+                hyper_service,
+                last_call,
+                shutdown,
+            )
+            .await;
+        };
+        // The handshake named the calling BFF: its lane serves the rest.
+        socket_of(&mut io).detach()?;
+        lane.spawn(async move {
+            socket_of(&mut io).attach()?;
+            serve_http(
+                builder,
+                idle_timeout,
+                io,
+                hyper_service,
+                last_call,
+                shutdown,
+            )
+            .await
+        })
+        .await
+        .unwrap_or_else(|stopped| Err(Box::new(stopped)))
+    }
+}
+
+/// Serves HTTP on `io` until the client closes it, it goes idle, or
+/// `shutdown`, on the runtime it is called in.
+async fn serve_http<S>(
+    builder: auto::Builder<TokioExecutor>,
+    idle_timeout: Duration,
+    io: Accepted,
+    hyper_service: S,
+    last_call: Arc<std::sync::Mutex<tokio::time::Instant>>,
+    shutdown: CancellationToken,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = builder
+        .serve_connection(TokioIo::new(io), hyper_service)
+        .into_owned();
+    let mut conn = std::pin::pin!(conn);
+    let mut closing = false;
+    loop {
+        let idle_at = *last_call.lock().unwrap_or_else(|e| e.into_inner()) + idle_timeout;
+        tokio::select! {
+            result = conn.as_mut() => return result,
+            () = shutdown.cancelled(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            () = tokio::time::sleep_until(idle_at), if !closing => {
+                if *last_call.lock().unwrap_or_else(|e| e.into_inner()) + idle_timeout
+                    <= tokio::time::Instant::now()
+                {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
-                }
-                () = tokio::time::sleep_until(idle_at), if !closing => {
-                    if *last_call.lock().unwrap_or_else(|e| e.into_inner()) + self.idle_timeout
-                        <= tokio::time::Instant::now()
-                    {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
                 }
             }
         }

@@ -133,6 +133,10 @@ pub struct StackConfig {
     pub faults: Faults,
     /// How much load the server takes before refusing calls.
     pub load: Load,
+    /// Whether each calling client type's connections are served on
+    /// threads of their own ([`crate::lanes`]): each then also has
+    /// admission slots of its own.
+    pub lanes: bool,
 }
 
 /// Wraps a server's routes in the whole chain, in the order of the module
@@ -163,11 +167,14 @@ where
             .unwrap_or(if is_bff { DEFAULT_MAX_IN_FLIGHT } else { 0 });
     let shed = (max_in_flight > 0).then(|| ShedLayer::new(config.server, max_in_flight));
     // Shares are per calling BFF, which only the callers layer knows.
-    let fair = config
-        .admission
-        .callers
-        .is_some()
-        .then(|| AdmissionLayer::new(config.server, load.shares));
+    let fair = config.admission.callers.is_some().then(|| {
+        let admission = AdmissionLayer::new(config.server, load.shares);
+        if config.lanes {
+            admission.with_slots_per_client_type()
+        } else {
+            admission
+        }
+    });
     // The admission and handler half, boxed so the browser layers above can
     // wrap one named type.
     let inner: GrpcService = BoxCloneService::new(

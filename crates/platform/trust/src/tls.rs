@@ -4,13 +4,16 @@
 //! client configuration a BFF calls with, and what a server learns about
 //! each connection ([`Connection`]).
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use base64::Engine;
 use jsonwebtoken::DecodingKey;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -194,7 +197,116 @@ pub fn server_config(
 
 /// A connection as accepted: TLS or, when the client spoke plaintext to a
 /// TLS port, plaintext (answered with a clear refusal, not a reset).
-pub type Accepted = tokio_util::either::Either<TlsStream<TcpStream>, TcpStream>;
+pub type Accepted = tokio_util::either::Either<TlsStream<Socket>, Socket>;
+
+/// The socket under `accepted`, TLS or not.
+pub fn socket_of(accepted: &mut Accepted) -> &mut Socket {
+    match accepted {
+        tokio_util::either::Either::Left(tls) => tls.get_mut().0,
+        tokio_util::either::Either::Right(socket) => socket,
+    }
+}
+
+/// An accepted TCP connection that can move to another runtime between
+/// reads: [`detach`](Self::detach) it from the runtime that accepted it
+/// (and did the TLS handshake), send it, and [`attach`](Self::attach) it
+/// inside the runtime that serves it. Detached, it reads and writes
+/// nothing.
+#[derive(Debug)]
+pub struct Socket {
+    attached: Option<TcpStream>,
+    detached: Option<std::net::TcpStream>,
+}
+
+impl From<TcpStream> for Socket {
+    fn from(stream: TcpStream) -> Self {
+        Self {
+            attached: Some(stream),
+            detached: None,
+        }
+    }
+}
+
+impl Socket {
+    /// Leaves the runtime the socket is registered with.
+    pub fn detach(&mut self) -> std::io::Result<()> {
+        if let Some(stream) = self.attached.take() {
+            self.detached = Some(stream.into_std()?);
+        }
+        Ok(())
+    }
+
+    /// Registers the socket with the current runtime; call it inside the
+    /// runtime that is to serve the connection.
+    pub fn attach(&mut self) -> std::io::Result<()> {
+        if let Some(stream) = self.detached.take() {
+            self.attached = Some(TcpStream::from_std(stream)?);
+        }
+        Ok(())
+    }
+
+    fn stream(self: Pin<&mut Self>) -> std::io::Result<Pin<&mut TcpStream>> {
+        match self.get_mut().attached.as_mut() {
+            Some(stream) => Ok(Pin::new(stream)),
+            None => Err(std::io::Error::other("the socket is detached")),
+        }
+    }
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.stream() {
+            Ok(stream) => stream.poll_read(cx, buf),
+            Err(error) => Poll::Ready(Err(error)),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.stream() {
+            Ok(stream) => stream.poll_write(cx, buf),
+            Err(error) => Poll::Ready(Err(error)),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.stream() {
+            Ok(stream) => stream.poll_write_vectored(cx, bufs),
+            Err(error) => Poll::Ready(Err(error)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.stream() {
+            Ok(stream) => stream.poll_flush(cx),
+            Err(error) => Poll::Ready(Err(error)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.stream() {
+            Ok(stream) => stream.poll_shutdown(cx),
+            Err(error) => Poll::Ready(Err(error)),
+        }
+    }
+}
 
 /// How long a client has to finish its TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -212,11 +324,11 @@ pub async fn accept(
     let peeked = tokio::time::timeout(timeout, stream.peek(&mut first)).await;
     match peeked {
         Ok(Ok(1)) if first[0] == 0x16 => {}
-        Ok(Ok(_)) => return Ok((Accepted::Right(stream), Connection::Plaintext)),
+        Ok(Ok(_)) => return Ok((Accepted::Right(stream.into()), Connection::Plaintext)),
         Ok(Err(error)) => return Err(error),
         Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
     }
-    let tls = tokio::time::timeout(timeout, acceptor.accept(stream))
+    let tls = tokio::time::timeout(timeout, acceptor.accept(Socket::from(stream)))
         .await
         .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     let peer = tls
