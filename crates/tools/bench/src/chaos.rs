@@ -28,8 +28,9 @@
 //! BFF, the web load (this process) and the downstream services to CPU 0.
 //! So a flood reaches the web side only where the system really shares
 //! something, the downstream services: whatever work of the flood they
-//! admit is done on the web side's CPU, and fair admission there is what
-//! keeps it from crowding out web calls. (The downstream services cannot
+//! admit is done on the web side's CPU, and their lanes (each client
+//! type's calls on threads of its own) and fair admission are what keep
+//! it from crowding out web calls. (The downstream services cannot
 //! have a CPU of their own on two cores; on the web side's they run at
 //! niceness 5, so the web BFF and the web load, which on hosts of their
 //! own would never wait for the services' CPU, are served first; they are
@@ -156,7 +157,7 @@ struct Server {
 /// never wait for the CPU while the services work for another BFF, so
 /// here the services yield it to them. Between the services, and between
 /// the client types inside each service, nothing changes: that contention
-/// is real, and fair admission is what answers it.
+/// is real, and lanes and fair admission are what answer it.
 const SHARED_SERVICES_NICE: i32 = 5;
 
 /// The stack this program runs.
