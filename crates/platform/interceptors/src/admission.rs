@@ -47,7 +47,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 use tower::{Layer, Service};
 
 use crate::access_log::CallNotes;
-use crate::context::{CallingClient, client_type};
+use crate::context::{CLIENT_TYPES, CallingClient, client_type};
 use crate::{BoxFuture, HttpRequest, HttpResponse, is_probe, status_response};
 
 /// How long a refused client is told to wait before trying again: a busy
@@ -84,10 +84,6 @@ impl Default for Share {
         Self::DEFAULT
     }
 }
-
-/// The client types a share may be given to; calls from any other BFF
-/// certificate share the `unknown` one.
-const CLIENT_TYPES: [&str; 4] = ["web", "mobile", "partner", "unknown"];
 
 /// The service's slots and every client type's share, written on the
 /// command line as `slots=4,web=16:64,mobile=2:32` (calls at once `:`

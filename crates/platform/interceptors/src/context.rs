@@ -64,6 +64,10 @@ pub struct CallingClient(pub String);
 /// `mobile` and `partner`; anything else is `unknown`. On a BFF pass its
 /// own name; on a downstream service, the calling BFF's
 /// ([`CallingClient`]).
+/// Every client type a call can be counted under: the three BFFs' and
+/// `unknown` for any other caller.
+pub const CLIENT_TYPES: [&str; 4] = ["web", "mobile", "partner", "unknown"];
+
 pub fn client_type(server_or_caller: &str) -> &'static str {
     match server_or_caller
         .strip_suffix("-bff")

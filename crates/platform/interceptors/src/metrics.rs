@@ -32,7 +32,7 @@ use opentelemetry::metrics::{
 };
 use tonic::Code;
 
-use crate::context::client_type;
+use crate::context::{CLIENT_TYPES, client_type};
 
 /// The instrumentation scope of every Tailor instrument.
 pub const SCOPE: &str = "tailor";
@@ -118,8 +118,6 @@ pub fn code_name(code: Code) -> &'static str {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientType(pub &'static str);
 
-/// The client types a label may hold.
-const CLIENT_TYPES: [&str; 4] = ["web", "mobile", "partner", "unknown"];
 /// The wires a call may arrive on.
 const PROTOCOLS: [&str; 2] = ["grpc", "grpc-web"];
 /// The label of every method a server does not route.

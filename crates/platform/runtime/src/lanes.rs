@@ -14,11 +14,8 @@
 
 use std::sync::Arc;
 
+use tailor_interceptors::context::CLIENT_TYPES;
 use tokio::runtime::{Handle, Runtime};
-
-/// The client types a service keeps a lane for; callers of another kind
-/// (none in this stack) are served where connections are accepted.
-pub const CLIENT_TYPES: [&str; 3] = ["web", "mobile", "partner"];
 
 /// One runtime per client type, each with as many worker threads as the
 /// process may use CPUs.
@@ -31,8 +28,11 @@ impl Lanes {
     /// `<server>-<client type>`.
     pub(crate) fn start(server: &'static str) -> std::io::Result<Arc<Self>> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // Callers of no known client type (none in this stack) are served
+        // where connections are accepted.
         let lanes = CLIENT_TYPES
             .iter()
+            .filter(|&&client| client != "unknown")
             .map(|&client| {
                 let runtime = tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(threads)

@@ -682,23 +682,8 @@ impl Connections {
             last_call.clone(),
         );
         let lane = client_type.and_then(|client| self.lanes.as_ref()?.of(client.0).cloned());
-        let builder = self.builder.clone();
-        let idle_timeout = self.idle_timeout;
-        let Some(lane) = lane else {
-            return serve_http(
-                builder,
-                idle_timeout,
-                io,
-                hyper_service,
-                last_call,
-                shutdown,
-            )
-            .await;
-        };
-        // The handshake named the calling BFF: its lane serves the rest.
-        socket_of(&mut io).detach()?;
-        lane.spawn(async move {
-            socket_of(&mut io).attach()?;
+        let (builder, idle_timeout) = (self.builder.clone(), self.idle_timeout);
+        let serve = move |io| {
             serve_http(
                 builder,
                 idle_timeout,
@@ -707,7 +692,15 @@ impl Connections {
                 last_call,
                 shutdown,
             )
-            .await
+        };
+        let Some(lane) = lane else {
+            return serve(io).await;
+        };
+        // The handshake named the calling BFF: its lane serves the rest.
+        socket_of(&mut io).detach()?;
+        lane.spawn(async move {
+            socket_of(&mut io).attach()?;
+            serve(io).await
         })
         .await
         .unwrap_or_else(|stopped| Err(Box::new(stopped)))
