@@ -14,6 +14,7 @@ use std::time::Instant;
 use prost::Message;
 use tailor_fieldmask::FieldMask;
 use tailor_proto::catalog::v1::{Category, Product};
+use tailor_storage::rusqlite::types::Value;
 use tailor_storage::rusqlite::{OptionalExtension, params, params_from_iter};
 use tailor_storage::{Migration, PageToken, SqlitePool, SqlitePoolOptions, StorageError};
 
@@ -90,9 +91,17 @@ CREATE INDEX IF NOT EXISTS products_by_price ON products (category_id, price);
 CREATE INDEX IF NOT EXISTS products_by_price_id ON products (category_id, price, id);
 ";
 
+/// Listings of what changed since a time (the partner feed) count and page
+/// through this index instead of every row.
+const UPDATE_TIME_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS products_by_update_time ON products (update_time, id);";
+
 /// The SQLite schema; the first step creates the tables only if missing,
 /// so files from before migrations open unchanged.
-const SQLITE_MIGRATIONS: &[Migration] = &[Migration::new(1, SCHEMA)];
+const SQLITE_MIGRATIONS: &[Migration] = &[
+    Migration::new(1, SCHEMA),
+    Migration::new(2, UPDATE_TIME_INDEX),
+];
 
 /// The `limit` products of `category` nearest in price to `price` (ties by
 /// id), `id` excluded, as `(id, rowid)`: the order of `ORDER BY ABS(price -
@@ -316,27 +325,40 @@ impl CatalogStore for SqliteCatalogStore {
         let after = PageToken::decode(&filter.page_token, fingerprint)?.map(|t| t.after);
         self.pool
             .read(move |conn| {
-                let mut conditions = vec!["(?1 = '' OR category_id = ?1)".to_owned(), "update_time >= ?2".to_owned()];
-                let mut values: Vec<String> = vec![filter.category_id.clone(), filter.updated_since.unwrap_or(i64::MIN).to_string()];
+                // Only the filters asked for, so that SQLite counts and pages
+                // through an index: a condition that is always true still
+                // made it read every row, a whole catalogue for each page.
+                let mut conditions = Vec::new();
+                let mut values: Vec<Value> = Vec::new();
+                if !filter.category_id.is_empty() {
+                    values.push(Value::Text(filter.category_id.clone()));
+                    conditions.push(format!("category_id = ?{}", values.len()));
+                }
+                if let Some(since) = filter.updated_since {
+                    values.push(Value::Integer(since));
+                    conditions.push(format!("update_time >= ?{}", values.len()));
+                }
                 for word in &filter.words {
-                    values.push(like_pattern(word));
+                    values.push(Value::Text(like_pattern(word)));
                     conditions.push(format!("search LIKE ?{}", values.len()));
                 }
-                let filters = conditions.join(" AND ");
+                let filters: String = conditions.iter().map(|c| format!("{c} AND ")).collect();
                 let total: i64 = conn.query_row(
-                    &format!("SELECT COUNT(*) FROM products WHERE {filters}"),
+                    &format!("SELECT COUNT(*) FROM products WHERE {filters}TRUE"),
                     params_from_iter(values.iter()),
                     |r| r.get(0),
                 )?;
-                values.push(after.unwrap_or_default());
-                let after_mark = values.len();
+                values.push(Value::Text(after.unwrap_or_default()));
                 let sql = format!(
-                    "SELECT id, message FROM products WHERE {filters} AND id > ?{after_mark} ORDER BY id LIMIT {}",
+                    "SELECT id, message FROM products WHERE {filters}id > ?{} ORDER BY id LIMIT {}",
+                    values.len(),
                     filter.page_size + 1
                 );
                 let mut statement = conn.prepare(&sql)?;
                 let products = statement
-                    .query_map(params_from_iter(values.iter()), |r| stored_product(r, 1, filter.fields.as_ref()))?
+                    .query_map(params_from_iter(values.iter()), |r| {
+                        stored_product(r, 1, filter.fields.as_ref())
+                    })?
                     .collect::<Result<Vec<_>, _>>()?;
                 Ok(page_of(products, filter.page_size, fingerprint, total))
             })

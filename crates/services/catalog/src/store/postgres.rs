@@ -22,9 +22,10 @@ use super::{
 /// The service's schema in a shared database.
 pub const SCHEMA: &str = "catalog";
 
-const MIGRATIONS: &[Migration] = &[Migration::new(
-    1,
-    r#"
+const MIGRATIONS: &[Migration] = &[
+    Migration::new(
+        1,
+        r#"
 CREATE TABLE categories (id TEXT COLLATE "C" PRIMARY KEY, name TEXT COLLATE "C" NOT NULL);
 CREATE TABLE products (
     id          TEXT COLLATE "C" PRIMARY KEY,
@@ -37,7 +38,12 @@ CREATE TABLE products (
 CREATE INDEX products_by_category ON products (category_id, id);
 CREATE INDEX products_by_price_id ON products (category_id, price, id);
 "#,
-)];
+    ),
+    Migration::new(
+        2,
+        "CREATE INDEX products_by_update_time ON products (update_time, id);",
+    ),
+];
 
 /// [`CatalogStore`] over PostgreSQL.
 #[derive(Debug, Clone)]
@@ -126,25 +132,35 @@ impl CatalogStore for PgCatalogStore {
             .unwrap_or_default();
         self.pool
             .read(|conn| async move {
-                let since = filter.updated_since.unwrap_or(i64::MIN);
+                let since = filter.updated_since;
                 let patterns: Vec<String> = filter.words.iter().map(|w| like_pattern(w)).collect();
-                let mut conditions = vec![
-                    "($1 = '' OR category_id = $1)".to_owned(),
-                    "update_time >= $2".to_owned(),
-                ];
-                let mut values: Vec<&(dyn ToSql + Sync)> = vec![&filter.category_id, &since];
+                // Only the filters asked for, as in the SQLite store, so the
+                // count and the page can use an index.
+                let mut conditions = Vec::new();
+                let mut values: Vec<&(dyn ToSql + Sync)> = Vec::new();
+                if !filter.category_id.is_empty() {
+                    values.push(&filter.category_id);
+                    conditions.push(format!("category_id = ${}", values.len()));
+                }
+                if let Some(since) = &since {
+                    values.push(since);
+                    conditions.push(format!("update_time >= ${}", values.len()));
+                }
                 for pattern in &patterns {
                     values.push(pattern);
                     conditions.push(format!("search LIKE ${}", values.len()));
                 }
-                let filters = conditions.join(" AND ");
+                let filters: String = conditions.iter().map(|c| format!("{c} AND ")).collect();
                 let total: i64 = conn
-                    .query_one(&format!("SELECT count(*) FROM products WHERE {filters}"), &values)
+                    .query_one(
+                        &format!("SELECT count(*) FROM products WHERE {filters}TRUE"),
+                        &values,
+                    )
                     .await?
                     .get(0);
                 values.push(&after);
                 let sql = format!(
-                    "SELECT message FROM products WHERE {filters} AND id > ${} ORDER BY id LIMIT {}",
+                    "SELECT message FROM products WHERE {filters}id > ${} ORDER BY id LIMIT {}",
                     values.len(),
                     filter.page_size + 1
                 );
