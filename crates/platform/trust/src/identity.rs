@@ -13,7 +13,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SystemRandom;
+use ring::signature::{
+    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, UnparsedPublicKey,
+};
+use rustls::pki_types::PrivatePkcs8KeyDer;
+use rustls::pki_types::pem::PemObject;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tailor_interceptors::context::{AuthMethod, Identity};
@@ -30,6 +37,9 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
 /// The longest lifetime a service accepts (a BFF's clock may differ a little).
 const MAX_LIFETIME_SECS: u64 = 300;
+
+/// How far a service lets a token's expiry lag its own clock.
+const LEEWAY_SECS: u64 = 5;
 
 /// Entries either cache holds at most; a full cache starts afresh.
 const CACHE_ENTRIES: usize = 10_000;
@@ -55,10 +65,26 @@ fn unix_now() -> u64 {
 type SignedKey = (String, String, Option<String>);
 
 /// Signs the identities a BFF calls downstream services for.
+///
+/// A token is a JWS in compact form (RFC 7515) with ES256 (RFC 7518): the
+/// key is parsed once, and each signature is the fixed 64-byte `r || s`.
 pub struct IdentitySigner {
     issuer: String,
-    key: EncodingKey,
+    key: EcdsaKeyPair,
+    random: SystemRandom,
+    /// The encoded protected header, the same for every token.
+    header: String,
     cache: Mutex<HashMap<SignedKey, (String, u64)>>,
+}
+
+/// A token's protected header.
+#[derive(Debug, Serialize, Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    typ: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kid: Option<String>,
 }
 
 impl std::fmt::Debug for IdentitySigner {
@@ -70,13 +96,30 @@ impl std::fmt::Debug for IdentitySigner {
 }
 
 impl IdentitySigner {
-    /// A signer for the BFF `issuer` with its certificate's P-256 key (PEM).
+    /// A signer for the BFF `issuer` with its certificate's P-256 key
+    /// (PKCS #8 PEM).
     pub fn new(issuer: &str, key_pem: &[u8]) -> Result<Self, TrustError> {
-        let key = EncodingKey::from_ec_pem(key_pem)
-            .map_err(|e| TrustError::invalid(format!("{issuer}'s key: {e}")))?;
+        let invalid =
+            |e: &dyn std::fmt::Display| TrustError::invalid(format!("{issuer}'s key: {e}"));
+        let der = PrivatePkcs8KeyDer::from_pem_slice(key_pem).map_err(|e| invalid(&e))?;
+        let random = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            der.secret_pkcs8_der(),
+            &random,
+        )
+        .map_err(|e| invalid(&format!("not a P-256 key ({e})")))?;
+        let header = Header {
+            alg: "ES256".to_owned(),
+            typ: Some("JWT".to_owned()),
+            kid: Some(issuer.to_owned()),
+        };
+        let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).expect("a header encodes"));
         Ok(Self {
             issuer: issuer.to_owned(),
             key,
+            random,
+            header,
             cache: Mutex::default(),
         })
     }
@@ -109,9 +152,7 @@ impl IdentitySigner {
             exp,
             tenant: identity.tenant.clone(),
         };
-        let mut header = Header::new(Algorithm::ES256);
-        header.kid = Some(self.issuer.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.key).map_err(|error| {
+        let token = self.sign(&claims).map_err(|error| {
             tracing::error!(%error, "signing an identity token failed");
             Status::internal("internal error")
         })?;
@@ -119,6 +160,18 @@ impl IdentitySigner {
             cache.clear();
         }
         cache.insert(key, (token.clone(), exp));
+        Ok(token)
+    }
+
+    fn sign(&self, claims: &Claims) -> Result<String, String> {
+        let payload = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
+        let mut token = format!("{}.{}", self.header, URL_SAFE_NO_PAD.encode(payload));
+        let signature = self
+            .key
+            .sign(&self.random, token.as_bytes())
+            .map_err(|e| e.to_string())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature.as_ref(), &mut token);
         Ok(token)
     }
 }
@@ -189,15 +242,41 @@ impl IdentityVerifier {
     }
 }
 
-fn decode(token: &str, key: &DecodingKey, audience: &str, caller: &str) -> Result<Claims, Status> {
-    let mut validation = Validation::new(Algorithm::ES256);
-    validation.set_audience(&[audience]);
-    validation.set_issuer(&[caller]);
-    validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    validation.leeway = 5;
-    jsonwebtoken::decode::<Claims>(token, key, &validation)
-        .map(|data| data.claims)
-        .map_err(forged)
+/// The claims of `token` if `key` (an uncompressed P-256 point) signed it
+/// with ES256 for `audience` as `caller`, and it has not expired.
+fn decode(token: &str, key: &[u8], audience: &str, caller: &str) -> Result<Claims, Status> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(forged("it is not a signed token"));
+    };
+    let part = |text: &str| {
+        URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| forged("it is not base64url"))
+    };
+    let signed = &token[..header.len() + 1 + payload.len()];
+    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key)
+        .verify(signed.as_bytes(), &part(signature)?)
+        .map_err(|_| forged("bad signature"))?;
+    let header: Header =
+        serde_json::from_slice(&part(header)?).map_err(|_| forged("its header is malformed"))?;
+    if header.alg != "ES256" {
+        return Err(forged("it is not signed with ES256"));
+    }
+    let claims: Claims = serde_json::from_slice(&part(payload)?)
+        .map_err(|_| forged("its claims are malformed or incomplete"))?;
+    if claims.aud != audience {
+        return Err(forged("it was made for another service"));
+    }
+    if claims.iss != caller {
+        return Err(forged("it was signed by another caller"));
+    }
+    if claims.exp.saturating_add(LEEWAY_SECS) <= unix_now() {
+        return Err(forged("it has expired"));
+    }
+    Ok(claims)
 }
 
 #[cfg(test)]
@@ -253,5 +332,52 @@ mod tests {
                 .verify(&parts.join("."), "web-bff", &web_peer)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn expired_malformed_and_unsigned_tokens_are_refused() {
+        let authority = Authority::generate().unwrap();
+        let web = authority.issue("web-bff").unwrap();
+        let signer = IdentitySigner::new("web-bff", web.key_pem.as_bytes()).unwrap();
+        let peer = Peer::from_pem(&web.cert_pem).unwrap();
+        let orders = IdentityVerifier::new("orders");
+        let claims = |iat: u64, exp: u64| Claims {
+            iss: "web-bff".into(),
+            aud: "orders".into(),
+            sub: "alice".into(),
+            iat,
+            exp,
+            tenant: None,
+        };
+        let now = unix_now();
+        let refused = |token: &str| {
+            let status = orders.verify(token, "web-bff", &peer).unwrap_err();
+            assert_eq!(status.code(), tonic::Code::Unauthenticated, "{token}");
+            status.message().to_owned()
+        };
+
+        let live = signer.sign(&claims(now, now + 60)).unwrap();
+        assert_eq!(
+            orders.verify(&live, "web-bff", &peer).unwrap().subject,
+            "alice"
+        );
+        let expired = signer.sign(&claims(now - 120, now - 60)).unwrap();
+        assert!(refused(&expired).contains("expired"));
+        let too_long = signer.sign(&claims(now, now + 3600)).unwrap();
+        assert!(refused(&too_long).contains("lifetime"));
+
+        // Unsigned ("alg": "none") and truncated or padded tokens.
+        let (signed, _) = live.rsplit_once('.').unwrap();
+        let (_, payload) = signed.split_once('.').unwrap();
+        let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#);
+        for bad in [
+            format!("{none}.{payload}."),
+            signed.to_owned(),
+            format!("{live}.x"),
+            format!("{signed}.!!!"),
+            String::new(),
+        ] {
+            refused(&bad);
+        }
     }
 }

@@ -9,8 +9,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use base64::Engine;
-use jsonwebtoken::DecodingKey;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,7 +33,8 @@ pub enum Connection {
 /// A client whose certificate chains to the stack's authority.
 pub struct Peer {
     names: Vec<String>,
-    key: Option<DecodingKey>,
+    /// The certificate's P-256 public key as an uncompressed point.
+    key: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Peer {
@@ -50,13 +49,7 @@ impl Peer {
     pub fn from_certificate(der: &CertificateDer<'_>) -> Option<Peer> {
         let cert = webpki::EndEntityCert::try_from(der).ok()?;
         let names = cert.valid_dns_names().map(str::to_owned).collect();
-        // jsonwebtoken reads EC public keys from PEM.
-        let spki = cert.subject_public_key_info();
-        let pem = format!(
-            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-            base64::engine::general_purpose::STANDARD.encode(spki.as_ref())
-        );
-        let key = DecodingKey::from_ec_pem(pem.as_bytes()).ok();
+        let key = p256_point(cert.subject_public_key_info().as_ref()).map(<[u8]>::to_vec);
         Some(Peer { names, key })
     }
 
@@ -80,9 +73,25 @@ impl Peer {
     }
 
     /// The certificate's public key, for identity tokens.
-    pub(crate) fn key(&self) -> Option<&DecodingKey> {
-        self.key.as_ref()
+    pub(crate) fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
     }
+}
+
+/// The DER of a P-256 public key's SubjectPublicKeyInfo up to its point:
+/// SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (66
+/// bytes, no unused bits) }. DER has one encoding for each value, so every
+/// P-256 key's SubjectPublicKeyInfo starts with exactly these bytes.
+const P256_SPKI_PREFIX: [u8; 26] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+];
+
+/// The uncompressed point (`04 || x || y`) of a P-256 SubjectPublicKeyInfo;
+/// `None` for a key of another kind.
+fn p256_point(spki: &[u8]) -> Option<&[u8]> {
+    let point = spki.strip_prefix(&P256_SPKI_PREFIX)?;
+    (point.len() == 65 && point[0] == 0x04).then_some(point)
 }
 
 /// One process's credentials: the authority it trusts and its own
