@@ -744,7 +744,15 @@ fn stream_targets(records: &Records) -> Vec<String> {
             let growth = feeds.stalled_rss.saturating_sub(feeds.connected);
             let windows = feeds.window * feeds.stalled / 1024;
             let gain = hold_gain(feeds);
-            let flat = gain.abs() <= FEED_FLAT_KIB;
+            // Memory given back over the hold is not growth.
+            let flat = gain <= FEED_FLAT_KIB;
+            let trend = if !flat {
+                "growing"
+            } else if gain < -FEED_FLAT_KIB {
+                "falling"
+            } else {
+                "flat"
+            };
             let bounded = growth <= windows;
             let verdict = if feeds.streams >= FEED_TARGET_READERS {
                 met(feeds.stalled == feeds.streams && flat && bounded).to_owned()
@@ -764,7 +772,7 @@ fn stream_targets(records: &Records) -> Vec<String> {
                 feeds.streams,
                 feeds.slope,
                 feeds.hold_seconds,
-                if flat { "flat" } else { "growing" },
+                trend,
                 growth as f64 / feeds.stalled.max(1) as f64,
                 if bounded {
                     "within them"
