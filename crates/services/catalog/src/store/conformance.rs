@@ -135,6 +135,46 @@ pub async fn listings_filter_and_page<S: CatalogStore>(store: &S) {
     assert!(!expected.is_empty());
     assert_eq!(listed, expected);
 
+    // Each filter alone, any two, and none: the query holds only the
+    // filters asked for, so every combination is its own statement.
+    for mask in 0..8u8 {
+        let subset = ListFilter {
+            category_id: if mask & 1 != 0 {
+                category.clone()
+            } else {
+                String::new()
+            },
+            words: if mask & 2 != 0 {
+                vec![word.clone()]
+            } else {
+                Vec::new()
+            },
+            updated_since: (mask & 4 != 0).then_some(since),
+            page_size: 7,
+            page_token: String::new(),
+            fields: None,
+        };
+        let expected: Vec<String> = everything
+            .iter()
+            .filter(|p| mask & 1 == 0 || p.category_id == category)
+            .filter(|p| mask & 2 == 0 || super::search_text(p).contains(&word))
+            .filter(|p| mask & 4 == 0 || p.update_time.map_or(0, |t| t.seconds) >= since)
+            .map(|p| p.id.clone())
+            .collect();
+        let first = store.list(subset.clone()).await.unwrap();
+        assert_eq!(
+            first.total_size as usize,
+            expected.len(),
+            "filters {mask:03b}"
+        );
+        let listed: Vec<String> = every_page(store, subset)
+            .await
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        assert_eq!(listed, expected, "filters {mask:03b}");
+    }
+
     let first = store.list(filter.clone()).await.unwrap();
     if !first.next_page_token.is_empty() {
         let foreign = ListFilter {
