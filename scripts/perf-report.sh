@@ -141,7 +141,7 @@ for n in $(seq 2 8); do
     --tenant "bench-feed-$n" --name "perf report")"
 done
 
-for scenario in catalog-get web-page web-page-grpc-web web-page-grpc-web-text \
+for scenario in catalog-get catalog-related web-page web-page-grpc-web web-page-grpc-web-text \
   mobile-page web-list partner-availability partner-feed order-placement; do
   echo "== $scenario"
   if [ "$scenario" = partner-feed ]; then

@@ -25,8 +25,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use prost::Message;
-use tailor_proto::catalog::v1::GetProductRequest;
 use tailor_proto::catalog::v1::catalog_service_client::CatalogServiceClient;
+use tailor_proto::catalog::v1::{GetProductRequest, ListRelatedProductsRequest};
 use tailor_proto::mobile::v1::shop_service_client::ShopServiceClient as MobileClient;
 use tailor_proto::mobile::v1::{OrderLineInput, PlaceOrderRequest};
 use tailor_proto::partner::v1::partner_service_client::PartnerServiceClient;
@@ -44,6 +44,10 @@ pub enum Scenario {
     /// The floor: one catalog `GetProduct`, straight to the catalog over
     /// mutual TLS with the web BFF's certificate.
     CatalogGet,
+    /// The web page's costliest downstream call: the catalog's
+    /// `ListRelatedProducts` as the web BFF asks for it (8 cards, the card
+    /// fields), straight to the catalog with the web BFF's certificate.
+    CatalogRelated,
     /// The web product page over native gRPC.
     WebPage,
     /// The web product page over grpc-web, binary, HTTP/1.1 (one
@@ -154,6 +158,7 @@ fn parse_process(text: &str) -> Result<(String, u32), String> {
 #[derive(Clone)]
 enum Caller {
     Catalog(Vec<CatalogServiceClient<Channel>>),
+    CatalogRelated(Vec<CatalogServiceClient<Channel>>),
     Web(Vec<WebClient<Channel>>),
     WebList(Vec<WebClient<Channel>>),
     Mobile(Vec<MobileClient<Channel>>),
@@ -191,32 +196,48 @@ async fn channels(args: &Args, address: SocketAddr) -> Result<Vec<Channel>, Stri
     Ok(channels)
 }
 
+/// Clients straight to the catalog over mutual TLS, as the web BFF calls
+/// it (with its certificate).
+async fn catalog_clients(args: &Args) -> Result<Vec<CatalogServiceClient<Channel>>, String> {
+    let credentials = tailor_trust::MeshCredentials::load(
+        &tailor_trust::TrustFiles::new(&args.trust_dir),
+        "web-bff",
+    )
+    .map_err(|e| e.to_string())?;
+    let mut clients = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let channel = tonic::transport::Endpoint::from_shared(format!("https://{}", args.catalog))
+            .map_err(|e| e.to_string())?
+            .tls_config(credentials.client_tls("catalog"))
+            .map_err(|e| e.to_string())?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| format!("catalog at {}: {e}", args.catalog))?;
+        clients.push(CatalogServiceClient::new(channel));
+    }
+    Ok(clients)
+}
+
+/// What the web BFF's product page asks the catalog for its related
+/// products (`PAGE_RELATED` and `shape::CARD_FIELDS` in the web BFF).
+fn related_request(product_id: String) -> ListRelatedProductsRequest {
+    ListRelatedProductsRequest {
+        product_id,
+        page_size: 8,
+        read_mask: Some(prost_types::FieldMask {
+            paths: ["id", "title", "brand", "category_name", "price", "images"]
+                .map(str::to_owned)
+                .to_vec(),
+        }),
+    }
+}
+
 impl Caller {
     async fn new(args: &Args) -> Result<Caller, String> {
         Ok(match args.scenario {
-            Scenario::CatalogGet => {
-                let credentials = tailor_trust::MeshCredentials::load(
-                    &tailor_trust::TrustFiles::new(&args.trust_dir),
-                    "web-bff",
-                )
-                .map_err(|e| e.to_string())?;
-                let mut clients = Vec::new();
-                for _ in 0..args.connections.max(1) {
-                    let channel = tonic::transport::Endpoint::from_shared(format!(
-                        "https://{}",
-                        args.catalog
-                    ))
-                    .map_err(|e| e.to_string())?
-                    .tls_config(credentials.client_tls("catalog"))
-                    .map_err(|e| e.to_string())?
-                    .tcp_nodelay(true)
-                    .connect()
-                    .await
-                    .map_err(|e| format!("catalog at {}: {e}", args.catalog))?;
-                    clients.push(CatalogServiceClient::new(channel));
-                }
-                Caller::Catalog(clients)
-            }
+            Scenario::CatalogGet => Caller::Catalog(catalog_clients(args).await?),
+            Scenario::CatalogRelated => Caller::CatalogRelated(catalog_clients(args).await?),
             Scenario::WebPage => Caller::Web(
                 channels(args, args.web)
                     .await?
@@ -313,6 +334,11 @@ impl Worker {
         match self {
             Worker::Shared(Caller::Catalog(c)) => pick(c, i)
                 .get_product(GetProductRequest { id })
+                .await
+                .map(drop)
+                .map_err(status),
+            Worker::Shared(Caller::CatalogRelated(c)) => pick(c, i)
+                .list_related_products(related_request(id))
                 .await
                 .map(drop)
                 .map_err(status),

@@ -305,7 +305,7 @@ fn front(records: &Records, label: &str, scenario: &str) -> String {
         return peer.name.clone();
     }
     match scenario {
-        "catalog-get" => "tailor-catalog",
+        "catalog-get" | "catalog-related" => "tailor-catalog",
         s if s.starts_with("web-") => "tailor-web-bff",
         "mobile-page" | "order-placement" => "tailor-mobile-bff",
         s if s.starts_with("partner-") => "tailor-partner-bff",
@@ -827,6 +827,9 @@ fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
          sampled every 100 ms.\n\n\
          - `catalog-get` is the floor: one catalog `GetProduct` straight to the catalog over \
          mutual TLS with the web BFF's certificate.\n\
+         - `catalog-related` is the web page's costliest downstream call measured the same \
+         way: the catalog's `ListRelatedProducts` as the web BFF asks for it (8 cards, the \
+         card fields).\n\
          - `order-placement` is the mobile BFF's `PlaceOrder` of one unit, each call with a \
          fresh idempotency key, as a signed-in user (an HS256 token minted with the \
          development secret `tailor up` runs the BFFs with). Calls are spread over {users} \
@@ -1022,17 +1025,18 @@ fn markdown(records: &Records, args: &Args, svg_name: Option<&str>) -> String {
                 .to_owned(),
         );
     }
-    if let (Some(page), Some(floor)) = (
-        records.level("web-page", 1),
-        records.level("catalog-get", 1),
-    ) {
+    // The page's downstream calls run at once; the slowest of those
+    // measured straight at their service stands for them.
+    let slowest = ["catalog-get", "catalog-related"]
+        .into_iter()
+        .filter_map(|scenario| records.level(scenario, 1).map(|level| (scenario, level)))
+        .max_by(|(_, a), (_, b)| a.p50.total_cmp(&b.p50));
+    if let (Some(page), Some((scenario, floor))) = (records.level("web-page", 1), slowest) {
         let above = page.p50 - floor.p50;
         targets.push(format!(
             "At concurrency 1, page p50 ≤ 0.2 ms above its slowest downstream call: page p50 \
-             {:.3} ms, catalog-get p50 {:.3} ms, {above:.3} ms above: {}. The slowest \
-             downstream call is approximated by the catalog-get floor (one direct call with the \
-             web BFF's certificate); the page's five downstream calls run at once, and their \
-             slowest is not measured apart.",
+             {:.3} ms, {scenario} p50 {:.3} ms (the slowest of the direct calls measured: \
+             catalog-get, catalog-related), {above:.3} ms above: {}.",
             page.p50,
             floor.p50,
             met(above <= 0.2)
