@@ -96,6 +96,17 @@ CREATE INDEX IF NOT EXISTS products_by_price_id ON products (category_id, price,
 const UPDATE_TIME_INDEX: &str =
     "CREATE INDEX IF NOT EXISTS products_by_update_time ON products (update_time, id);";
 
+/// A listing's values as SQLite binds them.
+fn sqlite_values(values: &[Bound]) -> Vec<Value> {
+    values
+        .iter()
+        .map(|value| match value {
+            Bound::Text(text) => Value::Text(text.clone()),
+            Bound::Integer(n) => Value::Integer(*n),
+        })
+        .collect()
+}
+
 /// The SQLite schema; the first step creates the tables only if missing,
 /// so files from before migrations open unchanged.
 const SQLITE_MIGRATIONS: &[Migration] = &[
@@ -216,8 +227,61 @@ pub(crate) fn list_fingerprint(filter: &ListFilter) -> u64 {
 
 /// A word as a `LIKE` pattern matching it anywhere; the caller's `%` and
 /// `_` are dropped, not interpreted.
-pub(crate) fn like_pattern(word: &str) -> String {
+fn like_pattern(word: &str) -> String {
     format!("%{}%", word.replace(['%', '_'], ""))
+}
+
+/// A value a listing's query binds.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Bound {
+    Text(String),
+    Integer(i64),
+}
+
+/// A listing's filters as SQL for either engine: `conditions` holds only
+/// the filters asked for, each followed by ` AND `, so that the count and
+/// the page go through an index (a condition that is always true, such as
+/// `'' = '' OR category_id = ''`, made SQLite read every row for each
+/// page); `values` are bound in order, placeholder `n` written by `mark`.
+pub(crate) struct ListSql {
+    pub conditions: String,
+    pub values: Vec<Bound>,
+}
+
+impl ListSql {
+    pub(crate) fn new(filter: &ListFilter, mark: fn(usize) -> String) -> Self {
+        let mut sql = ListSql {
+            conditions: String::new(),
+            values: Vec::new(),
+        };
+        if !filter.category_id.is_empty() {
+            sql.and(
+                "category_id =",
+                Bound::Text(filter.category_id.clone()),
+                mark,
+            );
+        }
+        if let Some(since) = filter.updated_since {
+            sql.and("update_time >=", Bound::Integer(since), mark);
+        }
+        for word in &filter.words {
+            sql.and("search LIKE", Bound::Text(like_pattern(word)), mark);
+        }
+        sql
+    }
+
+    fn and(&mut self, test: &str, value: Bound, mark: fn(usize) -> String) {
+        self.values.push(value);
+        let placeholder = mark(self.values.len());
+        self.conditions
+            .push_str(&format!("{test} {placeholder} AND "));
+    }
+
+    /// Binds `after` as the next value and returns its placeholder.
+    pub(crate) fn after(&mut self, after: String, mark: fn(usize) -> String) -> String {
+        self.values.push(Bound::Text(after));
+        mark(self.values.len())
+    }
 }
 
 /// The page out of `products` (one more than a page when there is a
@@ -325,38 +389,20 @@ impl CatalogStore for SqliteCatalogStore {
         let after = PageToken::decode(&filter.page_token, fingerprint)?.map(|t| t.after);
         self.pool
             .read(move |conn| {
-                // Only the filters asked for, so that SQLite counts and pages
-                // through an index: a condition that is always true still
-                // made it read every row, a whole catalogue for each page.
-                let mut conditions = Vec::new();
-                let mut values: Vec<Value> = Vec::new();
-                if !filter.category_id.is_empty() {
-                    values.push(Value::Text(filter.category_id.clone()));
-                    conditions.push(format!("category_id = ?{}", values.len()));
-                }
-                if let Some(since) = filter.updated_since {
-                    values.push(Value::Integer(since));
-                    conditions.push(format!("update_time >= ?{}", values.len()));
-                }
-                for word in &filter.words {
-                    values.push(Value::Text(like_pattern(word)));
-                    conditions.push(format!("search LIKE ?{}", values.len()));
-                }
-                let filters: String = conditions.iter().map(|c| format!("{c} AND ")).collect();
-                let total: i64 = conn.query_row(
-                    &format!("SELECT COUNT(*) FROM products WHERE {filters}TRUE"),
-                    params_from_iter(values.iter()),
-                    |r| r.get(0),
-                )?;
-                values.push(Value::Text(after.unwrap_or_default()));
-                let sql = format!(
-                    "SELECT id, message FROM products WHERE {filters}id > ?{} ORDER BY id LIMIT {}",
-                    values.len(),
+                let mark = |n: usize| format!("?{n}");
+                let mut sql = ListSql::new(&filter, mark);
+                let filters = sql.conditions.clone();
+                let count = format!("SELECT COUNT(*) FROM products WHERE {filters}TRUE");
+                let total: i64 = conn.query_row(&count, params_from_iter(sqlite_values(&sql.values)), |r| r.get(0))?;
+                let after = sql.after(after.unwrap_or_default(), mark);
+                let sql_text = format!(
+                    "SELECT id, message FROM products WHERE {filters}id > {after} ORDER BY id LIMIT {}",
                     filter.page_size + 1
                 );
-                let mut statement = conn.prepare(&sql)?;
+                let values = sqlite_values(&sql.values);
+                let mut statement = conn.prepare(&sql_text)?;
                 let products = statement
-                    .query_map(params_from_iter(values.iter()), |r| {
+                    .query_map(params_from_iter(values), |r| {
                         stored_product(r, 1, filter.fields.as_ref())
                     })?
                     .collect::<Result<Vec<_>, _>>()?;

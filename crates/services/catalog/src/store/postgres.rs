@@ -15,7 +15,7 @@ use tailor_storage::{
 };
 
 use super::{
-    CatalogStore, ListFilter, ProductPage, decode_selected, like_pattern, list_fingerprint,
+    Bound, CatalogStore, ListFilter, ListSql, ProductPage, decode_selected, list_fingerprint,
     nearest, page_of, search_text,
 };
 
@@ -132,36 +132,29 @@ impl CatalogStore for PgCatalogStore {
             .unwrap_or_default();
         self.pool
             .read(|conn| async move {
-                let since = filter.updated_since;
-                let patterns: Vec<String> = filter.words.iter().map(|w| like_pattern(w)).collect();
-                // Only the filters asked for, as in the SQLite store, so the
-                // count and the page can use an index.
-                let mut conditions = Vec::new();
-                let mut values: Vec<&(dyn ToSql + Sync)> = Vec::new();
-                if !filter.category_id.is_empty() {
-                    values.push(&filter.category_id);
-                    conditions.push(format!("category_id = ${}", values.len()));
-                }
-                if let Some(since) = &since {
-                    values.push(since);
-                    conditions.push(format!("update_time >= ${}", values.len()));
-                }
-                for pattern in &patterns {
-                    values.push(pattern);
-                    conditions.push(format!("search LIKE ${}", values.len()));
-                }
-                let filters: String = conditions.iter().map(|c| format!("{c} AND ")).collect();
+                let mark = |n: usize| format!("${n}");
+                let mut sql = ListSql::new(&filter, mark);
+                let filters = sql.conditions.clone();
+                let after = sql.after(after, mark);
+                let values: Vec<&(dyn ToSql + Sync)> = sql
+                    .values
+                    .iter()
+                    .map(|value| match value {
+                        Bound::Text(text) => text as &(dyn ToSql + Sync),
+                        Bound::Integer(n) => n,
+                    })
+                    .collect();
+                // The count binds every value but the last (`after`).
+                let (_, filtered) = values.split_last().expect("after is bound");
                 let total: i64 = conn
                     .query_one(
                         &format!("SELECT count(*) FROM products WHERE {filters}TRUE"),
-                        &values,
+                        filtered,
                     )
                     .await?
                     .get(0);
-                values.push(&after);
                 let sql = format!(
-                    "SELECT message FROM products WHERE {filters}id > ${} ORDER BY id LIMIT {}",
-                    values.len(),
+                    "SELECT message FROM products WHERE {filters}id > {after} ORDER BY id LIMIT {}",
                     filter.page_size + 1
                 );
                 let products = conn
