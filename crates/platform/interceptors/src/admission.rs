@@ -196,6 +196,18 @@ struct Slots {
 }
 
 impl Slots {
+    fn new(shares: Shares, own_slots: bool) -> Self {
+        Self {
+            slots: shares.slots(),
+            own_slots,
+            shares: shares.shares,
+            running: [0; 4],
+            queues: Default::default(),
+            turns: 0,
+            served: [0; 4],
+        }
+    }
+
     fn total(&self) -> usize {
         self.running.iter().sum()
     }
@@ -296,24 +308,20 @@ impl Drop for Queued {
 #[derive(Debug, Clone)]
 pub struct AdmissionLayer {
     server: &'static str,
-    slots: Arc<Mutex<Slots>>,
+    /// Who runs and who waits: one table for every client type, or, when
+    /// each has slots of its own, one table each, so that one client
+    /// type's calls never wait for a lock another's hold (a thread of a
+    /// flooded lane descheduled while holding it would hold up every
+    /// other lane's calls).
+    tables: Arc<[Arc<Mutex<Slots>>]>,
 }
 
 impl AdmissionLayer {
     /// Admission to the service `server` (named in refusals) with `shares`.
     pub fn new(server: &'static str, shares: Shares) -> Self {
-        let slots = Slots {
-            slots: shares.slots(),
-            own_slots: false,
-            shares: shares.shares,
-            running: [0; 4],
-            queues: Default::default(),
-            turns: 0,
-            served: [0; 4],
-        };
         Self {
             server,
-            slots: Arc::new(Mutex::new(slots)),
+            tables: Arc::new([Arc::new(Mutex::new(Slots::new(shares, false)))]),
         }
     }
 
@@ -321,20 +329,39 @@ impl AdmissionLayer {
     /// each client type's calls on threads of their own: a call then never
     /// waits for another client type's call to end, only for its own.
     pub fn with_slots_per_client_type(self) -> Self {
-        self.slots.lock().expect("admission lock").own_slots = true;
-        self
+        let shares = {
+            let table = self.tables[0].lock().expect("admission lock");
+            Shares {
+                shares: table.shares,
+                slots: Some(table.slots),
+            }
+        };
+        Self {
+            server: self.server,
+            tables: CLIENT_TYPES
+                .iter()
+                .map(|_| Arc::new(Mutex::new(Slots::new(shares, true))))
+                .collect(),
+        }
+    }
+
+    /// The table `client`'s calls are counted in.
+    fn table(&self, client: usize) -> &Arc<Mutex<Slots>> {
+        &self.tables[client.min(self.tables.len() - 1)]
     }
 
     /// Calls of `client` type running now.
     pub fn running(&self, client: &str) -> usize {
-        self.slots.lock().expect("admission lock").running[index_of(client)]
+        let client = index_of(client);
+        self.table(client).lock().expect("admission lock").running[client]
     }
 
     /// Calls of `client` type waiting now (callers that gave up included
     /// until a slot passes them by).
     pub fn waiting(&self, client: &str) -> usize {
-        let slots = self.slots.lock().expect("admission lock");
-        slots.queues[index_of(client)]
+        let client = index_of(client);
+        let slots = self.table(client).lock().expect("admission lock");
+        slots.queues[client]
             .iter()
             .filter(|w| !w.wake.is_closed())
             .count()
@@ -342,11 +369,12 @@ impl AdmissionLayer {
 
     /// A slot at once, a place in the queue, or `None`: refused.
     fn enter(&self, client: usize) -> Option<Result<Running, Queued>> {
-        let mut slots = self.slots.lock().expect("admission lock");
+        let table = self.table(client);
+        let mut slots = table.lock().expect("admission lock");
         if slots.may_run(client) {
             slots.start(client);
             return Some(Ok(Running {
-                slots: self.slots.clone(),
+                slots: table.clone(),
                 client,
             }));
         }
@@ -362,7 +390,7 @@ impl AdmissionLayer {
         let (wake, woken) = oneshot::channel();
         slots.queues[client].push_back(Waiter { wake });
         Some(Err(Queued {
-            slots: self.slots.clone(),
+            slots: table.clone(),
             client,
             woken: Some(woken),
         }))

@@ -61,6 +61,15 @@ pub struct ServerArgs {
     #[arg(long, env = "TAILOR_LANES", default_value_t = true, action = clap::ArgAction::Set)]
     pub lanes: bool,
 
+    /// Downstream services: CPUs reserved for client types' lanes, as
+    /// `<client type>=<cpu>` or `=<first>-<last>`, comma-separated (e.g.
+    /// `web=0-3,mobile=4-5,partner=6`). A lane's threads then run on its
+    /// CPUs only, so a flood of one client type cannot take the CPU time
+    /// of another's; a lane not named runs on any CPU. Default: none
+    /// reserved.
+    #[arg(long, env = "TAILOR_LANE_CPUS", default_value = "")]
+    pub lane_cpus: crate::lanes::LaneCpus,
+
     /// Milliseconds in-flight calls get to finish after SIGTERM/SIGINT.
     #[arg(long, env = "TAILOR_DRAIN_TIMEOUT_MS", default_value_t = 10_000)]
     pub drain_timeout_ms: u64,
@@ -149,6 +158,7 @@ impl ServerArgs {
             admin_listen: self.admin_listen,
             load: self.load(),
             lanes: self.lanes,
+            lane_cpus: self.lane_cpus.clone(),
             ..ServeOptions::default()
         }
     }

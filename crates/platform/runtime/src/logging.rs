@@ -34,7 +34,39 @@ const CALL_IDS_TARGET: &str = "call_ids";
 /// Installs the global subscriber writing to stderr; a second call is a
 /// no-op.
 pub fn init(json: bool) {
-    install(json, std::io::stderr().is_terminal(), std::io::stderr);
+    let ansi = std::io::stderr().is_terminal();
+    match StderrLines::open() {
+        Ok(lines) => install(json, ansi, lines),
+        Err(_) => install(json, ansi, std::io::stderr),
+    }
+}
+
+/// Stderr for log lines, each line written with one `write` of its own
+/// and no lock around it. `std::io::stderr()` locks the stream for the
+/// whole system call: a thread descheduled while it holds that lock, as
+/// happens on a CPU a flood keeps busy, holds up every thread that logs,
+/// and with them their calls, for as long as it waits for the CPU. That is
+/// how a downstream service's mobile threads once held its web threads
+/// back by several milliseconds. The kernel keeps a line of a log file
+/// whole; on a pipe, a line longer than `PIPE_BUF` (4 KiB) may be
+/// interleaved with another's.
+#[derive(Debug)]
+struct StderrLines(File);
+
+impl StderrLines {
+    fn open() -> std::io::Result<Self> {
+        use std::os::fd::AsFd;
+        let stderr = std::io::stderr().as_fd().try_clone_to_owned()?;
+        Ok(Self(File::from(stderr)))
+    }
+}
+
+impl<'a> MakeWriter<'a> for StderrLines {
+    type Writer = &'a File;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        &self.0
+    }
 }
 
 /// Installs the global subscriber writing to `file`; a second call is a
@@ -281,7 +313,27 @@ pub fn init_traces(server: &str) -> Result<tailor_telemetry::trace::Traces, Stri
 mod tests {
     use std::io::Write;
 
-    use super::RotatingFile;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::{RotatingFile, StderrLines};
+
+    /// A thread that holds stderr (as one descheduled mid-write does)
+    /// does not hold up another thread's log line.
+    #[test]
+    fn a_thread_holding_stderr_does_not_hold_up_log_lines() {
+        let lines = StderrLines::open().unwrap();
+        let held = std::io::stderr().lock();
+        let (written, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let outcome = lines
+                .make_writer()
+                .write_all(b"a log line written while stderr is held\n");
+            written.send(outcome.is_ok()).unwrap();
+        });
+        let outcome = done.recv_timeout(std::time::Duration::from_secs(10));
+        drop(held);
+        assert_eq!(outcome, Ok(true), "the line waited for the held stderr");
+    }
 
     fn sizes(dir: &std::path::Path) -> Vec<(String, u64)> {
         let mut files: Vec<_> = std::fs::read_dir(dir)

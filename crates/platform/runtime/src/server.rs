@@ -49,6 +49,8 @@ pub struct ServeOptions {
     /// On a server that admits BFFs over mutual TLS, serve each client
     /// type's connections on threads of their own ([`crate::lanes`]).
     pub lanes: bool,
+    /// CPUs reserved for some client types' lanes.
+    pub lane_cpus: crate::lanes::LaneCpus,
 }
 
 impl Default for ServeOptions {
@@ -61,6 +63,7 @@ impl Default for ServeOptions {
             transport: TransportLimits::default(),
             load: crate::stack::Load::default(),
             lanes: true,
+            lane_cpus: crate::lanes::LaneCpus::default(),
         }
     }
 }
@@ -381,7 +384,7 @@ impl GrpcServer {
         }
         let mut connections = Connections::new(&transport);
         if prepared.mesh && options.lanes {
-            connections.lanes = Some(crate::lanes::Lanes::start(name)?);
+            connections.lanes = Some(crate::lanes::Lanes::start(name, &options.lane_cpus)?);
         }
         let admin_task = admin.map(|admin| {
             let admin_address = admin.local_addr().ok();
@@ -651,6 +654,11 @@ impl Connections {
         service: GrpcService,
         shutdown: CancellationToken,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        // A token of the connection's own: the connection looks at it every
+        // time it wakes, and a token locks to be looked at. Shared by every
+        // connection, that lock would make one lane's calls wait for a
+        // thread of another that was descheduled holding it.
+        let shutdown = shutdown.child_token();
         let last_call = Arc::new(std::sync::Mutex::new(tokio::time::Instant::now()));
         let addresses = connect_info(&stream);
         let (mut io, connection, service) = match tls {

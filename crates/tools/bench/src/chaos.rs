@@ -83,6 +83,11 @@ pub struct Args {
     /// (`--admission` of the services; their default when not given).
     #[arg(long)]
     admission: Option<String>,
+    /// Let every lane of the downstream services run on the web side's
+    /// CPU, instead of reserving the other CPU for the mobile and partner
+    /// lanes (`--lane-cpus`).
+    #[arg(long)]
+    shared_lane_cpus: bool,
     /// Only these faults (letters a–f), comma-separated.
     #[arg(long, value_delimiter = ',')]
     only: Vec<char>,
@@ -326,6 +331,16 @@ fn stack(args: &Args, data: &Path, pinning: Pinning) -> Result<Stack, String> {
         .iter()
         .flat_map(|shares| ["--admission".to_owned(), shares.clone()])
         .collect();
+    // The services' CPU for each client type: where the pinning puts a
+    // side, the services run that side's lane.
+    let mut reserved = Vec::new();
+    if let (Some(web), Some(clients), false) = (pinning.web, pinning.clients, args.shared_lane_cpus)
+    {
+        reserved = vec![
+            "--lane-cpus".to_owned(),
+            format!("web={web},mobile={clients},partner={clients}"),
+        ];
+    }
     let mut servers = Vec::new();
     let mut add =
         |name, binary, cpus: Option<&'static str>, args: Vec<String>| -> Result<(), String> {
@@ -353,9 +368,15 @@ fn stack(args: &Args, data: &Path, pinning: Pinning) -> Result<Stack, String> {
     ] {
         let mut flags = vec!["--products".to_owned(), products.clone()];
         flags.extend(admission.clone());
+        flags.extend(reserved.clone());
         add(name, binary, shared, flags)?;
     }
-    add("orders", "tailor-orders", shared, admission.clone())?;
+    add(
+        "orders",
+        "tailor-orders",
+        shared,
+        [admission, reserved].concat(),
+    )?;
     let mut stack = Stack {
         bin_dir: args.bin_dir.clone(),
         data: data.to_owned(),
