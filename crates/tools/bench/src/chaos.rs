@@ -34,7 +34,10 @@
 //! have a CPU of their own on two cores; on the web side's they run at
 //! niceness 5, so the web BFF and the web load, which on hosts of their
 //! own would never wait for the services' CPU, are served first; they are
-//! measured that way before and during every fault alike.)
+//! measured that way before and during every fault alike.) The services
+//! reserve each side's CPU for that side's lane (`--lane-cpus`): their
+//! mobile and partner threads run on CPU 1, beside the BFFs and floods
+//! they serve, unless `--shared-lane-cpus` keeps them on CPU 0.
 //!
 //! Bounded: each phase lasts `--phase-secs`, the floods stop with their
 //! phase, everything listens on 127.0.0.1 and is stopped at the end (and
@@ -172,9 +175,21 @@ struct Stack {
     servers: Vec<Server>,
 }
 
+/// A loopback port free now and not handed out before by this program:
+/// the kernel may give a port it just gave again once its listener is
+/// closed, and two servers of the stack on one port would mistake one's
+/// health for the other's.
 fn free_port() -> Result<SocketAddr, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener.local_addr().map_err(|e| e.to_string())
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    loop {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&address.port()) {
+            given.push(address.port());
+            return Ok(address);
+        }
+    }
 }
 
 impl Stack {
