@@ -117,3 +117,80 @@ async fn a_bff_holding_every_thread_of_its_lane_does_not_hold_up_another_bffs_ca
     }
     server.stop().await;
 }
+
+/// The threads of `pid` named `name`, each with the CPUs it may run on as
+/// the kernel lists them.
+fn threads_named(pid: u32, name: &str) -> Vec<String> {
+    let mut allowed = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim() != name {
+            continue;
+        }
+        let status = std::fs::read_to_string(task.join("status")).unwrap_or_default();
+        if let Some(cpus) = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        {
+            allowed.push(cpus.trim().to_owned());
+        }
+    }
+    allowed
+}
+
+/// `--lane-cpus` on a service binary: the mobile lane's threads run on
+/// the CPU reserved for it, the web lane's anywhere; a CPU the process may
+/// not use, or a client type there is not, refuses the start and says why.
+#[tokio::test]
+async fn a_service_binary_runs_a_lane_on_the_cpus_reserved_for_it() {
+    use std::process::Stdio;
+
+    let data = tempfile::tempdir().unwrap();
+    let catalog = |cpus: &str| {
+        let mut command = tailor_e2e::command("tailor-catalog");
+        command
+            .args(["--listen", "127.0.0.1:0", "--products", "20", "--data-dir"])
+            .arg(data.path())
+            .arg("--trust-dir")
+            .arg(&tailor_e2e::trust().dir)
+            .args(["--lane-cpus", cpus]);
+        command
+    };
+    for (cpus, says) in [
+        ("web=1023", "web lane's CPUs 1023-1023"),
+        ("desktop=0", "`desktop` is not a client type"),
+    ] {
+        let output = catalog(cpus).output().await.unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{cpus}: started");
+        assert!(stderr.contains(says), "{cpus}: {stderr}");
+        assert!(!stdout.contains("listening"), "{cpus}: announced {stdout}");
+    }
+
+    let mut child = catalog("mobile=0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let everywhere = threads_named(pid, "tailor-catalog");
+    let began = Instant::now();
+    while threads_named(pid, "catalog-mobile").is_empty()
+        || threads_named(pid, "catalog-web").is_empty()
+    {
+        assert!(began.elapsed() < Duration::from_secs(60), "no lane threads");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mobile = threads_named(pid, "catalog-mobile");
+    assert!(mobile.iter().all(|cpus| cpus == "0"), "{mobile:?}");
+    let web = threads_named(pid, "catalog-web");
+    assert!(!everywhere.is_empty());
+    assert!(
+        web.iter().all(|cpus| *cpus == everywhere[0]),
+        "{web:?} against {everywhere:?}"
+    );
+    child.start_kill().unwrap();
+}

@@ -344,6 +344,13 @@ impl GrpcServer {
         let name = self.name;
         let address = listener.local_addr()?;
         let prepared = self.into_service(&options);
+        // Before anything is announced: lanes given CPUs this process may
+        // not use refuse the start.
+        let lanes = if prepared.mesh && options.lanes {
+            Some(crate::lanes::Lanes::start(name, &options.lane_cpus)?)
+        } else {
+            None
+        };
         let ready = prepared
             .readiness
             .as_ref()
@@ -383,9 +390,7 @@ impl GrpcServer {
             transport.max_concurrent_streams = transport.mesh_max_concurrent_streams;
         }
         let mut connections = Connections::new(&transport);
-        if prepared.mesh && options.lanes {
-            connections.lanes = Some(crate::lanes::Lanes::start(name, &options.lane_cpus)?);
-        }
+        connections.lanes = lanes;
         let admin_task = admin.map(|admin| {
             let admin_address = admin.local_addr().ok();
             if let Some(admin_address) = admin_address {
