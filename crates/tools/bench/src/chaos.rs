@@ -27,17 +27,20 @@
 //! generators to CPU 1, as the hosts of the other client types; the web
 //! BFF, the web load (this process) and the downstream services to CPU 0.
 //! So a flood reaches the web side only where the system really shares
-//! something, the downstream services: whatever work of the flood they
-//! admit is done on the web side's CPU, and their lanes (each client
+//! something, the downstream services, and their lanes (each client
 //! type's calls on threads of its own) and fair admission are what keep
-//! it from crowding out web calls. (The downstream services cannot
-//! have a CPU of their own on two cores; on the web side's they run at
-//! niceness 5, so the web BFF and the web load, which on hosts of their
-//! own would never wait for the services' CPU, are served first; they are
-//! measured that way before and during every fault alike.) The services
-//! reserve each side's CPU for that side's lane (`--lane-cpus`): their
-//! mobile and partner threads run on CPU 1, beside the BFFs and floods
-//! they serve, unless `--shared-lane-cpus` keeps them on CPU 0.
+//! it from crowding out web calls. The services reserve each side's CPU
+//! for that side's lane (`--lane-cpus`): their mobile and partner threads
+//! run on CPU 1, beside the BFFs and floods they serve.
+//!
+//! The services cannot have a CPU of their own on two cores, so where they
+//! share one, the niceness says who would not wait for whom on hosts of
+//! their own: on CPU 0 the services run at niceness 5, so the web BFF and
+//! the web load are served first; on CPU 1 the BFFs and the floods run at
+//! niceness 10, so the services' mobile and partner threads are served
+//! first ([`CLIENTS_NICE`] says what that mends). Both hold before and
+//! during every fault alike. `--shared-lane-cpus` keeps every lane on
+//! CPU 0 and the other side at niceness 0.
 //!
 //! Bounded: each phase lasts `--phase-secs`, the floods stop with their
 //! phase, everything listens on 127.0.0.1 and is stopped at the end (and
@@ -145,6 +148,9 @@ impl Fault {
 struct Pinning {
     web: Option<&'static str>,
     clients: Option<&'static str>,
+    /// The niceness of the other client types' BFFs and floods on their
+    /// CPU: [`CLIENTS_NICE`] where the services' lanes share it with them.
+    clients_nice: i32,
 }
 
 /// One server process of the stack, restartable on the same ports.
@@ -167,6 +173,16 @@ struct Server {
 /// the client types inside each service, nothing changes: that contention
 /// is real, and lanes and fair admission are what answer it.
 const SHARED_SERVICES_NICE: i32 = 5;
+
+/// The niceness of the mobile and partner BFFs and the floods where the
+/// services' mobile and partner lanes run on their CPU (`--lane-cpus`),
+/// below the services' [`SHARED_SERVICES_NICE`]. On hosts of their own,
+/// the services' threads would never be descheduled for a BFF's or a load
+/// generator's; here one that was, while it held SQLite's lock on the WAL
+/// index (one per database, in every process that opens it), held up the
+/// web threads of its service for as long as the flood kept it waiting
+/// for the CPU: 4 ms at the median, up to 17 ms in one traced flood.
+const CLIENTS_NICE: i32 = 10;
 
 /// The stack this program runs.
 struct Stack {
@@ -434,7 +450,11 @@ fn stack(args: &Args, data: &Path, pinning: Pinning) -> Result<Stack, String> {
             listen: free_port()?,
             admin: free_port()?,
             cpus,
-            nice: 0,
+            nice: if name == "web-bff" {
+                0
+            } else {
+                pinning.clients_nice
+            },
             args,
             child: None,
         });
@@ -566,11 +586,15 @@ fn figures(samples: &Samples, from: Instant, to: Instant) -> PhaseFigures {
 
 /// A load generator of this program's own `load` command, pinned to the
 /// clients' CPU, for one phase.
-fn flood(exe: &Path, cpus: Option<&str>, args: &[String]) -> Result<Child, String> {
-    let mut command = match cpus {
+fn flood(exe: &Path, pinning: Pinning, args: &[String]) -> Result<Child, String> {
+    let mut command = match pinning.clients {
         Some(cpus) => {
             let mut command = Command::new("taskset");
-            command.arg("-c").arg(cpus).arg(exe);
+            command.arg("-c").arg(cpus);
+            if pinning.clients_nice != 0 {
+                command.args(["nice", "-n", &pinning.clients_nice.to_string()]);
+            }
+            command.arg(exe);
             command
         }
         None => Command::new(exe),
@@ -858,6 +882,7 @@ pub async fn run(args: Args) -> Result<(), String> {
         Pinning {
             web: None,
             clients: None,
+            clients_nice: 0,
         }
     } else {
         // This process is the web side's load: CPU 0, all its threads.
@@ -872,6 +897,11 @@ pub async fn run(args: Args) -> Result<(), String> {
         Pinning {
             web: Some("0"),
             clients: Some("1"),
+            clients_nice: if args.shared_lane_cpus {
+                0
+            } else {
+                CLIENTS_NICE
+            },
         }
     };
     let faults: Vec<Fault> = Fault::ALL
@@ -1009,7 +1039,7 @@ async fn drive_stack(
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let output = flood(exe, pinning.clients, &capacity_args)?
+    let output = flood(exe, pinning, &capacity_args)?
         .wait_with_output()
         .await
         .map_err(|e| e.to_string())?;
@@ -1042,7 +1072,7 @@ async fn drive_stack(
                 let target = ["--mobile", &mobile.to_string(), "--rate", &rate];
                 let flood_args = flood_args("mobile-page", &target, &flood_secs, args.products);
                 note = format!("offered {rate} mobile pages/s; ");
-                flooding = Some(flood(exe, pinning.clients, &flood_args)?);
+                flooding = Some(flood(exe, pinning, &flood_args)?);
             }
             Fault::FloodPartner => {
                 let target = [
@@ -1053,7 +1083,7 @@ async fn drive_stack(
                 ];
                 let flood_args =
                     flood_args("partner-availability", &target, &flood_secs, args.products);
-                flooding = Some(flood(exe, pinning.clients, &flood_args)?);
+                flooding = Some(flood(exe, pinning, &flood_args)?);
             }
             Fault::KillReviews => stack.kill("reviews").await,
             Fault::SlowInventory => {
@@ -1187,8 +1217,14 @@ fn print_rows(rows: &[Row], phase: Duration, pinning: Pinning, rate: f64) {
         phase.as_secs_f64(),
         match pinning.web {
             Some(web) => format!(
-                "web BFF, web load and downstream services on CPU {web}, mobile and partner BFFs and floods on CPU {}",
-                pinning.clients.unwrap_or("-")
+                "web BFF, web load and downstream services on CPU {web} (services at niceness {SHARED_SERVICES_NICE}), mobile and partner BFFs and floods on CPU {} (niceness {}){}",
+                pinning.clients.unwrap_or("-"),
+                pinning.clients_nice,
+                if pinning.clients_nice != 0 {
+                    ", with the services' mobile and partner lanes"
+                } else {
+                    ""
+                },
             ),
             None => "no".to_owned(),
         }
