@@ -176,7 +176,6 @@ async fn a_service_binary_runs_a_lane_on_the_cpus_reserved_for_it() {
         .spawn()
         .unwrap();
     let pid = child.id().unwrap();
-    let everywhere = threads_named(pid, "tailor-catalog");
     let began = Instant::now();
     while threads_named(pid, "catalog-mobile").is_empty()
         || threads_named(pid, "catalog-web").is_empty()
@@ -184,6 +183,8 @@ async fn a_service_binary_runs_a_lane_on_the_cpus_reserved_for_it() {
         assert!(began.elapsed() < Duration::from_secs(60), "no lane threads");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // The main thread: where threads not confined may run.
+    let everywhere = threads_named(pid, "tailor-catalog");
     let mobile = threads_named(pid, "catalog-mobile");
     assert!(mobile.iter().all(|cpus| cpus == "0"), "{mobile:?}");
     let web = threads_named(pid, "catalog-web");
