@@ -152,6 +152,18 @@ for scenario in catalog-get catalog-related web-page web-page-grpc-web web-page-
   fi
 done
 
+# Half of saturation: the page offered half its best closed-loop
+# throughput in open loop, then its two costliest downstream calls offered
+# the same rate straight at the catalog, for the page's p99 above theirs.
+half=$(awk -F'\t' '$1 == "level" && $2 == "web-page" && $8 > best { best = $8 }
+  END { printf "%d", best / 2 }' "$records")
+if [ "${half:-0}" -gt 0 ]; then
+  for scenario in web-page catalog-get catalog-related; do
+    echo "== $scenario at $half calls/s, half of the page's saturation"
+    load --levels 128 --scenario "$scenario" --rate "$half" --label "$scenario-half-saturation"
+  done
+fi
+
 if ! $smoke; then
   echo "== web-page against the Node.js peer"
   peer=crates/tools/bench/node-peer

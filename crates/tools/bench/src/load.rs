@@ -683,41 +683,50 @@ async fn open_loop(
     }
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel();
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let started = Instant::now();
-    let mut not_sent = 0;
-    let mut scheduled = 0u64;
-    let mut i = 0u64;
-    loop {
-        let due = started + interval.mul_f64(i as f64);
-        if due >= until || scheduled >= budget {
-            break;
-        }
-        tokio::time::sleep_until(due.into()).await;
-        i += 1;
-        let Ok(mut worker) = free_rx.try_recv() else {
-            if due >= measure_from {
-                not_sent += 1;
+    let runtime = tokio::runtime::Handle::current();
+    // Calls are sent from a thread of their own that sleeps with the
+    // kernel's high-resolution timers: the runtime's timer wheel rounds a
+    // deadline up to its next millisecond tick, which would send calls in
+    // bursts and count up to a millisecond of waiting in every latency.
+    let sender = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let mut not_sent = 0;
+        let mut scheduled = 0u64;
+        let mut i = 0u64;
+        loop {
+            let due = started + interval.mul_f64(i as f64);
+            if due >= until || scheduled >= budget {
+                break;
             }
-            continue;
-        };
-        if due >= measure_from {
-            scheduled += 1;
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            i += 1;
+            let Ok(mut worker) = free_rx.try_recv() else {
+                if due >= measure_from {
+                    not_sent += 1;
+                }
+                continue;
+            };
+            if due >= measure_from {
+                scheduled += 1;
+            }
+            let (free_tx, done_tx) = (free_tx.clone(), done_tx.clone());
+            let n = i;
+            runtime.spawn(async move {
+                let outcome = worker.call(n, products).await;
+                // Counted from when the call was due, not from when it left.
+                let _ = done_tx.send((due, outcome, due.elapsed()));
+                let _ = free_tx.send(worker).await;
+            });
         }
-        let (free_tx, done_tx) = (free_tx.clone(), done_tx.clone());
-        tokio::spawn(async move {
-            let outcome = worker.call(i, products).await;
-            // Counted from when the call was due, not from when it left.
-            let _ = done_tx.send((due, outcome, due.elapsed()));
-            let _ = free_tx.send(worker).await;
-        });
-    }
-    drop(done_tx);
+        not_sent
+    });
     let mut tally = Tally::default();
     while let Some((due, outcome, latency)) = done_rx.recv().await {
         if due >= measure_from {
             tally.record(outcome, latency);
         }
     }
+    let not_sent = sender.await.map_err(|e| e.to_string())?;
     Ok((tally, not_sent))
 }
 
