@@ -21,14 +21,6 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_types::StatusExt;
 
-/// A loopback port free a moment ago, for a process's admin port.
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// The Prometheus text a server's admin port serves.
 async fn metrics(admin: SocketAddr) -> String {
     let mut tcp = tokio::net::TcpStream::connect(admin).await.unwrap();
@@ -64,8 +56,6 @@ async fn outcomes(calls: Vec<tokio::task::JoinHandle<Outcome>>) -> Vec<Outcome> 
 async fn a_flooding_bff_is_refused_beyond_its_share_while_another_bffs_calls_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap();
-    let admin = free_port();
-    let admin_flag = admin.to_string();
     // Every call takes a second; mobile may have one at once and two
     // waiting, web keeps its default share.
     let catalog = Process::start(
@@ -80,10 +70,11 @@ async fn a_flooding_bff_is_refused_beyond_its_share_while_another_bffs_calls_are
             "--inject-latency-ms",
             "1000",
             "--admin-listen",
-            &admin_flag,
+            "127.0.0.1:0",
         ],
     )
     .await;
+    let admin = catalog.admin.expect("the catalog announces its admin port");
     let mobile =
         CatalogServiceClient::new(connect_mesh(catalog.address, "catalog", "mobile-bff").await);
     let web = CatalogServiceClient::new(connect_mesh(catalog.address, "catalog", "web-bff").await);

@@ -203,7 +203,8 @@ async fn servers_stop_when_the_launcher_is_killed_without_stopping_them() {
     }
 }
 
-/// A free loopback address, for a server's `--admin-listen`.
+/// A loopback address nothing listened on a moment ago: a downstream that
+/// is not there.
 fn free_address() -> std::net::SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -232,7 +233,6 @@ async fn probe(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
 async fn tailor_probe_succeeds_only_while_the_admin_port_reports_serving() {
     let dir = tempfile::tempdir().unwrap();
     let data = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
-    let catalog_admin = free_address();
     let mut catalog = tailor_e2e::Process::start(
         "tailor-catalog",
         &[
@@ -241,10 +241,11 @@ async fn tailor_probe_succeeds_only_while_the_admin_port_reports_serving() {
             "--data-dir",
             &data("catalog"),
             "--admin-listen",
-            &catalog_admin.to_string(),
+            "127.0.0.1:0",
         ],
     )
     .await;
+    let catalog_admin = catalog.admin.expect("the catalog announces its admin port");
     let admin = catalog_admin.to_string();
 
     let (ok, stdout, stderr) = probe(&[&admin], &[]).await;
@@ -266,7 +267,6 @@ async fn tailor_probe_succeeds_only_while_the_admin_port_reports_serving() {
 
     // A BFF's health follows its required catalog: the probe fails,
     // saying NOT_SERVING, once the catalog is gone for the grace time.
-    let web_admin = free_address();
     let closed = format!("https://{}", free_address());
     let downstreams = [
         catalog.url().replace("http://", "https://"),
@@ -280,7 +280,7 @@ async fn tailor_probe_succeeds_only_while_the_admin_port_reports_serving() {
         &downstreams,
         &[
             "--admin-listen",
-            &web_admin.to_string(),
+            "127.0.0.1:0",
             "--readiness-grace-ms",
             "300",
             "--readiness-probe-ms",
@@ -290,7 +290,10 @@ async fn tailor_probe_succeeds_only_while_the_admin_port_reports_serving() {
         None,
     )
     .await;
-    let web_admin = web_admin.to_string();
+    let web_admin = web
+        .admin
+        .expect("the web BFF announces its admin port")
+        .to_string();
     let (ok, _, stderr) = probe(&[&web_admin, "tailor.web.v1.ShopService"], &[]).await;
     assert!(ok, "{stderr}");
     catalog.crash().await;

@@ -18,22 +18,12 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-/// A loopback port free a moment ago.
-fn free_port() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// The web BFF binary over `downstreams`, its admin port at the returned
 /// address, with `policy` as its `--downstream-policy`.
 async fn web_bff(stack: &Stack, downstreams: &[String; 4], policy: &str) -> (Process, SocketAddr) {
     let data = stack.dir.path().join("policies-web");
     std::fs::create_dir_all(&data).unwrap();
-    let admin = free_port();
-    let admin_flag = admin.to_string();
-    let mut extra = vec!["--admin-listen", admin_flag.as_str()];
+    let mut extra = vec!["--admin-listen", "127.0.0.1:0"];
     if !policy.is_empty() {
         extra.extend(["--downstream-policy", policy]);
     }
@@ -46,6 +36,7 @@ async fn web_bff(stack: &Stack, downstreams: &[String; 4], policy: &str) -> (Pro
         None,
     )
     .await;
+    let admin = process.admin.expect("the web BFF announces its admin port");
     (process, admin)
 }
 

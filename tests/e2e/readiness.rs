@@ -82,11 +82,6 @@ async fn a_bff_is_not_serving_while_its_required_catalog_is_down_and_serving_onc
         reviews,
         orders,
     ];
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let admin_flag = admin.to_string();
     let data = stack.dir.path().join("readiness-web");
     std::fs::create_dir_all(&data).unwrap();
     let grace = Duration::from_millis(1000);
@@ -100,7 +95,7 @@ async fn a_bff_is_not_serving_while_its_required_catalog_is_down_and_serving_onc
             "--readiness-probe-ms",
             "200",
             "--admin-listen",
-            &admin_flag,
+            "127.0.0.1:0",
             "--drain-timeout-ms",
             "10000",
         ],
@@ -108,6 +103,7 @@ async fn a_bff_is_not_serving_while_its_required_catalog_is_down_and_serving_onc
         None,
     )
     .await;
+    let admin = web.admin.expect("the web BFF announces its admin port");
     let mut api = HealthClient::new(tailor_e2e::connect(web.address).await);
     let mut shop = api
         .watch(HealthCheckRequest {

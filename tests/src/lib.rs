@@ -563,6 +563,9 @@ pub async fn create_key_with_cli(data_dir: &str, tenant: &str, plan: &str) -> St
 pub struct Process {
     /// Where it listens.
     pub address: SocketAddr,
+    /// Where its admin port listens, as it announced it, when it was
+    /// started with `--admin-listen` (`127.0.0.1:0` for a free port).
+    pub admin: Option<SocketAddr>,
     /// The child.
     pub child: tokio::process::Child,
 }
@@ -611,10 +614,17 @@ impl Process {
             .spawn()
             .unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let address = tokio::time::timeout(Duration::from_secs(60), async {
+        let has_admin = args.contains(&"--admin-listen");
+        let (address, admin) = tokio::time::timeout(Duration::from_secs(60), async {
+            let mut address = None;
             while let Some(line) = lines.next_line().await.unwrap() {
-                if let Some((_, address)) = line.split_once(" listening on ") {
-                    return address.trim().parse().unwrap();
+                if let Some((_, at)) = line.split_once(" listening on ") {
+                    address = Some(at.trim().parse().unwrap());
+                } else if let Some((_, at)) = line.split_once(" admin (plaintext health) on ") {
+                    return (address.unwrap(), Some(at.trim().parse().unwrap()));
+                }
+                if let (Some(address), false) = (address, has_admin) {
+                    return (address, None);
                 }
             }
             let said = log.map(std::fs::read_to_string).and_then(Result::ok);
@@ -626,7 +636,11 @@ impl Process {
         .await
         .expect("server did not start in time");
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Process { address, child }
+        Process {
+            address,
+            admin,
+            child,
+        }
     }
 
     /// Starts the BFF `binary` over the downstream services at `downstreams`
