@@ -8,7 +8,8 @@
 # stack on its downstream services), and one level cross-checked with
 # h2load (Debian's nghttp2-client, installed when missing). Writes
 # docs/performance.md and docs/performance-throughput.svg
-# (`tailor-bench report`). Last, long-lived streams (`tailor-bench
+# (`tailor-bench report`). Native gRPC and grpc-web also run in turns at
+# concurrency 128, three rounds, for their ratio. Last, long-lived streams (`tailor-bench
 # streams`): 10,000 order watches held open on the web BFF, and 100
 # partner feed readers that stop reading; the stack's orders stay placed
 # for an hour (`--fulfilment-step-ms`), so no watch ends while it is held.
@@ -163,6 +164,18 @@ if [ "${half:-0}" -gt 0 ]; then
     load --levels 128 --scenario "$scenario" --rate "$half" --label "$scenario-half-saturation"
   done
 fi
+
+# Native gRPC and grpc-web in turns at the top level, a few rounds: the
+# scenarios above run minutes apart, and the machine's drift in between
+# would decide their ratio.
+if $smoke; then alternating_rounds=1; else alternating_rounds=3; fi
+top_level=${levels##*,}
+for round in $(seq "$alternating_rounds"); do
+  for scenario in web-page web-page-grpc-web web-page-grpc-web-text; do
+    echo "== $scenario at concurrency $top_level, round $round of $alternating_rounds in turns"
+    load --levels "$top_level" --scenario "$scenario" --label "alternating-$scenario"
+  done
+done
 
 if ! $smoke; then
   echo "== web-page against the Node.js peer"
