@@ -521,6 +521,54 @@ async fn a_real_prometheus_sees_each_client_types_calls_errors_and_downstream_sp
     }
 }
 
+/// A catalog of its own that admits one mobile call at a time and queues
+/// none, each taking 300 ms: of three mobile calls at once, at least one is
+/// refused at admission. Returns the catalog, which ends when dropped.
+async fn admission_refusal(stack: &Stack) -> Process {
+    let data = stack.dir.path().join("admission-catalog");
+    std::fs::create_dir_all(&data).unwrap();
+    let catalog = Process::start(
+        "tailor-catalog",
+        &[
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--products",
+            "20",
+            "--admission",
+            "mobile=1:0",
+            "--inject-latency-ms",
+            "300",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+    )
+    .await;
+    let channel = tailor_e2e::connect_mesh(catalog.address, "catalog", "mobile-bff").await;
+    let client =
+        tailor_proto::catalog::v1::catalog_service_client::CatalogServiceClient::new(channel);
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let mut client = client.clone();
+            tokio::spawn(async move {
+                client
+                    .get_product(tailor_proto::catalog::v1::GetProductRequest {
+                        id: "prod-000001".into(),
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut refused = 0;
+    for call in calls {
+        if let Err(status) = call.await.unwrap() {
+            assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "no call was refused at admission");
+    catalog
+}
+
 /// Every `(dashboard file, query)` of `deploy/grafana`, after checking
 /// each file is a Grafana dashboard with a Prometheus data source
 /// variable that every panel uses.
@@ -726,8 +774,8 @@ async fn the_dashboards_ask_only_for_metrics_the_servers_export() {
 
     // Traffic that makes every series appear: calls of each client type,
     // grpc-web, an unknown method, a rate-limit refusal (a trial key's
-    // burst is 10), and, with the reviews service gone, retries and a
-    // degraded part.
+    // burst is 10), an admission refusal, and, with the reviews service
+    // gone, retries, calls refused by the open circuit and degraded parts.
     web_list(&mut web).await;
     grpc_web_list(&stack).await;
     mobile_page(&mut mobile).await;
@@ -756,9 +804,28 @@ async fn the_dashboards_ask_only_for_metrics_the_servers_export() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
+    let admission_catalog = admission_refusal(&stack).await;
     let reviews_admin = stack.reviews.admin;
     stack.reviews.begin_shutdown();
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Pages at once: their reviews calls' failures open the circuit.
+    let pages: Vec<_> = (0..16)
+        .map(|n| {
+            let mut web = web.clone();
+            tokio::spawn(async move {
+                web.get_product_page(GetProductPageRequest {
+                    product_id: format!("prod-{:06}", 40 + n),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+            })
+        })
+        .collect();
+    for page in pages {
+        let page = page.await.unwrap();
+        assert!(!page.degraded_sections.is_empty(), "{page:?}");
+    }
     let page = web
         .get_product_page(GetProductPageRequest {
             product_id: "prod-000042".into(),
@@ -792,6 +859,15 @@ async fn the_dashboards_ask_only_for_metrics_the_servers_export() {
         let (status, _, text) = get(server.admin, Http::One, "/livez").await;
         assert_eq!((status, text.as_str()), (http::StatusCode::OK, "ok\n"));
     }
+    let admission_admin = admission_catalog
+        .admin
+        .expect("the catalog announces its admin port");
+    let (_, _, text) = get(admission_admin, Http::One, "/metrics").await;
+    assert!(
+        text.contains(r#"reason="admission""#),
+        "the catalog counted its admission refusal:\n{text}"
+    );
+    exported.extend(exported_names(&text));
     // Prometheus adds `up` per target itself.
     exported.insert("up".to_owned());
 
