@@ -123,7 +123,7 @@ impl Prometheus {
     /// relative to it), scraping every second instead of every five.
     async fn start(targets: &str) -> Prometheus {
         let binary = prometheus_binary();
-        let dir = tempfile::tempdir().unwrap();
+        let mut dir = tempfile::tempdir().unwrap();
         let original =
             std::fs::read_to_string(repository().join("deploy/prometheus/prometheus.yml")).unwrap();
         let mut config = original.clone();
@@ -144,51 +144,59 @@ impl Prometheus {
         std::fs::create_dir_all(targets_path.parent().unwrap()).unwrap();
         std::fs::write(&targets_path, targets).unwrap();
 
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = SocketAddr::from(([127, 0, 0, 1], port));
-        let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
-        let child = tokio::process::Command::new(&binary)
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address={address}"))
-            .arg("--log.level=warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
-        let mut prometheus = Prometheus {
-            address,
-            child,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = prometheus.child.try_wait() {
-                panic!(
-                    "Prometheus exited at start ({status}):\n{}",
+        // Prometheus does not say which port it bound, so it is given one
+        // free a moment ago; another test may take it first, and then
+        // Prometheus stops at once: it gets another.
+        for attempt in 1.. {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let address = SocketAddr::from(([127, 0, 0, 1], port));
+            let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
+            let child = tokio::process::Command::new(&binary)
+                .arg(format!("--config.file={}", config_path.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.path().join("tsdb").display()
+                ))
+                .arg(format!("--web.listen-address={address}"))
+                .arg("--log.level=warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(log)
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+            let mut prometheus = Prometheus {
+                address,
+                child,
+                _dir: dir,
+            };
+            let started = Instant::now();
+            loop {
+                if let Ok(Some(status)) = prometheus.child.try_wait() {
+                    let log = prometheus.log();
+                    if attempt < 3 && log.contains("address already in use") {
+                        break;
+                    }
+                    panic!("Prometheus exited at start ({status}):\n{log}");
+                }
+                if tokio::net::TcpStream::connect(address).await.is_ok()
+                    && get(address, Http::One, "/-/ready").await.0 == http::StatusCode::OK
+                {
+                    return prometheus;
+                }
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "Prometheus did not get ready in 10 s:\n{}",
                     prometheus.log()
                 );
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            if tokio::net::TcpStream::connect(address).await.is_ok()
-                && get(address, Http::One, "/-/ready").await.0 == http::StatusCode::OK
-            {
-                return prometheus;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "Prometheus did not get ready in 10 s:\n{}",
-                prometheus.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            dir = prometheus._dir;
         }
+        unreachable!("attempts are counted without end")
     }
 
     fn log(&self) -> String {
