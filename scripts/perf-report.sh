@@ -8,9 +8,11 @@
 # stack on its downstream services), and one level cross-checked with
 # h2load (Debian's nghttp2-client, installed when missing). Writes
 # docs/performance.md and docs/performance-throughput.svg
-# (`tailor-bench report`). Native gRPC and grpc-web also run in turns at
-# concurrency 128, three rounds, for their ratio. Last, long-lived streams (`tailor-bench
-# streams`): 10,000 order watches held open on the web BFF, and 100
+# (`tailor-bench report`). After the closed-loop scenarios, the page and
+# its costliest downstream calls run in open loop at half the page's best
+# throughput, and native gRPC and grpc-web run in turns at concurrency
+# 128, three rounds, for their ratio. Last, long-lived streams
+# (`tailor-bench streams`): 10,000 order watches held open on the web BFF, and 100
 # partner feed readers that stop reading; the stack's orders stay placed
 # for an hour (`--fulfilment-step-ms`), so no watch ends while it is held.
 #
